@@ -1,0 +1,370 @@
+"""The one config file a technician edits, validated into a typed schema.
+
+Unknown keys are rejected, every number is bounded, and every check that
+spans sections lives in :func:`cross_check`. Problems are reported as
+``key.path: what is wrong``; nothing in the file is ever executed
+(``yaml.safe_load`` only).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
+LANG = Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraBackend(str, Enum):
+    auto = "auto"
+    picamera2 = "picamera2"
+    opencv = "opencv"
+    replay = "replay"
+    synthetic = "synthetic"
+
+
+class CameraConfig(Strict):
+    backend: CameraBackend = Field(CameraBackend.auto, description="Where frames come from; auto tries picamera2, opencv, synthetic.")
+    size: tuple[Annotated[int, Field(ge=160, le=1920)], Annotated[int, Field(ge=120, le=1080)]] = Field(
+        (640, 480), description="Analysis frame size WxH (the model stream)."
+    )
+    preview_size: Optional[tuple[Annotated[int, Field(ge=160, le=4056)], Annotated[int, Field(ge=120, le=3040)]]] = Field(
+        None, description="Bigger stream for the screen (picamera2 only); null shows the analysis frame."
+    )
+    fps: float = Field(30.0, ge=1, le=120, description="Target frame rate; replay is paced to it.")
+    device: Union[Annotated[int, Field(ge=0, le=63)], str] = Field(0, description="opencv: V4L2 index or device path.")
+    path: Optional[str] = Field(None, description="replay: a folder of images or a video file.")
+    loop: bool = Field(True, description="replay: start again at the end.")
+    seed: int = Field(0, ge=0, description="synthetic: scene generator seed.")
+    retry_max_s: float = Field(30.0, ge=1, le=600, description="Longest wait between camera reconnect attempts.")
+
+
+class ClaheConfig(Strict):
+    enabled: bool = Field(True, description="Contrast-limited equalisation of the L channel before the model.")
+    clip_limit: float = Field(2.0, ge=0.5, le=10.0)
+    tile_grid: int = Field(8, ge=2, le=16, description="Tiles per side.")
+
+
+class EnhanceConfig(Strict):
+    clahe: ClaheConfig = ClaheConfig()
+
+
+class ModelConfig(Strict):
+    path: str = Field("models/kiosk-lite0-int8.onnx", description="int8 ONNX model; its JSON card lies beside it. Relative to this file.")
+    threads: int = Field(2, ge=1, le=8, description="onnxruntime intra-op threads.")
+
+
+class PresenceConfig(Strict):
+    analysis_width: int = Field(160, ge=64, le=640, description="Width of the small grey image the gate looks at.")
+    var_threshold: float = Field(40.0, ge=4, le=400, description="MOG2 variance threshold: higher ignores more noise.")
+    learning_rate: float = Field(0.01, ge=0.0, le=0.2, description="Background learning rate while idle (0 freezes it).")
+    min_area: float = Field(0.03, ge=0.002, le=0.6, description="Foreground fraction of the view that counts as an item.")
+    max_area: float = Field(0.85, ge=0.1, le=1.0, description="Above this the whole view changed (light switch, lens covered): not an item.")
+    enter_frames: int = Field(3, ge=1, le=60, description="Consecutive frames with an item before it counts as present.")
+    leave_frames: int = Field(5, ge=1, le=120, description="Consecutive empty frames before it counts as gone.")
+    warmup_frames: int = Field(15, ge=1, le=600, description="Frames to learn the empty scene at start.")
+    roi_margin: float = Field(0.15, ge=0.0, le=1.0, description="Extra border around the item's box, as a fraction of its size.")
+
+
+class DecisionConfig(Strict):
+    window: int = Field(5, ge=1, le=30, description="Recent predictions that vote.")
+    min_votes: int = Field(3, ge=1, le=30, description="Votes the winning class needs within the window.")
+    threshold: float = Field(0.6, ge=0.0, le=1.0, description="Mean score the winner needs; below it the kiosk is unsure.")
+    min_look_s: float = Field(0.3, ge=0.0, le=5.0, description="Look at least this long before deciding.")
+    look_timeout_s: float = Field(2.0, ge=0.2, le=20.0, description="No agreement by then: unsure.")
+    decided_s: float = Field(0.8, ge=0.1, le=10.0, description="Show the decision before waiting for the drop.")
+    drop_timeout_s: float = Field(8.0, ge=1.0, le=60.0, description="Wait this long for the item to land, then close.")
+    thanks_s: float = Field(2.5, ge=0.5, le=30.0)
+    unsure_timeout_s: float = Field(15.0, ge=2.0, le=120.0, description="Nobody chose a bin: back to idle.")
+    fallback_bin: Optional[str] = Field(None, description="Bin suggested when the right one is full.")
+
+
+class FlapConfig(Strict):
+    type: Literal["servo", "output"] = Field("servo", description="Hobby servo (PWM) or a plain output (solenoid, motor driver).")
+    pin: int = Field(ge=0, le=27, description="BCM GPIO number.")
+    open_pulse_ms: float = Field(2.0, ge=0.5, le=2.5, description="servo: pulse width when open.")
+    closed_pulse_ms: float = Field(1.0, ge=0.5, le=2.5, description="servo: pulse width when closed.")
+    active_high: bool = Field(True, description="output: high means open.")
+    closed_switch_pin: Optional[int] = Field(None, ge=0, le=27, description="Optional switch that reads closed.")
+    max_open_s: float = Field(10.0, ge=1.0, le=60.0, description="A flap never stays open longer than this.")
+    close_check_s: float = Field(1.0, ge=0.1, le=10.0, description="Time for the closed switch to report after closing.")
+
+
+class ScaleConfig(Strict):
+    type: Literal["hx711", "iio", "none"] = "hx711"
+    data_pin: Optional[int] = Field(None, ge=0, le=27, description="hx711: DOUT, BCM number.")
+    clock_pin: Optional[int] = Field(None, ge=0, le=27, description="hx711: PD_SCK, BCM number.")
+    gain: Literal[128, 64, 32] = Field(128, description="hx711: 128/64 are channel A, 32 is channel B.")
+    iio_device: Optional[str] = Field(None, description="iio: e.g. iio:device0.")
+    drop_min_g: float = Field(5.0, ge=0.5, le=5000, description="Weight rise that confirms a drop.")
+
+
+class BinConfig(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,23}$")
+    name: dict[LANG, Annotated[str, Field(min_length=1, max_length=40)]]
+    colour: str = Field(pattern=HEX_COLOUR)
+    position: Literal["far_left", "left", "centre", "right", "far_right"] = "centre"
+    flap: Optional[FlapConfig] = None
+    scale: ScaleConfig = ScaleConfig(type="none")
+    capacity_kg: float = Field(20.0, ge=0.1, le=500)
+    near_full: float = Field(0.85, ge=0.1, le=1.0, description="Fill fraction that warns.")
+
+
+class RuleConfig(Strict):
+    bin: str
+    guidance: dict[LANG, list[Annotated[str, Field(min_length=1, max_length=80)]]] = Field(default_factory=dict)
+
+
+class UiConfig(Strict):
+    size: tuple[Annotated[int, Field(ge=320, le=3840)], Annotated[int, Field(ge=240, le=2160)]] = (800, 480)
+    fullscreen: bool = False
+    fps: int = Field(30, ge=5, le=60)
+    languages: list[LANG] = Field(["en", "zh"], min_length=1)
+    default_language: LANG = "en"
+    tips: dict[LANG, list[Annotated[str, Field(min_length=1, max_length=120)]]] = Field(default_factory=dict)
+    tip_seconds: float = Field(6.0, ge=1, le=120)
+
+
+class GpioConfig(Strict):
+    pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "native"] = Field(
+        "auto", description="gpiozero backend; mock simulates pins (desktop, tests)."
+    )
+
+
+class ServiceConfig(Strict):
+    pin_hash: Optional[str] = Field(
+        None,
+        pattern=r"^pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]{64}$",
+        description="Service-screen PIN, hashed: make one with `kiosk hash-pin`.",
+    )
+
+
+class StorageConfig(Strict):
+    data_dir: str = Field("~/.local/share/kiosk", description="Event log, calibration. Relative to this file unless absolute or ~.")
+    retention_days: int = Field(365, ge=1, le=3650)
+    capture_images: bool = Field(False, description="Store camera crops with events (privacy: off by default).")
+
+
+class KioskConfig(Strict):
+    camera: CameraConfig = CameraConfig()
+    enhance: EnhanceConfig = EnhanceConfig()
+    model: ModelConfig = ModelConfig()
+    presence: PresenceConfig = PresenceConfig()
+    decision: DecisionConfig = DecisionConfig()
+    bins: list[BinConfig] = Field(min_length=1, max_length=8)
+    rules: dict[str, RuleConfig] = Field(min_length=1)
+    ui: UiConfig = UiConfig()
+    gpio: GpioConfig = GpioConfig()
+    service: ServiceConfig = ServiceConfig()
+    storage: StorageConfig = StorageConfig()
+
+    # Set by load_config (not from YAML): where relative paths start.
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("bins")
+    @classmethod
+    def _unique_bins(cls, bins):
+        ids = [b.id for b in bins]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"bin id used twice: {', '.join(dupes)}")
+        return bins
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.model.path)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve(self.storage.data_dir)
+
+    def bin(self, bin_id: str) -> BinConfig:
+        for b in self.bins:
+            if b.id == bin_id:
+                return b
+        raise KeyError(bin_id)
+
+
+def card_path(model_path: Path) -> Path:
+    """The model card lies beside the model: ``x.onnx`` -> ``x.json``."""
+    return model_path.with_suffix(".json")
+
+
+def _gpio_pins(cfg: KioskConfig):
+    for i, b in enumerate(cfg.bins):
+        if b.flap:
+            yield f"bins.{i}.flap.pin", b.flap.pin
+            if b.flap.closed_switch_pin is not None:
+                yield f"bins.{i}.flap.closed_switch_pin", b.flap.closed_switch_pin
+        if b.scale.type == "hx711":
+            yield f"bins.{i}.scale.data_pin", b.scale.data_pin
+            yield f"bins.{i}.scale.clock_pin", b.scale.clock_pin
+
+
+def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
+    """Every check that spans sections, in one place. Returns problems."""
+    problems = []
+    bin_ids = {b.id for b in cfg.bins}
+    langs = cfg.ui.languages
+
+    if cfg.ui.default_language not in langs:
+        problems.append(f"ui.default_language: '{cfg.ui.default_language}' is not in ui.languages {langs}")
+    for i, b in enumerate(cfg.bins):
+        for lang in langs:
+            if lang not in b.name:
+                problems.append(f"bins.{i}.name: no name in language '{lang}'")
+        if b.scale.type == "hx711" and (b.scale.data_pin is None or b.scale.clock_pin is None):
+            problems.append(f"bins.{i}.scale: hx711 needs data_pin and clock_pin")
+        if b.scale.type == "iio" and not b.scale.iio_device:
+            problems.append(f"bins.{i}.scale.iio_device: required for an iio scale")
+        if b.flap and b.flap.type == "servo" and b.flap.open_pulse_ms == b.flap.closed_pulse_ms:
+            problems.append(f"bins.{i}.flap: open_pulse_ms equals closed_pulse_ms, the flap would never move")
+    for cls, rule in cfg.rules.items():
+        if rule.bin not in bin_ids:
+            problems.append(f"rules.{cls}.bin: unknown bin '{rule.bin}' (bins are {', '.join(sorted(bin_ids))})")
+        for lang in langs:
+            if lang not in rule.guidance:
+                problems.append(f"rules.{cls}.guidance: no guidance in language '{lang}'")
+    for lang in langs:
+        if lang not in cfg.ui.tips:
+            problems.append(f"ui.tips: no tips in language '{lang}'")
+
+    seen = {}
+    for key, pin in _gpio_pins(cfg):
+        if pin is None:
+            continue
+        if pin in seen:
+            problems.append(f"{key}: GPIO{pin} is already used by {seen[pin]}")
+        else:
+            seen[pin] = key
+
+    fb = cfg.decision.fallback_bin
+    if fb is not None and fb not in bin_ids:
+        problems.append(f"decision.fallback_bin: unknown bin '{fb}'")
+    if cfg.decision.min_votes > cfg.decision.window:
+        problems.append(f"decision.min_votes: {cfg.decision.min_votes} is more than decision.window ({cfg.decision.window})")
+    if cfg.decision.min_look_s >= cfg.decision.look_timeout_s:
+        problems.append("decision.min_look_s: must be shorter than decision.look_timeout_s")
+    if cfg.presence.min_area >= cfg.presence.max_area:
+        problems.append("presence.min_area: must be smaller than presence.max_area")
+    if cfg.camera.backend == CameraBackend.replay and not cfg.camera.path:
+        problems.append("camera.path: required when camera.backend is replay")
+
+    if check_model:
+        problems += _check_model_classes(cfg)
+    return problems
+
+
+def _check_model_classes(cfg: KioskConfig) -> list[str]:
+    model = cfg.model_path
+    if not model.is_file():
+        return [f"model.path: model file not found: {model}"]
+    card = card_path(model)
+    if not card.is_file():
+        return [f"model.path: model card not found beside the model: {card}"]
+    try:
+        classes = json.loads(card.read_text())["classes"]
+    except (ValueError, KeyError, TypeError) as e:
+        return [f"model.path: model card {card.name} is unreadable ({e.__class__.__name__}: {e})"]
+    missing = [c for c in classes if c not in cfg.rules]
+    extra = [c for c in cfg.rules if c not in classes]
+    problems = [f"rules: class '{c}' of the model has no rule (which bin?)" for c in missing]
+    problems += [f"rules.{c}: not a class of the model (classes are {', '.join(classes)})" for c in extra]
+    return problems
+
+
+def _format_loc(loc) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _describe(err) -> str:
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (not allowed here; check spelling and indentation)"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif "input" in err and err["type"] not in ("model_type", "dict_type", "list_type"):
+        value = repr(err["input"])
+        if len(value) > 40:
+            value = value[:37] + "..."
+        msg = f"{msg} (got {value})"
+    return f"{_format_loc(err['loc'])}: {msg}"
+
+
+def parse_config(data, base_dir: Path = Path("."), source: str | None = None, check_model: bool = True) -> KioskConfig:
+    """Validate already-parsed YAML data. Raises ConfigError listing every problem."""
+    if data is None:
+        raise ConfigError(["(top level): the file is empty"], source)
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping of sections, got {type(data).__name__}"], source)
+    try:
+        cfg = KioskConfig.model_validate({**data, "base_dir": Path(base_dir)})
+    except ValidationError as e:
+        raise ConfigError([_describe(err) for err in e.errors()], source) from None
+    problems = cross_check(cfg, check_model=check_model)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def load_config(path: str | Path, check_model: bool = True) -> KioskConfig:
+    """Read, parse and validate a config file; every failure is a ConfigError."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError([f"config file not found: {path}"], None)
+    if path.is_dir():
+        raise ConfigError([f"{path} is a folder, not a config file"], None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"cannot read file: {e}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError([f"YAML syntax error at {where}: {problem}"], str(path)) from None
+    return parse_config(data, base_dir=path.resolve().parent, source=str(path), check_model=check_model)
+
+
+PIN_HASH_ITERATIONS = 200_000
+
+
+def hash_pin(pin: str, salt: bytes | None = None, iterations: int = PIN_HASH_ITERATIONS) -> str:
+    """``pbkdf2_sha256$iterations$salt$hash`` for the service PIN."""
+    import hashlib
+    import os
+
+    if not re.fullmatch(r"\d{4,12}", pin):
+        raise ValueError("a service PIN is 4 to 12 digits")
+    salt = salt or os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+def verify_pin(pin: str, pin_hash: str | None) -> bool:
+    import hashlib
+    import hmac
+
+    if not pin_hash:
+        return False
+    _, iterations, salt, digest = pin_hash.split("$")
+    got = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), int(iterations))
+    return hmac.compare_digest(got.hex(), digest)

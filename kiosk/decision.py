@@ -1,0 +1,196 @@
+"""The decision engine: pure logic, no I/O, time passed in by the caller.
+
+IDLE -> LOOKING -> DECIDED -> AWAIT_DROP -> THANKS -> IDLE, with UNSURE
+(no agreement: the person picks a bin) and BIN_FULL (the right bin refuses
+items: another is suggested). Every state but IDLE has a timeout.
+
+The engine never touches hardware. Each call returns the ``Effect``s the
+caller must carry out (open/close a flap, record an outcome), so the whole
+machine is tested with scripted inputs and a fake clock.
+
+Safety rules enforced here:
+- a decision needs presence *now* and enough recent votes made while present;
+- after an interaction the item must leave the view before the next one
+  starts (a person still standing there is not a second item);
+- a flap is opened only on entering DECIDED and is always closed on leaving
+  AWAIT_DROP, whichever way it is left.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Optional
+
+from .config import DecisionConfig
+from .datatypes import Decision, Prediction
+
+
+class State(str, Enum):
+    IDLE = "idle"
+    LOOKING = "looking"
+    DECIDED = "decided"
+    AWAIT_DROP = "await_drop"
+    THANKS = "thanks"
+    UNSURE = "unsure"
+    BIN_FULL = "bin_full"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Something the caller must do: ``open``/``close`` a flap, or ``record`` an outcome."""
+
+    kind: str
+    bin_id: Optional[str] = None
+    decision: Optional[Decision] = None
+
+
+class Decider:
+    """State machine over presence, predictions, drops and touches."""
+
+    def __init__(self, cfg: DecisionConfig, class_to_bin: dict[str, str], bins: list[str],
+                 scaled_bins: frozenset[str] = frozenset()):
+        missing = sorted(set(class_to_bin.values()) - set(bins))
+        if missing:
+            raise ValueError(f"rules point to unknown bins: {missing}")
+        self.cfg = cfg
+        self.class_to_bin = dict(class_to_bin)
+        self.bins = list(bins)
+        self.scaled_bins = frozenset(scaled_bins)
+        self.full: set[str] = set()
+        self.state = State.IDLE
+        self.since = 0.0
+        self.votes: deque[Prediction] = deque(maxlen=cfg.window)
+        self.decision: Optional[Decision] = None
+        self.suggested: Optional[str] = None  # BIN_FULL: where to go instead
+        self.armed = True  # False until the view is empty after an interaction
+        self.progress = 0.0  # LOOKING: how close to a decision (0..1), for the UI
+
+    # ---- inputs -----------------------------------------------------------
+    def update(self, now: float, present: bool, prediction: Optional[Prediction] = None) -> list[Effect]:
+        """Feed one frame's presence (and prediction, if the model ran)."""
+        if not present:
+            self.armed = True
+        s = self.state
+        if s is State.IDLE:
+            if present and self.armed:
+                self._enter(State.LOOKING, now)
+                self.votes.clear()
+                self.progress = 0.0
+                if prediction is not None:
+                    self.votes.append(prediction)
+            return []
+        if s is State.LOOKING:
+            if not present:
+                self._enter(State.IDLE, now)  # it left before we were sure: nothing decided
+                return []
+            if prediction is not None:
+                self.votes.append(prediction)
+            return self._try_decide(now)
+        return self.tick(now)
+
+    def tick(self, now: float) -> list[Effect]:
+        """Advance timeouts only (call at least once per frame)."""
+        s, dt, c = self.state, now - self.since, self.cfg
+        if s is State.LOOKING and dt >= c.look_timeout_s:
+            return self._go_unsure(now)
+        if s is State.DECIDED and dt >= c.decided_s:
+            self._enter(State.AWAIT_DROP, now)
+        elif s is State.AWAIT_DROP and dt >= c.drop_timeout_s:
+            confirmed = False if self.decision.bin_id in self.scaled_bins else None
+            return self._finish(now, weight=None, confirmed=confirmed)
+        elif s is State.THANKS and dt >= c.thanks_s:
+            self._enter(State.IDLE, now)
+        elif s in (State.UNSURE, State.BIN_FULL) and dt >= c.unsure_timeout_s:
+            d = self.decision
+            self._enter(State.IDLE, now)
+            self.armed = False
+            return [Effect("record", decision=d)] if d else []
+        return []
+
+    def dropped(self, now: float, bin_id: str, grams: float) -> list[Effect]:
+        """The scale under ``bin_id`` confirmed a drop of ``grams``."""
+        if self.state in (State.DECIDED, State.AWAIT_DROP) and self.decision and bin_id == self.decision.bin_id:
+            return self._finish(now, weight=grams, confirmed=True)
+        return []
+
+    def choose(self, now: float, bin_id: str) -> list[Effect]:
+        """The person touched a bin on the unsure or bin-full screen."""
+        if self.state not in (State.UNSURE, State.BIN_FULL) or bin_id not in self.bins or bin_id in self.full:
+            return []
+        base = self.decision or Decision(t=now, bin_id=None, label=None)
+        return self._open(now, replace(base, t=now, bin_id=bin_id, corrected=True))
+
+    def set_full(self, full_bins: set[str]) -> None:
+        """Bins that refuse items until emptied (from the fill levels)."""
+        self.full = set(full_bins) & set(self.bins)
+
+    def abort(self, now: float) -> list[Effect]:
+        """A fault took the kiosk out of service: close anything open, go idle."""
+        effects = []
+        if self.state in (State.DECIDED, State.AWAIT_DROP) and self.decision:
+            effects.append(Effect("close", self.decision.bin_id))
+        self._enter(State.IDLE, now)
+        self.decision = None
+        self.armed = False
+        return effects
+
+    # ---- internals --------------------------------------------------------
+    def _enter(self, state: State, now: float) -> None:
+        self.state, self.since = state, now
+
+    def _try_decide(self, now: float) -> list[Effect]:
+        c = self.cfg
+        if not self.votes:
+            return self.tick(now)
+        counts = Counter(p.label for p in self.votes)
+        label, n = counts.most_common(1)[0]
+        mean = sum(p.score for p in self.votes if p.label == label) / n
+        self.progress = min(1.0, n / c.min_votes) * min(1.0, (now - self.since) / max(c.min_look_s, 1e-6))
+        if now - self.since < c.min_look_s or n < c.min_votes or mean < c.threshold:
+            return self.tick(now)
+        scores = _mean_scores(self.votes)
+        bin_id = self.class_to_bin.get(label)
+        d = Decision(t=now, bin_id=bin_id, label=label, score=mean, scores=scores)
+        if bin_id is None:  # the model knows a class the rules do not: never guess
+            return self._go_unsure(now, d)
+        if bin_id in self.full:
+            self.decision = replace(d, bin_id=None)
+            fb = c.fallback_bin
+            self.suggested = fb if fb and fb not in self.full and fb != bin_id else None
+            self._enter(State.BIN_FULL, now)
+            self.armed = False
+            return []
+        return self._open(now, d)
+
+    def _go_unsure(self, now: float, d: Optional[Decision] = None) -> list[Effect]:
+        if d is None:
+            scores = _mean_scores(self.votes)
+            best = max(scores, key=scores.get) if scores else None
+            d = Decision(t=now, bin_id=None, label=best, score=scores.get(best, 0.0) if best else 0.0, scores=scores)
+        self.decision = replace(d, bin_id=None, unsure=True)
+        self._enter(State.UNSURE, now)
+        self.armed = False
+        return []
+
+    def _open(self, now: float, d: Decision) -> list[Effect]:
+        self.decision = d
+        self.armed = False
+        self._enter(State.DECIDED, now)
+        return [Effect("open", d.bin_id)]
+
+    def _finish(self, now: float, weight: Optional[float], confirmed: Optional[bool]) -> list[Effect]:
+        d = replace(self.decision, weight_g=weight, drop_confirmed=confirmed)
+        self.decision = d
+        self._enter(State.THANKS, now)
+        return [Effect("close", d.bin_id), Effect("record", decision=d)]
+
+
+def _mean_scores(votes) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for p in votes:
+        for k, v in p.scores.items():
+            total[k] = total.get(k, 0.0) + v
+    n = max(len(votes), 1)
+    return {k: v / n for k, v in total.items()}

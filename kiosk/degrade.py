@@ -1,0 +1,152 @@
+"""What a kiosk camera does to a picture: dim or harsh light, colour casts,
+blur, sensor noise, haze, odd framing.
+
+Two users: training draws random mixtures of these (``augment``), and the
+robustness report applies each one at a fixed strength (``DEGRADATIONS``) to
+the validation set. Pure numpy/OpenCV so evaluation needs no PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def _clip(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def exposure(rgb: np.ndarray, gain: float, gamma: float = 1.0) -> np.ndarray:
+    """Scale light (gain < 1 dim, > 1 over-exposed, clipping highlights)."""
+    x = rgb.astype(np.float32) / 255.0
+    if gamma != 1.0:
+        x = np.power(x, gamma)
+    return _clip(x * gain * 255.0)
+
+
+def colour_cast(rgb: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
+    """Per-channel gains: warm (more red, less blue) or cool light."""
+    return _clip(rgb.astype(np.float32) * np.asarray(gains, dtype=np.float32))
+
+
+def blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return rgb
+    return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma)
+
+
+def motion_blur(rgb: np.ndarray, length: int, angle_deg: float) -> np.ndarray:
+    length = max(1, int(length))
+    if length == 1:
+        return rgb
+    k = np.zeros((length, length), np.float32)
+    k[length // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle_deg, 1.0)
+    k = cv2.warpAffine(k, rot, (length, length))
+    k /= max(k.sum(), 1e-6)
+    return cv2.filter2D(rgb, -1, k)
+
+
+def noise(rgb: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian sensor noise, a little stronger per channel than in luma."""
+    n = rng.normal(0.0, sigma, rgb.shape).astype(np.float32)
+    return _clip(rgb.astype(np.float32) + n)
+
+
+def haze(rgb: np.ndarray, amount: float, level: float = 220.0) -> np.ndarray:
+    """Veiling glare: blend towards a bright grey (dirty window, low sun)."""
+    return _clip(rgb.astype(np.float32) * (1.0 - amount) + level * amount)
+
+
+def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        return rgb
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+# Fixed-strength degradations for the robustness report. Seeded per image so
+# the report is the same on every run.
+DEGRADATIONS = {
+    "dim": lambda im, rng: noise(exposure(im, 0.3), 4.0, rng),
+    "overexposed": lambda im, rng: exposure(im, 1.7, gamma=0.8),
+    "warm_cast": lambda im, rng: colour_cast(im, (1.25, 1.0, 0.7)),
+    "cool_cast": lambda im, rng: colour_cast(im, (0.75, 0.95, 1.3)),
+    "blur": lambda im, rng: blur(im, 2.5),
+    "noise": lambda im, rng: noise(im, 18.0, rng),
+    "haze": lambda im, rng: haze(im, 0.45),
+}
+
+
+def degrade(rgb: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
+    return DEGRADATIONS[name](rgb, np.random.default_rng(seed))
+
+
+def geometric(rgb: np.ndarray, rng: np.random.Generator, out: int) -> np.ndarray:
+    """Random hand-held framing: scale, shift, rotation, flips; square output."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    scale = math.sqrt(rng.uniform(0.35, 1.0))  # fraction of the short side kept
+    crop = side * scale
+    cx = w / 2 + rng.uniform(-1, 1) * (w - crop) / 2
+    cy = h / 2 + rng.uniform(-1, 1) * (h - crop) / 2
+    angle = rng.uniform(-30, 30) + 90 * rng.integers(0, 4)
+    m = cv2.getRotationMatrix2D((cx, cy), angle, out / crop)
+    m[0, 2] += out / 2 - cx
+    m[1, 2] += out / 2 - cy
+    img = cv2.warpAffine(rgb, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img)
+
+
+def photometric(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random mixture of camera conditions, each applied with some probability."""
+    img = rgb
+    if rng.random() < 0.8:  # light level: from dim to harsh
+        gain = math.exp(rng.uniform(math.log(0.25), math.log(1.8)))
+        img = exposure(img, gain, gamma=rng.uniform(0.7, 1.4))
+    if rng.random() < 0.6:  # white balance
+        t = rng.uniform(-1, 1)
+        img = colour_cast(img, (1 + 0.3 * t + rng.uniform(-0.08, 0.08), 1 + rng.uniform(-0.08, 0.08), 1 - 0.3 * t + rng.uniform(-0.08, 0.08)))
+    if rng.random() < 0.3:  # saturation
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[:, :, 1] *= rng.uniform(0.4, 1.4)
+        img = cv2.cvtColor(_clip(hsv), cv2.COLOR_HSV2RGB)
+    if rng.random() < 0.25:
+        img = haze(img, rng.uniform(0.1, 0.5))
+    r = rng.random()
+    if r < 0.2:
+        img = blur(img, rng.uniform(0.5, 3.0))
+    elif r < 0.3:
+        img = motion_blur(img, int(rng.integers(3, 12)), rng.uniform(0, 180))
+    if rng.random() < 0.4:
+        img = noise(img, rng.uniform(2, 20), rng)
+    if rng.random() < 0.3:
+        img = jpeg(img, int(rng.integers(30, 90)))
+    return img
+
+
+def occlude(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A skin- or sleeve-coloured blob at an edge: the hand holding the item."""
+    img = rgb.copy()
+    h, w = img.shape[:2]
+    colour = rng.choice(np.array([[224, 172, 105], [141, 85, 36], [255, 219, 172], [60, 60, 70], [30, 40, 90]]))
+    edge = rng.integers(0, 4)
+    bw, bh = int(w * rng.uniform(0.15, 0.35)), int(h * rng.uniform(0.15, 0.35))
+    cx = int(rng.uniform(0.2, 0.8) * w)
+    cy = int(rng.uniform(0.2, 0.8) * h)
+    centre = [(cx, 0), (cx, h - 1), (0, cy), (w - 1, cy)][edge]
+    cv2.ellipse(img, centre, (bw, bh), 0, 0, 360, [int(c) for c in colour], -1)
+    return img
+
+
+def augment(rgb: np.ndarray, rng: np.random.Generator, out: int) -> np.ndarray:
+    """One training view: framing, then camera conditions, sometimes a hand."""
+    img = geometric(rgb, rng, out)
+    img = photometric(img, rng)
+    if rng.random() < 0.2:
+        img = occlude(img, rng)
+    return img

@@ -1,0 +1,49 @@
+"""One error tree for the kiosk, so callers can catch a whole family at once.
+
+Every error carries a short ``code`` that the out-of-service screen shows and
+that a technician can look up in the README.
+"""
+
+
+class KioskError(Exception):
+    """Root of every error the kiosk raises on purpose."""
+
+    code = "E000"
+
+
+class ConfigError(KioskError):
+    """The configuration file is missing, malformed or invalid."""
+
+    code = "E100"
+
+    def __init__(self, problems, path=None):
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems = list(problems)
+        self.path = path
+        where = f"{path}: " if path else ""
+        super().__init__(where + "; ".join(self.problems))
+
+
+class CameraError(KioskError):
+    """The camera could not be opened or stopped delivering frames."""
+
+    code = "E200"
+
+
+class ModelError(KioskError):
+    """The model file or its card is missing, corrupt or inconsistent."""
+
+    code = "E300"
+
+
+class ImageError(KioskError):
+    """An image handed to the pipeline is not a usable RGB picture."""
+
+    code = "E310"
+
+
+class HardwareError(KioskError):
+    """A flap, switch or scale misbehaved."""
+
+    code = "E400"

@@ -1,0 +1,1 @@
+"""Training, export and quantisation (need the `train` extra: PyTorch)."""
