@@ -1,0 +1,212 @@
+"""Classifiers behind one small interface: ``classify(rgb) -> Prediction``.
+
+The ONNX backend trusts nothing it is handed: the model card beside the
+``.onnx`` must parse, the file's sha256 must match the card *before* a
+session is created, and the graph's input shape and class count must match
+the card. Any mismatch is a :class:`~kiosk.errors.ModelError` that says what
+differs. The session runs with a fixed thread count, no spinning (the UI
+and camera need the CPU between inferences) and is warmed up at load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Protocol
+
+import numpy as np
+
+from .config import card_path
+from .datatypes import Prediction
+from .errors import ModelError
+from .preprocess import ClaheSettings, InputSpec, apply_clahe, center_square, check_rgb, normalise, resize_to
+from .timing import NULL_TIMER
+
+log = logging.getLogger(__name__)
+
+
+class Classifier(Protocol):
+    classes: list[str]
+
+    def classify(self, rgb: np.ndarray, timer=...) -> Prediction: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    classes: list[str]
+    spec: InputSpec
+    sha256: str
+    output: str  # "logits" or "probabilities"
+    raw: dict
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelCard":
+        if not path.is_file():
+            raise ModelError(f"model card not found: {path} (it must lie beside the .onnx with the same name)")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelError(f"model card {path.name} is not valid JSON: {e}") from None
+        try:
+            inp = raw["input"]
+            h, w = (int(v) for v in inp["size"])
+            clahe = raw.get("clahe", {})
+            spec = InputSpec(
+                size=(h, w),
+                layout=str(inp.get("layout", "NCHW")),
+                mean=tuple(float(v) for v in inp["mean"]),
+                std=tuple(float(v) for v in inp["std"]),
+                clahe=ClaheSettings(
+                    enabled=bool(clahe.get("enabled", False)),
+                    clip_limit=float(clahe.get("clip_limit", 2.0)),
+                    tile_grid=int(clahe.get("tile_grid", 8)),
+                ),
+            )
+            classes = [str(c) for c in raw["classes"]]
+            sha = str(raw["sha256"]).lower()
+            output = str(raw.get("output", "logits"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"model card {path.name} lacks or mangles a field: {e!r}") from None
+        problems = []
+        if spec.layout not in ("NCHW", "NHWC"):
+            problems.append(f"input.layout must be NCHW or NHWC, not {spec.layout}")
+        if len(spec.mean) != 3 or len(spec.std) != 3 or any(s <= 0 for s in spec.std):
+            problems.append("input.mean/std must be three numbers (std > 0)")
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            problems.append("classes must be two or more distinct names")
+        if len(sha) != 64:
+            problems.append("sha256 must be 64 hex digits")
+        if output not in ("logits", "probabilities"):
+            problems.append(f"output must be logits or probabilities, not {output}")
+        if problems:
+            raise ModelError(f"model card {path.name}: " + "; ".join(problems))
+        return cls(classes, spec, sha, output, raw)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def to_prediction(classes: list[str], probs: np.ndarray) -> Prediction:
+    i = int(np.argmax(probs))
+    return Prediction(classes[i], float(probs[i]), {c: float(p) for c, p in zip(classes, probs)})
+
+
+class OnnxClassifier:
+    """An ONNX model with its card. ``clahe`` overrides the card's CLAHE settings."""
+
+    def __init__(self, model_path: str | Path, threads: int = 2, clahe: Optional[ClaheSettings] = None,
+                 warmup: int = 2):
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}")
+        self.card = ModelCard.load(card_path(self.path))
+        digest = sha256_file(self.path)
+        if digest != self.card.sha256:
+            raise ModelError(
+                f"model {self.path.name} does not match its card: sha256 is {digest[:12]}..., "
+                f"card says {self.card.sha256[:12]}... (corrupt copy or wrong card)"
+            )
+        spec = self.card.spec
+        if clahe is not None and clahe != spec.clahe:
+            log.warning("CLAHE settings %s differ from the model card's %s (the model was trained with the card's)",
+                        clahe, spec.clahe)
+            spec = InputSpec(spec.size, spec.layout, spec.mean, spec.std, clahe)
+        self.spec = spec
+        self.classes = self.card.classes
+        self.session = self._session(threads)
+        self._check_graph()
+        dummy = np.zeros((spec.size[0], spec.size[1], 3), np.uint8)
+        for _ in range(warmup):
+            self.classify(dummy)
+
+    def _session(self, threads: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for bad graphs
+            raise ModelError(f"onnxruntime cannot load {self.path.name}: {str(e).splitlines()[0][:200]}") from None
+
+    def _check_graph(self) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelError(f"{self.path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+        h, w = self.spec.size
+        want = [1, 3, h, w] if self.spec.layout == "NCHW" else [1, h, w, 3]
+        got = list(inputs[0].shape)
+        same = len(got) == 4 and all(g == x or (i == 0 and not isinstance(g, int)) for i, (g, x) in enumerate(zip(got, want)))
+        if not same:
+            raise ModelError(f"{self.path.name}: graph input shape {got} does not match the card's {want}")
+        out = list(outputs[0].shape)
+        if not out or out[-1] != len(self.classes):
+            raise ModelError(f"{self.path.name}: graph gives {out[-1] if out else '?'} scores, the card lists {len(self.classes)} classes")
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+
+    def classify(self, rgb: np.ndarray, timer=NULL_TIMER) -> Prediction:
+        """The steps of kiosk.preprocess.model_input, timed one by one, then the model."""
+        spec = self.spec
+        with timer.stage("preprocess"):
+            small = resize_to(center_square(check_rgb(rgb)), spec.size)
+        with timer.stage("clahe"):
+            small = apply_clahe(small, spec.clahe)
+        with timer.stage("preprocess"):
+            batch = normalise(small, spec)[None]
+        with timer.stage("inference"):
+            out = self.session.run([self.output_name], {self.input_name: batch})[0][0]
+            probs = softmax(out.astype(np.float64)) if self.card.output == "logits" else out
+        return to_prediction(self.classes, probs)
+
+    def close(self) -> None:
+        self.session = None
+
+
+class ScriptedClassifier:
+    """Returns predictions from a script, for tests and hardware bring-up.
+
+    ``script`` items are labels (score ``score``) or ``(label, score)`` pairs;
+    it cycles when ``loop`` is true, else repeats the last item.
+    """
+
+    def __init__(self, classes: list[str], script: Iterable, score: float = 0.9, loop: bool = True):
+        self.classes = list(classes)
+        self.script = [s if isinstance(s, tuple) else (s, score) for s in script]
+        if not self.script:
+            raise ValueError("empty script")
+        unknown = {label for label, _ in self.script} - set(self.classes)
+        if unknown:
+            raise ValueError(f"script uses unknown classes: {sorted(unknown)}")
+        self.loop = loop
+        self.calls = 0
+
+    def classify(self, rgb: np.ndarray, timer=NULL_TIMER) -> Prediction:
+        n = len(self.script)
+        label, score = self.script[self.calls % n if self.loop else min(self.calls, n - 1)]
+        self.calls += 1
+        rest = (1.0 - score) / max(len(self.classes) - 1, 1)
+        return Prediction(label, score, {c: (score if c == label else rest) for c in self.classes})
+
+    def close(self) -> None:
+        pass

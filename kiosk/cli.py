@@ -1,0 +1,188 @@
+"""``kiosk`` command line: run, demo, check-config, bench, eval and technician tools.
+
+Every expected failure (bad config, missing model, no camera) is printed as
+a plain message and exits non-zero: a technician never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, KioskError
+
+log = logging.getLogger("kiosk")
+
+
+def _default_config() -> str:
+    try:
+        from .configpath import default_config_path
+
+        return str(default_config_path())
+    except ImportError:  # pragma: no cover
+        return "config.yaml"
+
+
+def cmd_check_config(args) -> int:
+    from .config import load_config
+
+    try:
+        load_config(args.path)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p)
+        return 1
+    print("OK")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .main import run_from_path
+
+    return run_from_path(args.config, max_frames=args.max_frames)
+
+
+def cmd_demo(args) -> int:
+    from .main import run
+
+    cfg = demo_config(args.config, camera=args.camera)
+    return run(cfg, demo=True, max_frames=args.max_frames)
+
+
+def demo_config(path: str, camera: str | None = None):
+    """The config with desktop defaults: auto camera, simulated GPIO, a window."""
+    import yaml
+
+    from .config import load_config, parse_config
+
+    base = load_config(path, check_model=False)  # reports problems with the file's own key paths
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    data.setdefault("camera", {})["backend"] = camera or "auto"
+    data.setdefault("gpio", {})["pin_factory"] = "mock"
+    data.setdefault("ui", {})["fullscreen"] = False
+    return parse_config(data, base_dir=base.base_dir, source=path)
+
+
+def cmd_hash_pin(args) -> int:
+    import getpass
+
+    from .config import hash_pin
+
+    pin = args.pin or getpass.getpass("Service PIN (4-12 digits): ")
+    if not args.pin and getpass.getpass("Again: ") != pin:
+        print("error: the PINs differ", file=sys.stderr)
+        return 1
+    try:
+        print(hash_pin(pin))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_pipeline
+
+    return bench_pipeline(args)
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import run_eval
+
+    return run_eval(args)
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(args)
+
+
+def _torch_command(module: str):
+    def handler(args) -> int:
+        try:
+            import importlib
+
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            print(f"error: this command needs the train extra (pip install -e '.[train]'): {e}", file=sys.stderr)
+            return 1
+        return mod.main(args.rest)
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="kiosk", description="Waste-sorting kiosk.")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help, config=True):
+        p = sub.add_parser(name, help=help, description=help)
+        if config:
+            p.add_argument("--config", default=_default_config(), help="config file (default: %(default)s)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", cmd_run, "run the kiosk with the config's camera, model, GPIO and screen")
+    p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
+    p = add("demo", cmd_demo, "run on a desktop: webcam or synthetic camera, simulated GPIO, a window")
+    p.add_argument("--camera", choices=["auto", "opencv", "synthetic"], default=None)
+    p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
+    p = add("check-config", cmd_check_config, "validate a config file: prints OK or each problem", config=False)
+    p.add_argument("path")
+    p = add("hash-pin", cmd_hash_pin, "hash a service PIN for service.pin_hash", config=False)
+    p.add_argument("--pin", help=argparse.SUPPRESS)
+    p = add("bench", cmd_bench, "time each stage of the frame path and the whole loop")
+    p.add_argument("--camera", choices=["synthetic", "replay", "config"], default="synthetic")
+    p.add_argument("--frames", type=int, default=600)
+    p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--model", action="store_true", help="also compare int8 / fp32 ONNX / PyTorch ResNet-50 latency")
+    p = add("eval", cmd_eval, "accuracy of the configured model on a folder of <class>/*.jpg")
+    p.add_argument("--data", required=True)
+    p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--png", default=None, help="write the confusion matrix as a PNG (needs matplotlib)")
+    p.add_argument("--model", dest="model_path", default=None, help="a model other than the config's")
+    p.add_argument("--no-clahe", action="store_true", help="switch CLAHE off (robustness comparison)")
+    p.add_argument("--degrade", default=None, help="apply one degradation (see kiosk.degrade) to every image")
+    p = add("doctor", cmd_doctor, "pass/fail checks of config, model, camera, display, GPIO, scales, disk, clock")
+    for name, module, help in (("train", "kiosk.training.train", "fine-tune the model (train extra)"),
+                               ("export", "kiosk.training.export", "export, quantise and card the model (train extra)")):
+        p = sub.add_parser(name, help=help, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_torch_command(module))
+
+    for module in ("kiosk.ui", "kiosk.hardware_cli", "kiosk.appliance_cli"):
+        try:
+            import importlib
+
+            importlib.import_module(module).register(sub)
+        except ImportError as e:
+            log.debug("%s not available: %s", module, e)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"error: config {e.path or ''}".rstrip(), file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    except KioskError as e:
+        print(f"error [{e.code}]: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

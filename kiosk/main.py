@@ -1,0 +1,625 @@
+"""The kiosk's main loop.
+
+pygame owns the main thread and draws at the display rate. One worker thread
+does capture -> presence gate -> classifier (only while an item is present)
+-> decision engine -> flaps and event log, always on the newest frame. The
+UI never waits on the model: it draws the latest published :class:`View`.
+
+Faults do not end the process. A camera that disappears, a model that is
+refused or a scale that stops answering puts the kiosk *out of service*:
+flaps are closed, the screen shows a code, the part is retried with backoff
+and the systemd watchdog keeps being fed, as long as the loops themselves
+are alive. The watchdog is fed from the main thread only while the worker
+has checked in recently, so a hung worker gets the process restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+from .camera import EndOfStream, FrameSource
+from .classifier import Classifier
+from .config import KioskConfig
+from .datatypes import Decision, Frame, Presence, Prediction
+from .decision import Decider, Effect, State
+from .errors import CameraError, HardwareError, KioskError, ModelError
+from .lifecycle import StopFlag
+from .presence import PresenceGate
+from .timing import NULL_TIMER
+from .view import Fault, View
+
+log = logging.getLogger(__name__)
+
+WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
+
+
+class Pipeline:
+    """One frame through gate, model and engine: the code ``kiosk bench`` times too."""
+
+    def __init__(self, cfg: KioskConfig, classifier: Classifier, frame_size: tuple[int, int]):
+        self.cfg = cfg
+        self.classifier = classifier
+        self.gate = PresenceGate(cfg.presence, frame_size)
+        class_to_bin = {c: r.bin for c, r in cfg.rules.items()}
+        scaled = frozenset(b.id for b in cfg.bins if b.scale.type != "none")
+        self.decider = Decider(cfg.decision, class_to_bin, [b.id for b in cfg.bins], scaled)
+
+    def wants_prediction(self, presence: Presence) -> bool:
+        d = self.decider
+        return presence.present and presence.roi is not None and (
+            d.state is State.LOOKING or (d.state is State.IDLE and d.armed)
+        )
+
+    def step(self, frame: Frame, timer=NULL_TIMER) -> tuple[Presence, Optional[Prediction], list[Effect]]:
+        with timer.stage("presence"):
+            presence = self.gate.update(frame.image)
+        prediction = None
+        if self.wants_prediction(presence):
+            prediction = self.classifier.classify(presence.roi.crop(frame.image), timer=timer)
+        with timer.stage("decide"):
+            effects = self.decider.update(frame.t, presence.present, prediction)
+        return presence, prediction, effects
+
+
+class NullHardware:
+    """No flaps, no scales: a kiosk that only advises."""
+
+    def open_flap(self, bin_id: str) -> bool:
+        return True
+
+    def close_flap(self, bin_id: str) -> None:
+        pass
+
+    def close_all(self) -> None:
+        pass
+
+    def poll(self, now: float) -> None:
+        pass
+
+    def drops(self) -> list[tuple[str, float]]:
+        return []
+
+    def fill_levels(self) -> dict[str, float]:
+        return {}
+
+    def refused_bins(self) -> set[str]:
+        return set()
+
+    def faults(self) -> list[Fault]:
+        return []
+
+    def service(self, name: str, bin_id: Optional[str]) -> str:
+        return f"{name}: no hardware"
+
+    def close(self) -> None:
+        pass
+
+
+class NullEventLog:
+    def record_decision(self, decision: Decision, image=None) -> None:
+        pass
+
+    def record_fault(self, code: str, part: str, message: str) -> None:
+        pass
+
+    def record_service(self, action: str, detail: str) -> None:
+        pass
+
+    def counts_today(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Backoff:
+    """Retry delays that double up to a limit, reset on success."""
+
+    first: float = 1.0
+    limit: float = 30.0
+    delay: float = 0.0
+    next_try: float = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_try
+
+    def failed(self, now: float) -> None:
+        self.delay = self.first if self.delay == 0 else min(self.delay * 2, self.limit)
+        self.next_try = now + self.delay
+
+    def succeeded(self) -> None:
+        self.delay, self.next_try = 0.0, 0.0
+
+
+# Commands posted from the UI thread to the worker.
+@dataclass(frozen=True)
+class Choose:
+    bin_id: str
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    bin_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Language:
+    lang: str
+
+
+@dataclass(frozen=True)
+class ServiceMode:
+    on: bool
+
+
+class Worker:
+    """Capture, gate, classify, decide and act on one thread; publish a View."""
+
+    def __init__(self, cfg: KioskConfig, open_camera: Callable[[], FrameSource],
+                 load_classifier: Callable[[], Classifier], hardware=None, eventlog=None,
+                 stop: Optional[StopFlag] = None, clock: Callable[[], float] = time.monotonic,
+                 on_decision: Optional[Callable[[Decision], None]] = None):
+        self.cfg = cfg
+        self.open_camera, self.load_classifier = open_camera, load_classifier
+        self.hardware = hardware or NullHardware()
+        self.eventlog = eventlog or NullEventLog()
+        self.stop = stop or StopFlag()
+        self.clock = clock
+        self.on_decision = on_decision
+        self.camera: Optional[FrameSource] = None
+        self.classifier: Optional[Classifier] = None
+        self.pipeline: Optional[Pipeline] = None
+        self.faults: dict[str, Fault] = {}  # out of service while any is set
+        self.warnings: dict[str, Fault] = {}  # shown to technicians, kiosk keeps working
+        self.service_mode = False
+        self.counts_today: dict[str, int] = {}
+        self.commands: queue.SimpleQueue = queue.SimpleQueue()
+        self.heartbeat = clock()
+        self.language = cfg.ui.default_language
+        self._view = View(language=self.language)
+        self._view_lock = threading.Lock()
+        self._cam_backoff = Backoff(1.0, cfg.camera.retry_max_s)
+        self._model_backoff = Backoff(2.0, 60.0)
+        self._thread: Optional[threading.Thread] = None
+        self.finished = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.last_frame: Optional[Frame] = None
+        self.fps = 0.0
+
+    # ---- thread plumbing ------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kiosk-worker", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def alive(self, now: float) -> bool:
+        return not self.finished.is_set() and now - self.heartbeat < WORKER_STALL_S
+
+    def post(self, command) -> None:
+        self.commands.put(command)
+
+    def view(self) -> View:
+        with self._view_lock:
+            return self._view
+
+    def _run(self) -> None:
+        try:
+            while not self.stop:
+                self.step()
+        except BaseException as e:  # the main thread sees it and stops the process (systemd restarts it)
+            self.error = e
+            log.exception("worker crashed")
+            self.stop.set("worker crashed")
+        finally:
+            self._shutdown()
+            self.finished.set()
+
+    # ---- one iteration ----------------------------------------------------------
+    def step(self) -> None:
+        now = self.clock()
+        self.heartbeat = now
+        self._commands(now)
+        self.hardware.poll(now)
+        self._sync_hardware_faults()
+        if not self._ensure_parts(now):
+            self._publish(None, Presence(False))
+            self.stop.wait(0.1)
+            return
+        try:
+            frame = self.camera.read(timeout=2.0)
+        except EndOfStream as e:
+            log.info("%s", e)
+            self.stop.set("end of replay")
+            return
+        except CameraError as e:
+            self._fault("camera", e)
+            self._close_camera()
+            self._cam_backoff.failed(self.clock())
+            return
+        self._clear("camera")
+        self._frame_rate(frame)
+        self.last_frame = frame
+        pipe = self.pipeline
+        if self.faults or self.service_mode:
+            # Out of service or a technician at work: keep learning the scene, decide nothing.
+            self._publish(frame, pipe.gate.update(frame.image))
+            return
+        presence, _, effects = pipe.step(frame)
+        self._apply(effects, frame)
+        for bin_id, grams in self.hardware.drops():
+            self._apply(pipe.decider.dropped(frame.t, bin_id, grams), frame)
+        pipe.decider.set_full(self.hardware.refused_bins())
+        self._apply(pipe.decider.tick(frame.t), frame)
+        self._publish(frame, presence)
+
+    def _ensure_parts(self, now: float) -> bool:
+        if self.classifier is None and self._model_backoff.due(now):
+            try:
+                self.classifier = self.load_classifier()
+                self._model_backoff.succeeded()
+                self._clear("model")
+            except ModelError as e:
+                self._model_backoff.failed(now)
+                self._fault("model", e)
+        if self.camera is None and self._cam_backoff.due(now):
+            try:
+                self.camera = self.open_camera()
+                self._cam_backoff.succeeded()
+            except CameraError as e:
+                self._cam_backoff.failed(now)
+                self._fault("camera", e)
+        if self.camera is None or self.classifier is None:
+            return False
+        if self.pipeline is None or self.pipeline.classifier is not self.classifier:
+            self.pipeline = Pipeline(self.cfg, self.classifier, tuple(self.cfg.camera.size))
+        return True
+
+    def _commands(self, now: float) -> None:
+        while True:
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(cmd, Choose):
+                if self.pipeline is not None and not self.faults and not self.service_mode:
+                    t = self.last_frame.t if self.last_frame else now
+                    self._apply(self.pipeline.decider.choose(t, cmd.bin_id), self.last_frame)
+            elif isinstance(cmd, Language):
+                self.language = cmd.lang
+            elif isinstance(cmd, ServiceMode):
+                self.service_mode = cmd.on
+                if cmd.on and self.pipeline is not None:
+                    self._close_all()
+                self.eventlog.record_service("service_screen", "open" if cmd.on else "closed")
+            elif isinstance(cmd, Service):
+                try:
+                    result = self.hardware.service(cmd.name, cmd.bin_id)
+                except KioskError as e:
+                    result = f"failed: {e}"
+                self.eventlog.record_service(cmd.name, f"{cmd.bin_id or ''} {result}".strip())
+
+    def _apply(self, effects: list[Effect], frame: Optional[Frame]) -> None:
+        for e in effects:
+            if e.kind == "open":
+                try:
+                    opened = self.hardware.open_flap(e.bin_id)
+                except HardwareError as err:
+                    opened = False
+                    self._fault(f"flap:{e.bin_id}", err)
+                if not opened:  # refused (jammed, locked out, another open): never pretend
+                    log.warning("flap %s did not open", e.bin_id)
+                    self._close_all()
+            elif e.kind == "close":
+                self.hardware.close_flap(e.bin_id)
+            elif e.kind == "record" and e.decision is not None:
+                crop = None
+                if self.cfg.storage.capture_images and frame is not None:
+                    crop = frame.image
+                self.eventlog.record_decision(e.decision, crop)
+                if e.decision.bin_id:
+                    self.counts_today[e.decision.bin_id] = self.counts_today.get(e.decision.bin_id, 0) + 1
+                if self.on_decision:
+                    self.on_decision(e.decision)
+
+    # ---- faults ---------------------------------------------------------------------
+    # Blocking faults (camera, model, scales) take the kiosk out of service; flap
+    # faults only lock out their bin (the hardware refuses it), the rest works on.
+    def _fault(self, part: str, err: BaseException, code: Optional[str] = None) -> None:
+        code = code or getattr(err, "code", "E000")
+        msg = str(err)
+        old = self.faults.get(part) or self.warnings.get(part)
+        if old is None or old.message != msg:
+            log.error("fault %s %s: %s", code, part, msg)
+            self.eventlog.record_fault(code, part, msg)
+        fault = Fault(code, part, msg)
+        if part.startswith("flap:"):
+            self.warnings[part] = fault
+        else:
+            self.faults[part] = fault
+            self._close_all()
+
+    def _close_all(self) -> None:
+        if self.pipeline is not None:
+            for e in self.pipeline.decider.abort(self.clock()):
+                if e.kind == "close":
+                    self.hardware.close_flap(e.bin_id)
+        self.hardware.close_all()
+
+    def _clear(self, part: str) -> None:
+        if (self.faults.pop(part, None) or self.warnings.pop(part, None)) is not None:
+            log.info("%s recovered", part)
+            self.eventlog.record_fault("OK", part, "recovered")
+
+    def _sync_hardware_faults(self) -> None:
+        hw = {f.part: f for f in self.hardware.faults()}
+        known = list(self.faults) + list(self.warnings)
+        for part in [p for p in known if p.startswith(("scale:", "flap:")) and p not in hw]:
+            self._clear(part)
+        for part, f in hw.items():
+            self._fault(part, HardwareError(f.message), code=f.code)
+
+    def _close_camera(self) -> None:
+        if self.camera is not None:
+            self.camera.close()
+            self.camera = None
+
+    def _frame_rate(self, frame: Frame) -> None:
+        if self.last_frame is not None and frame.t > self.last_frame.t:
+            inst = 1.0 / (frame.t - self.last_frame.t)
+            self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
+
+    # ---- view ---------------------------------------------------------------------
+    def _publish(self, frame: Optional[Frame], presence: Presence) -> None:
+        d = self.pipeline.decider if self.pipeline else None
+        if self.faults or d is None:
+            screen = "out_of_service"
+        elif self.service_mode:
+            screen = "service"
+        else:
+            screen = d.state.value
+        prev = self._view
+        view = View(
+            screen=screen,
+            language=self.language,
+            frame=frame.screen if frame is not None else prev.frame,
+            frame_seq=frame.seq if frame is not None else prev.frame_seq,
+            roi=presence.roi,
+            progress=d.progress if d else 0.0,
+            decision=d.decision if d else None,
+            suggested_bin=d.suggested if d else None,
+            full_bin=self._full_bin(d),
+            fill=self.hardware.fill_levels(),
+            faults=tuple(self.faults.values()) + tuple(self.warnings.values()),
+            counts_today=dict(self.counts_today),
+            fps=self.fps,
+        )
+        with self._view_lock:
+            self._view = view
+
+    def _full_bin(self, d: Optional[Decider]) -> Optional[str]:
+        if d is None or d.state is not State.BIN_FULL or d.decision is None or d.decision.label is None:
+            return None
+        return d.class_to_bin.get(d.decision.label)
+
+    def _shutdown(self) -> None:
+        """Flaps first (they are the dangerous part), then the rest; never raise."""
+        for step in (self.hardware.close_all, self._close_camera):
+            try:
+                step()
+            except Exception:
+                log.exception("during shutdown")
+        if self.classifier is not None:
+            self.classifier.close()
+
+
+class App:
+    """Main thread: events -> worker commands, latest View -> screen, watchdog."""
+
+    def __init__(self, cfg: KioskConfig, worker: Worker, ui=None, notifier=None, max_frames: Optional[int] = None):
+        self.cfg = cfg
+        self.worker = worker
+        self.ui = ui
+        self.notifier = notifier
+        self.max_frames = max_frames
+        self.stop = worker.stop
+
+    def run(self, surface=None) -> int:
+        import pygame
+
+        clock = pygame.time.Clock()
+        self.worker.start()
+        ready = False
+        frames = 0
+        try:
+            while not self.stop:
+                view = self.worker.view()
+                for event in pygame.event.get():
+                    if event.type == pygame.QUIT:
+                        self.stop.set("window closed")
+                    elif self.ui is not None:
+                        for action in self.ui.handle(event, view):
+                            self.worker.post(to_command(action))
+                if self.ui is not None and surface is not None:
+                    self.ui.draw(surface, view)
+                    pygame.display.flip()
+                now = time.monotonic()
+                if self.notifier is not None:
+                    if not ready:
+                        self.notifier.ready()
+                        ready = True
+                    if self.worker.alive(now):
+                        self.notifier.alive(view)
+                frames += 1
+                if self.max_frames is not None and frames >= self.max_frames:
+                    self.stop.set("frame limit")
+                clock.tick(self.cfg.ui.fps)
+        finally:
+            self.stop.set("main loop ended")
+            self.worker.join(timeout=5.0)
+            if self.notifier is not None:
+                self.notifier.stopping()
+        if self.worker.error is not None:
+            return 1
+        return 0
+
+
+def to_command(action):
+    """A UI action (kiosk.ui) -> a worker command."""
+    from . import ui
+
+    if isinstance(action, ui.ChooseBin):
+        return Choose(action.bin_id)
+    if isinstance(action, ui.SetLanguage):
+        return Language(action.lang)
+    if isinstance(action, ui.OpenService):
+        return ServiceMode(True)
+    if isinstance(action, ui.CloseService):
+        return ServiceMode(False)
+    if isinstance(action, ui.ServiceCommand):
+        if action.name == "set_default_language" and action.bin_id:
+            return Language(action.bin_id)
+        return Service(action.name, action.bin_id)
+    raise TypeError(f"unknown UI action {action!r}")
+
+
+def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFlag] = None,
+                 hardware=None, eventlog=None, realtime: bool = True) -> Worker:
+    """The worker with the configured camera, model, hardware and event log."""
+    from .camera import open_camera
+    from .classifier import OnnxClassifier
+    from .preprocess import ClaheSettings
+
+    clahe = ClaheSettings(**cfg.enhance.clahe.model_dump())
+
+    def load_classifier():
+        return OnnxClassifier(cfg.model_path, threads=cfg.model.threads, clahe=clahe)
+
+    return Worker(cfg, lambda: open_camera(cfg.camera, realtime=realtime), load_classifier,
+                  hardware=hardware, eventlog=eventlog, stop=stop)
+
+
+def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = None) -> int:
+    """Run the kiosk until SIGTERM/SIGINT or the window closes. Devices are always closed."""
+    from .lifecycle import graceful_signals
+
+    stop = StopFlag()
+    hardware = eventlog = None
+    surface = None
+    with graceful_signals(stop):
+        try:
+            hardware = open_hardware(cfg, demo)
+            eventlog = open_eventlog(cfg)
+            worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog)
+            from .ui import KioskUI, open_display
+
+            surface = open_display(cfg.ui)
+            ui = KioskUI(cfg, surface.get_size())
+            code = App(cfg, worker, ui=ui, notifier=open_notifier(), max_frames=max_frames).run(surface)
+            log.info("stopped: %s", stop.signal_name)
+            return code
+        finally:
+            for closer in (hardware, eventlog):
+                if closer is not None:
+                    try:
+                        closer.close()
+                    except Exception:
+                        log.exception("closing %s", type(closer).__name__)
+            if surface is not None:
+                import pygame
+
+                pygame.quit()
+
+
+def open_hardware(cfg: KioskConfig, demo: bool):
+    """Flaps and scales from config; the demo simulates them on gpiozero's mock pins."""
+    from .hardware import open_hardware as _open
+
+    return _open(cfg, simulate=demo)
+
+
+def open_eventlog(cfg: KioskConfig):
+    from .eventlog import EventLog
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    return EventLog(cfg.data_dir / "events.db", capture_images=cfg.storage.capture_images,
+                    retention_days=cfg.storage.retention_days)
+
+
+def open_notifier():
+    from .sdnotify import LoopNotifier
+
+    return LoopNotifier()
+
+
+CONFIG_RECHECK_S = 5.0
+
+
+def run_from_path(path: str, max_frames: Optional[int] = None) -> int:
+    """``kiosk run``: a bad config file is an out-of-service screen, never a boot loop.
+
+    The file is re-read every few seconds; once it is valid the kiosk starts.
+    """
+    from .config import load_config
+    from .errors import ConfigError
+    from .lifecycle import graceful_signals
+
+    stop = StopFlag()
+    while True:
+        try:
+            cfg = load_config(path)
+        except ConfigError as e:
+            log.error("config %s is invalid: %s", path, "; ".join(e.problems))
+            with graceful_signals(stop):
+                config_error_screen(e, stop, max_frames=max_frames)
+            if stop:
+                return 1 if max_frames else 0
+            continue
+        return run(cfg, max_frames=max_frames)
+
+
+def config_error_screen(error, stop: StopFlag, max_frames: Optional[int] = None) -> None:
+    """Say what is wrong (code E100 and the key) until the file loads or we are stopped.
+
+    Drawn without the config (there is none to trust), so plain and English.
+    """
+    import pygame
+
+    from .config import UiConfig
+    from .ui import open_display
+
+    surface = open_display(UiConfig(fullscreen=os.environ.get("DISPLAY") is None and os.environ.get("WAYLAND_DISPLAY") is None))
+    notifier = open_notifier()
+    notifier.ready()
+    w, h = surface.get_size()
+    font_big = pygame.font.Font(None, max(24, h // 8))
+    font = pygame.font.Font(None, max(18, h // 18))
+    lines = [f"{error.code}  config"] + [p[:90] for p in error.problems[:6]]
+    started, frames = time.monotonic(), 0
+    try:
+        while not stop and time.monotonic() - started < CONFIG_RECHECK_S:
+            for event in pygame.event.get():
+                if event.type == pygame.QUIT:
+                    stop.set("window closed")
+            surface.fill((30, 30, 30))
+            surface.blit(font_big.render("Out of service", True, (255, 200, 60)), (w // 20, h // 12))
+            for i, line in enumerate(lines):
+                surface.blit(font.render(line, True, (230, 230, 230)), (w // 20, h // 3 + i * font.get_linesize()))
+            pygame.display.flip()
+            notifier.alive(None)
+            frames += 1
+            if max_frames is not None and frames >= max_frames:
+                stop.set("frame limit")
+            time.sleep(0.2)
+    finally:
+        pygame.quit()

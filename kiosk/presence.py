@@ -1,0 +1,101 @@
+"""The presence gate: is an item in front of the camera, and where?
+
+Cheap enough for every frame (a MOG2 background model on a ~160 px wide
+image), so the expensive classifier runs only while something is there.
+The background learns only while the view is empty, so an item held still
+is not absorbed into it. Shadows (darker, same colour) are labelled by MOG2
+and ignored; a change over most of the view (lights switched, lens covered)
+is not an item and makes the model re-learn quickly.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .config import PresenceConfig
+from .datatypes import Presence, Roi
+
+SHADOW = 127  # MOG2's label for shadow pixels
+
+
+class PresenceGate:
+    def __init__(self, cfg: PresenceConfig, frame_size: tuple[int, int]):
+        self.cfg = cfg
+        self.frame_w, self.frame_h = frame_size
+        self.small_w = min(cfg.analysis_width, self.frame_w)
+        self.small_h = max(16, round(self.frame_h * self.small_w / self.frame_w))
+        self.scale = self.frame_w / self.small_w
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        self.reset()
+
+    def reset(self) -> None:
+        self.bg = cv2.createBackgroundSubtractorMOG2(history=300, varThreshold=self.cfg.var_threshold, detectShadows=True)
+        self.frames = 0
+        self.present = False
+        self._run = 0  # consecutive frames disagreeing with ``present``
+        self._global = 0  # consecutive frames where most of the view changed
+        self.mask = None
+
+    def small(self, rgb: np.ndarray) -> np.ndarray:
+        img = cv2.resize(rgb, (self.small_w, self.small_h), interpolation=cv2.INTER_AREA)
+        return cv2.GaussianBlur(img, (3, 3), 0)
+
+    def update(self, rgb: np.ndarray) -> Presence:
+        """Feed one frame; returns whether an item is present and its region."""
+        small = self.small(rgb)
+        self.frames += 1
+        warming = self.frames <= self.cfg.warmup_frames
+        if warming:
+            rate = 1.0 / self.frames  # average the first frames quickly
+        elif self._global >= 3:
+            rate = 0.2  # the whole scene changed: adopt it fast
+        else:
+            rate = 0.0 if self.present else self.cfg.learning_rate
+        raw = self.bg.apply(small, learningRate=rate)
+        if warming:
+            return Presence(False)
+        fg = np.where(raw == 255, 255, 0).astype(np.uint8)  # shadows count as background
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)
+        self.mask = fg
+        area = float(np.count_nonzero(fg)) / fg.size
+        self._global = self._global + 1 if area > self.cfg.max_area else 0
+        candidate = self.cfg.min_area <= area <= self.cfg.max_area
+        roi = self._roi(fg) if candidate else None
+        if roi is None:
+            candidate = False
+
+        if candidate != self.present:
+            self._run += 1
+            needed = self.cfg.enter_frames if candidate else self.cfg.leave_frames
+            if self._run >= needed:
+                self.present, self._run = candidate, 0
+        else:
+            self._run = 0
+        return Presence(self.present, roi if self.present else None, area)
+
+    def _roi(self, fg: np.ndarray):
+        """Bounding square around the big blobs, with a margin, in frame pixels."""
+        n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        if n <= 1:
+            return None
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        keep = np.nonzero(areas >= max(4, 0.1 * areas.max()))[0] + 1
+        if areas.max() < self.cfg.min_area * fg.size * 0.5:
+            return None  # scattered specks, not one object
+        x0 = stats[keep, cv2.CC_STAT_LEFT].min()
+        y0 = stats[keep, cv2.CC_STAT_TOP].min()
+        x1 = (stats[keep, cv2.CC_STAT_LEFT] + stats[keep, cv2.CC_STAT_WIDTH]).max()
+        y1 = (stats[keep, cv2.CC_STAT_TOP] + stats[keep, cv2.CC_STAT_HEIGHT]).max()
+        return square_roi(x0 * self.scale, y0 * self.scale, x1 * self.scale, y1 * self.scale,
+                          self.cfg.roi_margin, self.frame_w, self.frame_h)
+
+
+def square_roi(x0, y0, x1, y1, margin, frame_w, frame_h) -> Roi:
+    """Grow a box by ``margin`` and to a square (the model sees a square), inside the frame."""
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(x1 - x0, y1 - y0) * (1 + margin)
+    side = int(min(max(side, 32), frame_w, frame_h))
+    x = int(round(min(max(cx - side / 2, 0), frame_w - side)))
+    y = int(round(min(max(cy - side / 2, 0), frame_h - side)))
+    return Roi(x, y, side, side)

@@ -1,0 +1,42 @@
+"""What the screen shows, as plain data: the main loop fills it, the UI draws it.
+
+Keeping this a frozen record means the UI never reaches into the engine,
+the camera or the hardware, and any screen can be drawn from sample data
+(``kiosk snapshot``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .datatypes import Decision, Roi
+
+# Screens: the decision engine's states plus two of the app's own.
+SCREENS = ("idle", "looking", "decided", "await_drop", "thanks", "unsure", "bin_full", "out_of_service", "service")
+
+
+@dataclass(frozen=True)
+class Fault:
+    code: str  # short code a technician looks up, e.g. "E200"
+    part: str  # "camera", "model", "scale:glass", "flap:paper", "config"
+    message: str
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    screen: str = "idle"
+    language: str = "en"
+    frame: Optional[np.ndarray] = None  # RGB uint8 camera image for the live view
+    frame_seq: int = -1  # changes when a new camera frame arrives
+    roi: Optional[Roi] = None  # where the item is, in ``frame`` pixels
+    progress: float = 0.0  # looking: 0..1
+    decision: Optional[Decision] = None
+    suggested_bin: Optional[str] = None  # bin_full: where to go instead
+    full_bin: Optional[str] = None  # bin_full: the bin that refused
+    fill: dict[str, float] = field(default_factory=dict)  # bin id -> 0..1
+    faults: tuple[Fault, ...] = ()
+    counts_today: dict[str, int] = field(default_factory=dict)  # bin id -> items
+    fps: float = 0.0
