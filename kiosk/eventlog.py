@@ -1,0 +1,349 @@
+"""The kiosk's event log: every decision, fault and service action, in SQLite.
+
+Why SQLite in WAL mode with ``synchronous=FULL``: the kiosk is switched off
+at the wall and killed by the watchdog; every committed event must survive
+that, and the file must never be left half-written. Each ``record_*`` call is
+its own transaction, so an event is either fully there or not at all.
+
+Privacy: camera images are stored only when the config turns
+``storage.capture_images`` on; otherwise an image handed in is dropped.
+
+Threads: an :class:`EventLog` must be used from the thread that opened it
+(the main loop). Several *processes* (the kiosk and ``kiosk stats``) may use
+the same file at once.
+
+Time: events carry the wall-clock time when they are recorded (UTC epoch
+seconds), not ``Decision.t``, which is the engine's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from .datatypes import Decision
+from .errors import KioskError
+
+log = logging.getLogger(__name__)
+
+EVENTLOG_FILE = "events.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id             INTEGER PRIMARY KEY,
+    t              REAL    NOT NULL,  -- wall clock, UTC epoch seconds
+    label          TEXT,              -- the class the kiosk saw (NULL: none)
+    bin_id         TEXT,              -- the bin that opened (NULL: none)
+    score          REAL    NOT NULL,
+    scores         TEXT    NOT NULL,  -- JSON {class: score}
+    corrected      INTEGER NOT NULL,  -- 1: the person chose the bin
+    unsure         INTEGER NOT NULL,
+    weight_g       REAL,
+    drop_confirmed INTEGER            -- NULL: no scale to tell
+);
+CREATE INDEX IF NOT EXISTS decisions_t ON decisions(t);
+CREATE TABLE IF NOT EXISTS images (
+    decision_id INTEGER PRIMARY KEY REFERENCES decisions(id) ON DELETE CASCADE,
+    format      TEXT NOT NULL,  -- 'jpeg' or 'npy'
+    data        BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faults (
+    id      INTEGER PRIMARY KEY,
+    t       REAL NOT NULL,
+    code    TEXT NOT NULL,
+    part    TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faults_t ON faults(t);
+CREATE TABLE IF NOT EXISTS service (
+    id     INTEGER PRIMARY KEY,
+    t      REAL NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS service_t ON service(t);
+"""
+
+
+class EventLogError(KioskError):
+    """The event log cannot be opened or is not a kiosk event log."""
+
+    code = "E500"
+
+
+def eventlog_path(data_dir: str | Path) -> Path:
+    """Where the event log lives inside ``storage.data_dir``."""
+    return Path(data_dir).expanduser() / EVENTLOG_FILE
+
+
+def connect(path: str | Path, readonly: bool = False, timeout_s: float = 5.0) -> sqlite3.Connection:
+    """A connection with the settings every user of the file must share."""
+    path = Path(path)
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
+    else:
+        conn = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+    if not readonly:
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def read_connection(path: str | Path, timeout_s: float = 5.0) -> Iterator[sqlite3.Connection]:
+    """A read-only connection for reports (``kiosk stats``, ``kiosk doctor``).
+
+    Even a read-only reader of a WAL file creates the ``-wal`` and ``-shm``
+    files when they are missing. Run as root (``sudo kiosk stats``) those
+    would belong to root, and the kiosk, running as its own user, could no
+    longer open its log. So on the way out they are handed back to the log's
+    owner.
+    """
+    path = Path(path)
+    conn = connect(path, readonly=True, timeout_s=timeout_s)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        _match_owner(path)
+
+
+def _match_owner(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        try:
+            sst = side.stat()
+            if (sst.st_uid, sst.st_gid) != (st.st_uid, st.st_gid):
+                os.chown(side, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+
+
+def _encode_image(image) -> tuple[str, bytes]:
+    """JPEG through OpenCV when it is there, else the raw array (.npy)."""
+    import numpy as np
+
+    arr = np.asarray(image)
+    try:
+        import cv2
+
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if arr.ndim == 3 else arr)
+        if ok:
+            return "jpeg", buf.tobytes()
+    except Exception:  # no OpenCV, or an odd array: keep the pixels anyway
+        pass
+    out = io.BytesIO()
+    np.save(out, arr, allow_pickle=False)
+    return "npy", out.getvalue()
+
+
+def _finite(x: Optional[float]) -> Optional[float]:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+class EventLog:
+    """Append-only record of what the kiosk did. Main thread only.
+
+    Writing never raises into the main loop: a failed write (disk full, card
+    gone) is logged, counted in :attr:`errors`, kept in :attr:`last_error`,
+    and the call returns None. Opening does raise :class:`EventLogError`,
+    with a message that names the file and what is wrong.
+    """
+
+    def __init__(self, path: str | Path, capture_images: bool = False, clock: Callable[[], float] = time.time):
+        self.path = Path(path).expanduser()
+        self.capture_images = bool(capture_images)
+        self.clock = clock
+        self.errors = 0
+        self.last_error: Optional[str] = None
+        self._conn: Optional[sqlite3.Connection] = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EventLogError(f"event log folder {self.path.parent} cannot be created: {e.strerror or e}") from None
+        try:
+            self._conn = connect(self.path)
+            self._init_schema()
+        except sqlite3.DatabaseError as e:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise EventLogError(f"event log {self.path} cannot be opened: {e}") from None
+
+    def _init_schema(self) -> None:
+        conn = self._conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise EventLogError(
+                f"event log {self.path} was written by a newer kiosk (schema {version}, this one knows {SCHEMA_VERSION})"
+            )
+        # auto_vacuum only takes effect on a new, empty file: pruned space goes back to the card.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise EventLogError(f"event log {self.path}: the file system does not allow WAL mode (got {mode})")
+        if version < SCHEMA_VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- writing -----------------------------------------------------------
+
+    def _write(self, what: str, fn) -> Optional[int]:
+        if self._conn is None:
+            self._failed(what, "the event log is closed")
+            return None
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                rowid = fn(self._conn)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            return rowid
+        except sqlite3.Error as e:
+            self._failed(what, str(e))
+            return None
+
+    def _failed(self, what: str, why: str) -> None:
+        self.errors += 1
+        self.last_error = f"{what} not logged: {why}"
+        log.error("event log %s: %s", self.path, self.last_error)
+
+    def record_decision(self, decision: Decision, image=None) -> Optional[int]:
+        """Log one item: what was seen, where it went, weight, correction.
+
+        ``image`` (RGB array) is stored only when ``capture_images`` is on.
+        Returns the row id, or None if the write failed.
+        """
+        image_blob = None
+        if image is not None and self.capture_images:
+            try:
+                image_blob = _encode_image(image)
+            except Exception as e:  # a bad image must not lose the decision
+                log.warning("event log: image not stored: %s", e)
+
+        scores = {str(k): _finite(v) for k, v in (decision.scores or {}).items()}
+        drop = None if decision.drop_confirmed is None else int(bool(decision.drop_confirmed))
+
+        def insert(conn):
+            cur = conn.execute(
+                "INSERT INTO decisions (t, label, bin_id, score, scores, corrected, unsure, weight_g, drop_confirmed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.clock(),
+                    decision.label,
+                    decision.bin_id,
+                    _finite(decision.score) or 0.0,
+                    json.dumps(scores, sort_keys=True),
+                    int(bool(decision.corrected)),
+                    int(bool(decision.unsure)),
+                    _finite(decision.weight_g),
+                    drop,
+                ),
+            )
+            if image_blob is not None:
+                conn.execute("INSERT INTO images (decision_id, format, data) VALUES (?, ?, ?)", (cur.lastrowid, *image_blob))
+            return cur.lastrowid
+
+        return self._write("decision", insert)
+
+    def record_fault(self, code: str, part: str, message: str) -> Optional[int]:
+        """Log a fault (e.g. ``"E200", "camera", "no frames for 5 s"``)."""
+
+        def insert(conn):
+            return conn.execute(
+                "INSERT INTO faults (t, code, part, message) VALUES (?, ?, ?, ?)",
+                (self.clock(), str(code), str(part), str(message)),
+            ).lastrowid
+
+        return self._write("fault", insert)
+
+    def record_service(self, action: str, detail: Any = None) -> Optional[int]:
+        """Log a service action (``"tare"``, ``"flap_test"``, ``"start"``...).
+
+        ``detail`` may be text or anything JSON can hold. Never pass the PIN.
+        """
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail, sort_keys=True, default=str)
+
+        def insert(conn):
+            return conn.execute(
+                "INSERT INTO service (t, action, detail) VALUES (?, ?, ?)", (self.clock(), str(action), detail)
+            ).lastrowid
+
+        return self._write("service action", insert)
+
+    # -- housekeeping ------------------------------------------------------
+
+    def prune(self, retention_days: int) -> int:
+        """Delete events older than ``retention_days``; returns how many went."""
+        if retention_days < 1:
+            raise ValueError("retention_days must be at least 1")
+        cutoff = self.clock() - retention_days * 86400.0
+
+        def delete(conn):
+            n = 0
+            for table in ("decisions", "faults", "service"):  # images go with their decision (cascade)
+                n += conn.execute(f"DELETE FROM {table} WHERE t < ?", (cutoff,)).rowcount
+            return n
+
+        removed = self._write("prune", delete) or 0
+        if removed and self._conn is not None:
+            try:
+                self._conn.execute("PRAGMA incremental_vacuum")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as e:
+                log.warning("event log: space not reclaimed after prune: %s", e)
+        return removed
+
+    def integrity_check(self) -> str:
+        """``"ok"`` or SQLite's description of the damage (for ``kiosk doctor``)."""
+        if self._conn is None:
+            return "closed"
+        try:
+            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.Error as e:
+            return str(e)
+        return "; ".join(r[0] for r in rows)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def __enter__(self) -> "EventLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

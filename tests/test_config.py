@@ -1,0 +1,139 @@
+import json
+
+import pytest
+import yaml
+
+from kiosk.cli import main as cli_main
+from kiosk.config import ConfigError, hash_pin, load_config, parse_config, verify_pin
+
+
+def write(tmp_path, data, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data, allow_unicode=True) if not isinstance(data, str) else data, encoding="utf-8")
+    return p
+
+
+def problems_of(tmp_path, data, check_model=False):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, data), check_model=check_model)
+    return e.value.problems
+
+
+def test_repo_config_is_valid(repo):
+    cfg = load_config(repo / "config.yaml", check_model=False)
+    assert {b.id for b in cfg.bins} == {"paper", "packaging", "glass", "residual"}
+    assert cfg.rules["glass"].bin == "glass"
+    assert cfg.bin("paper").colour == "#1E6FD9"
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path, config_dict):
+    config_dict["camera"]["bakend"] = "opencv"
+    config_dict["bins"][1]["flap"]["speed"] = 3
+    probs = problems_of(tmp_path, config_dict)
+    assert any(p.startswith("camera.bakend: unknown key") for p in probs)
+    assert any(p.startswith("bins.1.flap.speed: unknown key") for p in probs)
+
+
+def test_bounds_and_enums(tmp_path, config_dict):
+    config_dict["decision"]["threshold"] = 1.5
+    config_dict["camera"]["backend"] = "kinect"
+    config_dict["bins"][0]["colour"] = "blue"
+    probs = problems_of(tmp_path, config_dict)
+    assert any(p.startswith("decision.threshold:") and "1.5" in p for p in probs)
+    assert any(p.startswith("camera.backend:") and "kinect" in p for p in probs)
+    assert any(p.startswith("bins.0.colour:") for p in probs)
+
+
+def test_cross_checks_gpio_bins_languages(tmp_path, config_dict):
+    config_dict["bins"][2]["flap"]["pin"] = config_dict["bins"][0]["flap"]["pin"]  # GPIO12 twice
+    config_dict["rules"]["glass"]["bin"] = "bottles"
+    del config_dict["rules"]["paper"]["guidance"]["zh"]
+    config_dict["decision"]["min_votes"] = 9
+    probs = problems_of(tmp_path, config_dict)
+    assert "bins.2.flap.pin: GPIO12 is already used by bins.0.flap.pin" in probs
+    assert any(p.startswith("rules.glass.bin: unknown bin 'bottles'") for p in probs)
+    assert "rules.paper.guidance: no guidance in language 'zh'" in probs
+    assert any(p.startswith("decision.min_votes:") for p in probs)
+
+
+def test_every_model_class_needs_a_rule(tmp_path, config_dict, tiny_model):
+    config_dict["model"]["path"] = str(tiny_model)
+    del config_dict["rules"]["metal"]
+    probs = problems_of(tmp_path, config_dict, check_model=True)
+    assert "rules: class 'metal' of the model has no rule (which bin?)" in probs
+
+
+def test_missing_model_file_is_a_config_problem(tmp_path, config_dict):
+    config_dict["model"]["path"] = "models/nope.onnx"
+    probs = problems_of(tmp_path, config_dict, check_model=True)
+    assert len(probs) == 1 and probs[0].startswith("model.path: model file not found")
+
+
+def test_malformed_yaml_reports_the_line(tmp_path):
+    p = write(tmp_path, "camera:\n  backend: auto\n  size: [640, 480\nmodel:\n  threads: 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, check_model=False)
+    assert "line" in e.value.problems[0] and "YAML syntax error" in e.value.problems[0]
+
+
+def test_missing_empty_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(write(tmp_path, ""))
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_yaml_is_never_executed(tmp_path):
+    p = write(tmp_path, "camera: !!python/object/apply:os.system ['touch /tmp/kiosk-pwned']\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        load_config(p)
+
+
+def test_check_config_cli(tmp_path, config_dict, tiny_model, capsys):
+    config_dict["model"]["path"] = str(tiny_model)
+    good = write(tmp_path, config_dict, "good.yaml")
+    assert cli_main(["check-config", str(good)]) == 0
+    assert capsys.readouterr().out.strip() == "OK"
+    config_dict["presence"]["min_area"] = 0.5
+    config_dict["presence"]["max_area"] = 0.4
+    config_dict["ui"]["languages"] = ["en"]
+    config_dict["ui"]["default_language"] = "fr"
+    bad = write(tmp_path, config_dict, "bad.yaml")
+    assert cli_main(["check-config", str(bad)]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("presence.min_area: ") for line in out)
+    assert any(line.startswith("ui.default_language: ") for line in out)
+    assert cli_main(["check-config", str(tmp_path / "missing.yaml")]) == 1
+    assert "config file not found" in capsys.readouterr().out
+
+
+def test_relative_paths_follow_the_config_file(tmp_path, config_dict):
+    cfg = parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    assert cfg.model_path == tmp_path / "models" / "kiosk-lite0-int8.onnx"
+
+
+def test_pin_hash_roundtrip_and_format(tmp_path, config_dict):
+    h = hash_pin("4321", salt=b"0123456789abcdef", iterations=1000)
+    assert verify_pin("4321", h) and not verify_pin("4322", h)
+    config_dict["service"]["pin_hash"] = h
+    parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    config_dict["service"]["pin_hash"] = "4321"  # a plain PIN is refused
+    with pytest.raises(ConfigError, match="service.pin_hash"):
+        parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    with pytest.raises(ValueError):
+        hash_pin("12")
+
+
+def test_card_must_parse_for_class_check(tmp_path, config_dict, tiny_model):
+    tiny_model.with_suffix(".json").write_text("{not json")
+    config_dict["model"]["path"] = str(tiny_model)
+    probs = problems_of(tmp_path, config_dict, check_model=True)
+    assert probs[0].startswith("model.path: model card tiny.json is unreadable")
+
+
+def test_json_round_trip_of_defaults(tmp_path, config_dict):
+    cfg = parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    again = parse_config(json.loads(cfg.model_dump_json(exclude={"base_dir"})), base_dir=tmp_path, check_model=False)
+    assert again == cfg

@@ -1,0 +1,178 @@
+"""The decision engine with scripted inputs and a fake clock."""
+
+import pytest
+
+from kiosk.config import DecisionConfig
+from kiosk.datatypes import Prediction
+from kiosk.decision import Decider, State
+
+CLASS_TO_BIN = {"glass": "glass", "paper": "paper", "cardboard": "paper", "metal": "packaging", "trash": "residual"}
+BINS = ["paper", "packaging", "glass", "residual"]
+
+
+def pred(label, score=0.9):
+    return Prediction(label, score, {label: score})
+
+
+class Clock:
+    def __init__(self, dt=1 / 30):
+        self.t, self.dt = 0.0, dt
+
+    def __call__(self):
+        self.t += self.dt
+        return self.t
+
+
+def make(**kw):
+    cfg = DecisionConfig(**{"fallback_bin": "residual", **kw})
+    return Decider(cfg, CLASS_TO_BIN, BINS, scaled_bins=frozenset({"glass", "paper", "packaging", "residual"}))
+
+
+def feed(d, clock, n, present, label=None, score=0.9):
+    effects = []
+    for _ in range(n):
+        effects += d.update(clock(), present, pred(label, score) if label else None)
+    return effects
+
+
+def test_never_decides_without_presence():
+    d, c = make(), Clock()
+    effects = feed(d, c, 300, present=False, label="glass", score=0.99)
+    assert effects == [] and d.state is State.IDLE and d.decision is None
+
+
+def test_full_cycle_with_drop():
+    d, c = make(), Clock()
+    feed(d, c, 1, True, "glass")
+    assert d.state is State.LOOKING
+    effects = feed(d, c, 12, True, "glass")
+    assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "glass"
+    assert d.state is State.DECIDED and d.decision.label == "glass"
+    feed(d, c, 30, True)  # decided_s 0.8 s
+    assert d.state is State.AWAIT_DROP
+    effects = d.dropped(c(), "glass", 240.0)
+    assert [e.kind for e in effects] == ["close", "record"]
+    rec = effects[1].decision
+    assert rec.weight_g == 240.0 and rec.drop_confirmed is True and rec.bin_id == "glass" and not rec.corrected
+    assert d.state is State.THANKS
+    feed(d, c, 90, False)
+    assert d.state is State.IDLE
+
+
+def test_waits_min_look_and_votes():
+    d, c = make(min_look_s=0.5, min_votes=3, window=5), Clock()
+    effects = feed(d, c, 10, True, "paper")  # 0.33 s: too soon
+    assert effects == [] and d.state is State.LOOKING
+    effects = feed(d, c, 10, True, "paper")
+    assert effects and effects[0].bin_id == "paper"
+
+
+def test_item_still_in_view_is_not_a_second_item():
+    d, c = make(), Clock()
+    feed(d, c, 12, True, "glass")
+    d.dropped(c(), "glass", 100)
+    effects = feed(d, c, 300, True, "glass")  # person keeps holding something up
+    assert [e.kind for e in effects] == [] and d.state is State.IDLE
+    feed(d, c, 2, False)
+    assert [e.kind for e in feed(d, c, 12, True, "metal")] == ["open"]
+
+
+def test_disagreement_goes_unsure_and_choice_is_a_correction():
+    d, c = make(look_timeout_s=1.0), Clock()
+    labels = ["glass", "metal", "paper", "trash"] * 20
+    effects = []
+    for lab in labels[:40]:
+        effects += d.update(c(), True, pred(lab))
+    assert effects == [] and d.state is State.UNSURE
+    assert d.choose(c(), "nonexistent") == []
+    effects = d.choose(c(), "packaging")
+    assert [e.kind for e in effects] == ["open"] and d.decision.corrected and d.decision.bin_id == "packaging"
+
+
+def test_low_confidence_is_unsure_not_a_guess():
+    d, c = make(threshold=0.7, look_timeout_s=1.0), Clock()
+    effects = feed(d, c, 60, True, "glass", score=0.5)
+    assert effects == [] and d.state is State.UNSURE and d.decision.unsure
+
+
+def test_unsure_times_out_and_records():
+    d, c = make(look_timeout_s=0.5, unsure_timeout_s=3.0), Clock()
+    feed(d, c, 30, True, None)
+    assert d.state is State.UNSURE
+    effects = feed(d, c, 120, True)
+    assert d.state is State.IDLE
+    assert [e.kind for e in effects] == ["record"] and effects[0].decision.unsure
+
+
+def test_no_drop_closes_and_records_no_drop():
+    d, c = make(drop_timeout_s=2.0), Clock()
+    feed(d, c, 12, True, "metal")
+    effects = feed(d, c, 200, False)
+    kinds = [e.kind for e in effects]
+    assert kinds[:2] == ["close", "record"]
+    assert effects[1].decision.drop_confirmed is False and effects[1].decision.weight_g is None
+
+
+def test_bin_without_scale_records_unknown_drop():
+    d = Decider(DecisionConfig(drop_timeout_s=1.0), CLASS_TO_BIN, BINS, scaled_bins=frozenset())
+    c = Clock()
+    feed(d, c, 12, True, "paper")
+    effects = feed(d, c, 100, False)
+    rec = [e for e in effects if e.kind == "record"][0].decision
+    assert rec.drop_confirmed is None
+
+
+def test_drop_on_another_bin_is_ignored():
+    d, c = make(), Clock()
+    feed(d, c, 12, True, "glass")
+    assert d.dropped(c(), "paper", 300) == []
+    assert d.state in (State.DECIDED, State.AWAIT_DROP)
+
+
+def test_full_bin_refuses_and_suggests_fallback():
+    d, c = make(), Clock()
+    d.set_full({"glass"})
+    effects = feed(d, c, 12, True, "glass")
+    assert effects == [] and d.state is State.BIN_FULL and d.suggested == "residual"
+    assert d.choose(c(), "glass") == []  # the full bin stays shut
+    effects = d.choose(c(), "residual")
+    assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "residual"
+
+
+def test_unknown_class_is_never_guessed():
+    d, c = make(), Clock()
+    effects = feed(d, c, 12, True, "plastic")  # not in CLASS_TO_BIN
+    assert effects == [] and d.state is State.UNSURE
+
+
+def test_abort_closes_an_open_flap():
+    d, c = make(), Clock()
+    feed(d, c, 12, True, "glass")
+    effects = d.abort(c())
+    assert [(e.kind, e.bin_id) for e in effects] == [("close", "glass")] and d.state is State.IDLE
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_every_state_returns_to_idle_and_every_open_is_closed(present):
+    """Whatever happens afterwards, an opened flap is closed and the engine comes back."""
+    d, c = make(), Clock()
+    opened, closed = [], []
+    for step in range(30 * 60):
+        label = ["glass", "metal", "paper"][(step // 7) % 3]
+        is_present = present if step > 10 else True
+        for e in d.update(c(), is_present, pred(label, 0.95)):
+            (opened if e.kind == "open" else closed if e.kind == "close" else []).append(e.bin_id)
+        if d.state is State.UNSURE and step % 50 == 0:
+            for e in d.choose(c(), "residual"):
+                opened.append(e.bin_id)
+    for _ in range(30 * 60):
+        for e in d.update(c(), False):
+            (opened if e.kind == "open" else closed if e.kind == "close" else []).append(e.bin_id)
+    assert opened, "the scenario should open at least one flap"
+    assert opened == closed
+    assert d.state is State.IDLE
+
+
+def test_rules_must_point_to_known_bins():
+    with pytest.raises(ValueError, match="unknown bins"):
+        Decider(DecisionConfig(), {"glass": "bottle_bank"}, BINS)

@@ -1,0 +1,227 @@
+"""Event log: what is stored, what is not, pruning, failures, and SIGKILL mid-write."""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from kiosk.datatypes import Decision
+from kiosk.eventlog import EVENTLOG_FILE, EventLog, EventLogError, eventlog_path
+
+
+class Clock:
+    def __init__(self, t=1_700_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def rows(path, sql):
+    conn = sqlite3.connect(str(path))
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_decision_round_trip(tmp_path):
+    path = tmp_path / "data" / EVENTLOG_FILE  # the folder is made on open
+    clock = Clock()
+    with EventLog(path, clock=clock) as log:
+        a = log.record_decision(
+            Decision(t=12.5, bin_id="glass", label="glass", score=0.91, scores={"glass": 0.91, "plastic": 0.05},
+                     weight_g=312.0, drop_confirmed=True)
+        )
+        clock.t += 60
+        b = log.record_decision(
+            Decision(t=99.0, bin_id="paper", label="cardboard", score=0.41, scores={"cardboard": 0.41}, corrected=True,
+                     unsure=True, weight_g=None, drop_confirmed=None)
+        )
+        c = log.record_decision(Decision(t=100.0, bin_id=None, label=None, score=float("nan"), unsure=True, drop_confirmed=False))
+    assert (a, b, c) == (1, 2, 3)
+    got = rows(path, "SELECT t, label, bin_id, score, scores, corrected, unsure, weight_g, drop_confirmed FROM decisions ORDER BY id")
+    assert got[0] == (1_700_000_000.0, "glass", "glass", 0.91, json.dumps({"glass": 0.91, "plastic": 0.05}, sort_keys=True), 0, 0, 312.0, 1)
+    assert got[1] == (1_700_000_060.0, "cardboard", "paper", 0.41, '{"cardboard": 0.41}', 1, 1, None, None)
+    assert got[2] == (1_700_000_060.0, None, None, 0.0, "{}", 0, 1, None, 0)
+    assert eventlog_path(tmp_path / "data") == path
+
+
+def test_faults_and_service_actions(tmp_path):
+    with EventLog(tmp_path / "e.db", clock=Clock()) as log:
+        assert log.record_fault("E200", "camera", "no frames for 5 s") == 1
+        assert log.record_service("tare", {"bin": "glass", "grams": 0.4}) == 1
+        assert log.record_service("flap_test") == 2
+    assert rows(tmp_path / "e.db", "SELECT code, part, message FROM faults") == [("E200", "camera", "no frames for 5 s")]
+    assert rows(tmp_path / "e.db", "SELECT action, detail FROM service ORDER BY id") == [
+        ("tare", '{"bin": "glass", "grams": 0.4}'),
+        ("flap_test", None),
+    ]
+
+
+def test_wal_and_full_sync(tmp_path):
+    with EventLog(tmp_path / "e.db") as log:
+        log.record_service("start")
+        assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert log.integrity_check() == "ok"
+    assert rows(tmp_path / "e.db", "PRAGMA journal_mode") == [("wal",)]  # persistent, seen by every opener
+
+
+IMAGE = np.zeros((24, 32, 3), np.uint8)
+
+
+def test_no_images_unless_turned_on(tmp_path):
+    with EventLog(tmp_path / "off.db") as log:
+        log.record_decision(Decision(t=0, bin_id="paper", label="paper"), image=IMAGE)
+    assert rows(tmp_path / "off.db", "SELECT COUNT(*) FROM images") == [(0,)]
+
+    with EventLog(tmp_path / "on.db", capture_images=True) as log:
+        rid = log.record_decision(Decision(t=0, bin_id="paper", label="paper"), image=IMAGE)
+        log.record_decision(Decision(t=0, bin_id="paper", label="paper"))  # no image given: none stored
+    (decision_id, fmt, size), = rows(tmp_path / "on.db", "SELECT decision_id, format, length(data) FROM images")
+    assert decision_id == rid and fmt in ("jpeg", "npy") and size > 0
+
+
+def test_prune_by_retention(tmp_path):
+    clock = Clock()
+    day = 86400.0
+    with EventLog(tmp_path / "e.db", capture_images=True, clock=clock) as log:
+        log.record_decision(Decision(t=0, bin_id="paper", label="paper"), image=IMAGE)
+        log.record_fault("E400", "flap:paper", "stuck")
+        log.record_service("tare")
+        clock.t += 10 * day
+        log.record_decision(Decision(t=0, bin_id="glass", label="glass"))
+        log.record_service("calibrate")
+        clock.t += 25 * day
+        assert log.prune(30) == 3  # the three 35-day-old events
+        assert log.prune(30) == 0
+        with pytest.raises(ValueError):
+            log.prune(0)
+    db = tmp_path / "e.db"
+    assert rows(db, "SELECT label FROM decisions") == [("glass",)]
+    assert rows(db, "SELECT COUNT(*) FROM faults") == [(0,)]
+    assert rows(db, "SELECT action FROM service") == [("calibrate",)]
+    assert rows(db, "SELECT COUNT(*) FROM images") == [(0,)]  # went with its decision
+
+
+def test_full_disk_is_counted_not_raised(tmp_path):
+    log = EventLog(tmp_path / "e.db")
+    log.record_service("start")
+    pages = log._conn.execute("PRAGMA page_count").fetchone()[0]
+    log._conn.execute(f"PRAGMA max_page_count = {pages}")  # the "disk" is now full
+    big = "x" * 100_000
+    assert log.record_fault("E500", "storage", big) is None
+    assert log.errors == 1 and "full" in log.last_error
+    log.close()
+    assert log.record_service("stop") is None  # closed: counted, not raised
+    assert log.errors == 2 and "closed" in log.last_error
+    log.close()  # twice is fine
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    bad = tmp_path / "e.db"
+    bad.write_bytes(b"this is not a database, it is a shopping list\n" * 200)
+    with pytest.raises(EventLogError) as e:
+        EventLog(bad)
+    assert str(bad) in str(e.value) and e.value.code == "E500"
+
+
+def test_newer_schema_refused(tmp_path):
+    conn = sqlite3.connect(str(tmp_path / "e.db"))
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(EventLogError, match="newer kiosk"):
+        EventLog(tmp_path / "e.db")
+
+
+def test_folder_that_cannot_be_made(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(EventLogError, match="cannot be created"):
+        EventLog(tmp_path / "file" / "sub" / "e.db")
+
+
+# --- crash safety -----------------------------------------------------------
+
+ROUNDS = 300
+WRITERS = 2
+
+
+def _writer(db, wfd, tag):
+    """Child process: write events forever, report each one after its commit returned."""
+    try:
+        log = EventLog(db)
+        i = 0
+        while True:
+            key = f"{tag}:{i}"
+            kind = i % 3
+            if kind == 0:
+                rid = log.record_decision(Decision(t=0, bin_id="paper", label=key, score=0.9, scores={"paper": 0.9}, weight_g=float(i)))
+            elif kind == 1:
+                rid = log.record_fault("E200", "camera", key)
+            else:
+                rid = log.record_service("tare", key)
+            if rid is None:
+                os._exit(3)
+            os.write(wfd, f"{kind} {key}\n".encode())
+            i += 1
+    except BaseException:
+        os._exit(4)
+
+
+def test_sigkill_mid_write_loses_no_committed_event(tmp_path):
+    db = tmp_path / "e.db"
+    EventLog(db).close()  # create the schema once
+    rng = random.Random(6)
+    reported = {0: set(), 1: set(), 2: set()}
+    killed = 0
+    start = time.monotonic()
+    for r in range(ROUNDS):
+        rfd, wfd = os.pipe()
+        pids = []
+        for w in range(WRITERS):
+            pid = os.fork()
+            if pid == 0:  # child
+                os.close(rfd)
+                _writer(db, wfd, f"{r}.{w}")
+            pids.append(pid)
+        os.close(wfd)
+        time.sleep(rng.uniform(0.002, 0.03))
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status):
+                killed += 1
+            else:
+                pytest.fail(f"writer stopped by itself with exit code {os.waitstatus_to_exitcode(status)} (a write failed)")
+        data = b""
+        while chunk := os.read(rfd, 65536):
+            data += chunk
+        os.close(rfd)
+        for line in data.decode().splitlines():
+            if line.count(" ") == 1:  # a line cut short by the kill has no key yet
+                kind, key = line.split(" ")
+                reported[int(kind)].add(key)
+    elapsed = time.monotonic() - start
+
+    assert killed == ROUNDS * WRITERS
+    assert sum(len(s) for s in reported.values()) > ROUNDS  # the writers really were writing
+    conn = sqlite3.connect(str(db))
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        stored = {
+            0: {k for (k,) in conn.execute("SELECT label FROM decisions")},
+            1: {k for (k,) in conn.execute("SELECT message FROM faults")},
+            2: {k for (k,) in conn.execute("SELECT detail FROM service")},
+        }
+    finally:
+        conn.close()
+    for kind in reported:
+        missing = reported[kind] - stored[kind]
+        assert not missing, f"{len(missing)} committed events of kind {kind} lost, e.g. {sorted(missing)[:5]}"
+    assert elapsed < 60

@@ -1,0 +1,107 @@
+import cv2
+import numpy as np
+import pytest
+
+from kiosk import degrade
+from kiosk.classifier import OnnxClassifier
+from kiosk.preprocess import ClaheSettings, InputSpec, apply_clahe, model_input
+
+
+def gradient(h=240, w=320):
+    x = np.linspace(40, 90, w, dtype=np.float32)
+    img = np.stack([np.tile(x, (h, 1)), np.tile(x * 0.8, (h, 1)), np.tile(x * 0.5, (h, 1))], axis=2)
+    return img.astype(np.uint8)
+
+
+def dim_texture(h=240, w=320):
+    """A dark, low-contrast scene: what CLAHE is for."""
+    t = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 4, (h, w)).astype(np.float32), (0, 0), 2)
+    base = 50 + t
+    return np.clip(np.stack([base * 1.2, base, base * 0.6], axis=2), 0, 255).astype(np.uint8)
+
+
+def test_clahe_raises_contrast_on_l_and_keeps_hue():
+    img = dim_texture()
+    out = apply_clahe(img, ClaheSettings(True, 3.0, 8))
+    l_in = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)[:, :, 0]
+    l_out = cv2.cvtColor(out, cv2.COLOR_RGB2LAB)[:, :, 0]
+    assert l_out.std() > l_in.std() * 1.5
+    hue_in = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[:, :, 0].astype(int)
+    hue_out = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)[:, :, 0].astype(int)
+    assert np.median(np.abs(hue_in - hue_out)) <= 2
+
+
+def test_clahe_off_is_identity():
+    img = gradient()
+    assert apply_clahe(img, ClaheSettings(enabled=False)) is img
+
+
+def test_model_input_shape_layout_and_normalisation():
+    spec = InputSpec(size=(224, 224), clahe=ClaheSettings(enabled=False))
+    img = np.full((300, 500, 3), 255, np.uint8)
+    x = model_input(img, spec)
+    assert x.shape == (3, 224, 224) and x.dtype == np.float32
+    assert np.allclose(x, (255 - 127) / 128)
+    nhwc = model_input(img, InputSpec(layout="NHWC", clahe=ClaheSettings(enabled=False)))
+    assert nhwc.shape == (224, 224, 3)
+
+
+def test_kiosk_runtime_feeds_the_model_exactly_model_input(tiny_model):
+    """The classifier's own steps give the tensor kiosk.preprocess.model_input gives."""
+    clf = OnnxClassifier(tiny_model, threads=1)
+    seen = []
+    real = clf.session
+
+    class Recorder:
+        def run(self, names, feeds):
+            seen.append(next(iter(feeds.values())))
+            return real.run(names, feeds)
+
+    clf.session = Recorder()
+    img = degrade.degrade(gradient(341, 256), "warm_cast")
+    clf.classify(img)
+    assert np.array_equal(seen[0][0], model_input(img, clf.spec))
+
+
+def test_training_and_kiosk_preprocessing_are_identical(trashnet, tiny_model):
+    """Same image through the training data set and through the kiosk: same tensor."""
+    pytest.importorskip("torch")
+    from kiosk.training.train import FolderDataset
+
+    clf = OnnxClassifier(tiny_model, threads=1)
+    seen = []
+    real = clf.session
+
+    class Recorder:
+        def run(self, names, feeds):
+            seen.append(next(iter(feeds.values())))
+            return real.run(names, feeds)
+
+    clf.session = Recorder()
+    ds = FolderDataset.__new__(FolderDataset)  # only the val path: no decoding of the whole set
+    from kiosk.dataset import list_images, read_rgb
+
+    ds.items, ds.classes = list_images(trashnet / "val")
+    ds.items = ds.items[:3]
+    ds.images = [read_rgb(p) for p, _ in ds.items]
+    ds.labels = [c for _, c in ds.items]
+    ds.spec, ds.train, ds.seed, ds.epoch = clf.spec, False, 0, 0
+    for i in range(3):
+        tensor, _ = ds[i]
+        clf.classify(read_rgb(ds.items[i][0]))
+        assert np.array_equal(tensor.numpy(), seen[-1][0])
+
+
+def test_degradations_are_deterministic_and_change_the_image():
+    img = gradient()
+    for name in degrade.DEGRADATIONS:
+        a, b = degrade.degrade(img, name, seed=3), degrade.degrade(img, name, seed=3)
+        assert np.array_equal(a, b) and a.shape == img.shape and a.dtype == np.uint8
+        assert not np.array_equal(a, img), name
+
+
+def test_augment_output_size_and_variety():
+    img = gradient(341, 256)
+    outs = [degrade.augment(img, np.random.default_rng(i), 224) for i in range(6)]
+    assert all(o.shape == (224, 224, 3) and o.dtype == np.uint8 for o in outs)
+    assert len({o.tobytes() for o in outs}) == 6

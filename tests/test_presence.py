@@ -1,0 +1,78 @@
+"""The presence gate on synthetic sequences with known ground truth."""
+
+import numpy as np
+import pytest
+
+from kiosk.camera import SyntheticScene
+from kiosk.config import PresenceConfig
+from kiosk.presence import PresenceGate, square_roi
+
+FPS = 30
+
+
+def run(scene, seconds, start=0.0, gate=None):
+    gate = gate or PresenceGate(PresenceConfig(), (scene.w, scene.h))
+    out = []
+    for i in range(int(seconds * FPS)):
+        t = start + i / FPS
+        out.append((t, gate.update(scene.render(t))))
+    return gate, out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_static_empty_scene_with_drift_never_counts(seed):
+    # hold_s=0: the item never shows; the drift is strong and fast (±25 % in 10 s)
+    scene = SyntheticScene((320, 240), seed=seed, drift=0.25, drift_period=10.0, hold_s=0.0, enter_s=0.0,
+                           leave_s=0.0, empty_s=1000.0, shadow=False)
+    _, out = run(scene, 25)
+    assert not any(p.present for _, p in out)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_passing_shadows_never_count(seed):
+    scene = SyntheticScene((320, 240), seed=seed, empty_s=3.0, hold_s=0.0, enter_s=0.0, leave_s=0.0, shadow=True)
+    _, out = run(scene, 20)  # six shadows sweep across
+    assert not any(p.present for _, p in out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_item_held_half_a_second_always_counts(seed):
+    scene = SyntheticScene((320, 240), seed=seed, empty_s=2.0, enter_s=0.2, hold_s=0.5, leave_s=0.2)
+    _, out = run(scene, scene.period * 4)
+    for k in range(4):
+        hold_start = k * scene.period + scene.empty_s + scene.enter_s
+        during = [p for t, p in out if hold_start <= t < hold_start + 0.5]
+        assert any(p.present for p in during), f"item {k} held 0.5 s was missed"
+
+
+def test_roi_covers_the_item_and_stays_in_frame():
+    scene = SyntheticScene((640, 480), seed=0, noise=1.0)
+    _, out = run(scene, scene.period)
+    held = [(t, p) for t, p in out if p.present and scene.phase(t)[0] == "hold"]
+    assert held
+    for _, p in held:
+        r = p.roi
+        assert r.w == r.h and 0 <= r.x and 0 <= r.y and r.x + r.w <= 640 and r.y + r.h <= 480
+        assert r.x <= 320 <= r.x + r.w and r.y <= 240 <= r.y + r.h  # the item is centred
+
+
+def test_item_leaving_is_noticed():
+    scene = SyntheticScene((320, 240), seed=0)
+    _, out = run(scene, scene.period * 2)
+    empty_again = [p for t, p in out if scene.phase(t)[0] == "empty" and scene.phase(t)[1] > 0.4 and t > scene.period]
+    assert empty_again and not any(p.present for p in empty_again)
+
+
+def test_whole_view_change_is_not_an_item():
+    scene = SyntheticScene((320, 240), seed=0, drift=0, empty_s=1000, hold_s=0, enter_s=0, leave_s=0, shadow=False)
+    gate = PresenceGate(PresenceConfig(), (320, 240))
+    for i in range(40):
+        gate.update(scene.render(i / FPS))
+    dark = (scene.render(2.0).astype(np.float32) * 0.3).astype(np.uint8)  # lights dimmed at once
+    results = [gate.update(dark) for _ in range(60)]
+    assert not any(p.present for p in results)
+
+
+def test_square_roi_is_clamped_to_the_frame():
+    r = square_roi(600, 400, 660, 500, 0.2, 640, 480)
+    assert r.w == r.h and r.x + r.w <= 640 and r.y + r.h <= 480
