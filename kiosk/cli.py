@@ -101,18 +101,22 @@ def cmd_doctor(args) -> int:
     return run_doctor(args)
 
 
-def _torch_command(module: str):
-    def handler(args) -> int:
-        try:
-            import importlib
+TORCH_COMMANDS = {
+    "train": ("kiosk.training.train", "fine-tune the model on TrashNet (train extra)"),
+    "export": ("kiosk.training.export", "export to ONNX, quantise to int8, write the card (train extra)"),
+}
 
-            mod = importlib.import_module(module)
-        except ImportError as e:
-            print(f"error: this command needs the train extra (pip install -e '.[train]'): {e}", file=sys.stderr)
-            return 1
-        return mod.main(args.rest)
 
-    return handler
+def run_torch_command(name: str, argv: list[str]) -> int:
+    """Training commands own their arguments; they need the train extra (PyTorch)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(TORCH_COMMANDS[name][0])
+    except ImportError as e:
+        print(f"error: `kiosk {name}` needs the train extra (pip install -e '.[train]'): {e}", file=sys.stderr)
+        return 1
+    return int(mod.main(argv) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,12 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", dest="model_path", default=None, help="a model other than the config's")
     p.add_argument("--no-clahe", action="store_true", help="switch CLAHE off (robustness comparison)")
     p.add_argument("--degrade", default=None, help="apply one degradation (see kiosk.degrade) to every image")
+    p.add_argument("--robustness", action="store_true", help="every degradation, CLAHE on vs off")
     p = add("doctor", cmd_doctor, "pass/fail checks of config, model, camera, display, GPIO, scales, disk, clock")
-    for name, module, help in (("train", "kiosk.training.train", "fine-tune the model (train extra)"),
-                               ("export", "kiosk.training.export", "export, quantise and card the model (train extra)")):
-        p = sub.add_parser(name, help=help, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_torch_command(module))
+    for name, (_, help) in TORCH_COMMANDS.items():
+        sub.add_parser(name, help=help, add_help=False)  # listed in --help; dispatched in main()
 
     for module in ("kiosk.ui", "kiosk.hardware_cli", "kiosk.appliance_cli"):
         try:
@@ -166,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TORCH_COMMANDS:
+        logging.basicConfig(level=logging.INFO)
+        return run_torch_command(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

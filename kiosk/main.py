@@ -246,6 +246,7 @@ class Worker:
             self._fault("camera", e)
             self._close_camera()
             self._cam_backoff.failed(self.clock())
+            self._publish(None, Presence(False))
             return
         self._clear("camera")
         self._frame_rate(frame)
@@ -487,8 +488,8 @@ def to_command(action):
     if isinstance(action, ui.CloseService):
         return ServiceMode(False)
     if isinstance(action, ui.ServiceCommand):
-        if action.name == "set_default_language" and action.bin_id:
-            return Language(action.bin_id)
+        if action.name == "set_default_language" and action.value:
+            return Language(action.value)
         return Service(action.name, action.bin_id)
     raise TypeError(f"unknown UI action {action!r}")
 

@@ -35,8 +35,9 @@ from .ui_layout import Layout, bin_order  # noqa: E402
 from .ui_lang import Wording, chrome  # noqa: E402
 from .ui_live import LiveView  # noqa: E402
 from .ui_pin import PinPad  # noqa: E402
-from .ui_screens import FULL_AT, PAINTERS, Ctx, Plan, make_plan, paint_dynamic, paint_static  # noqa: E402
-from .ui_text import FontBook, TextPainter, _Lru  # noqa: E402
+from .ui_screens import FULL_AT, PAINTERS, Ctx, make_plan, paint_dynamic, paint_static  # noqa: E402
+from .ui_fonts import FontBook  # noqa: E402
+from .ui_text import TextPainter, Lru  # noqa: E402
 from .view import View  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class KioskUI:
         self.service_bin: Optional[str] = self.bins[0].id if self.bins else None
         self.languages = [lang for lang in cfg.ui.languages if self.fonts.renders(lang)]
         self.dirty: list[pygame.Rect] = []  # rects changed by the last draw()
-        self._layers = _Lru(3)
+        self._layers = Lru(3)
         self._last = None  # (surface, layer key, rects drawn over the layer)
         self._taps: deque[float] = deque(maxlen=SERVICE_TAPS)
         self._warned: set = set()
@@ -267,7 +268,7 @@ class KioskUI:
         v, d = c.view, c.view.decision
         return (
             v.screen, c.lang, c.next_lang,
-            c.tip_index if v.screen in ("idle", "looking") else None,
+            c.tip_index if v.screen == "idle" else None,
             None if d is None else (d.label, d.bin_id, round(d.score, 2), d.corrected, d.unsure, d.weight_g),
             v.suggested_bin, v.full_bin,
             tuple(sorted((k, round(f * 50)) for k, f in v.fill.items())),  # 2 % steps

@@ -187,6 +187,11 @@ class Layout:
         return self.r(56, 168, 320, 176)
 
     @property
+    def pin_message_wide(self) -> pygame.Rect:
+        """The message when there is no keypad (no PIN configured)."""
+        return self.r(56, 112, 688, 232)
+
+    @property
     def pin_cancel(self) -> pygame.Rect:
         return self.r(56, 360, 320, 80)
 

@@ -2,8 +2,8 @@
 
 The display refreshes at its own rate and the camera at another, so the
 scaled picture is kept and reused until ``frame_seq`` changes. Scaling is
-done on the numpy array (OpenCV's area/linear resize, much cheaper than
-pygame's smoothscale) and wrapped into a surface without a copy.
+done on the numpy array (OpenCV's resize, much cheaper than pygame's
+smoothscale) and wrapped into a surface without a copy.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class LiveView:
         self.dest = fit_rect(w, h, box)
         size = self.dest.size
         if cv2 is not None:
-            interp = cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR
+            # area averaging only where linear would alias (it is ~7x slower at 0.77x)
+            interp = cv2.INTER_AREA if size[0] * 2 <= w else cv2.INTER_LINEAR
             pixels = np.ascontiguousarray(cv2.resize(frame, size, interpolation=interp))
             surf = pygame.image.frombuffer(pixels, size, "RGB")
         else:

@@ -479,8 +479,8 @@ def _pin_pad(c: Ctx, s: pygame.Surface, plan: Plan) -> None:
     _, _, message, left = pad.state()
     if message:
         colour = th.TEXT if message == "pin_not_set" else th.ERROR
-        c.draw(s, c.t(message, s=left), L.pin_message, 26 if message != "pin_not_set" else 22, colour,
-               min_size=11, valign="top")
+        box = L.pin_message if pad.configured else L.pin_message_wide
+        c.draw(s, c.t(message, s=left), box, 26, colour, min_size=11, valign="top")
     for b in plan.buttons:
         if b.kind == "pin":
             bg = th.ACCENT if b.arg == "ok" else th.PANEL_HI

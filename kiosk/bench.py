@@ -1,0 +1,185 @@
+"""``kiosk bench``: how fast is the frame path, stage by stage?
+
+Runs the same :class:`kiosk.main.Pipeline` the kiosk runs, with the model on
+*every* frame that has an item (the worst case), and prints per-stage median
+and p95 milliseconds, end-to-end frames per second and peak RSS. The
+synthetic camera's frames are rendered once before timing, so "capture" is
+the cost of handing a frame over, as with a real camera's DMA buffers.
+
+``--model`` adds a latency table: the int8 ONNX model, its fp32 twin and a
+ResNet-50 in PyTorch (random weights) at 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .camera import SyntheticScene, open_camera
+from .classifier import OnnxClassifier
+from .datatypes import Frame
+from .preprocess import ClaheSettings
+from .timing import StageTimer
+
+STAGES = ["capture", "clahe", "presence", "preprocess", "inference", "decide"]
+
+
+def pct(values, q):
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+class PrerenderedSource:
+    """One period of the synthetic scene, rendered up front, replayed in a loop."""
+
+    name = "synthetic (pre-rendered)"
+
+    def __init__(self, cfg, fps):
+        self.scene = SyntheticScene(tuple(cfg.size), seed=cfg.seed)
+        n = int(round(self.scene.period * fps))
+        self.frames = [self.scene.render(i / fps) for i in range(n)]
+        self.fps, self.i = fps, 0
+
+    def read(self, timeout=2.0):
+        img = self.frames[self.i % len(self.frames)]
+        f = Frame(image=img, t=self.i / self.fps, seq=self.i)
+        self.i += 1
+        return f
+
+    def close(self):
+        pass
+
+
+def bench_pipeline(args) -> int:
+    from .config import load_config
+    from .main import Pipeline
+
+    cfg = load_config(args.config)
+    clahe = ClaheSettings(**cfg.enhance.clahe.model_dump())
+    clf = OnnxClassifier(cfg.model_path, threads=cfg.model.threads, clahe=clahe)
+    if args.camera == "synthetic":
+        source = PrerenderedSource(cfg.camera, cfg.camera.fps)
+    else:
+        source = open_camera(cfg.camera, realtime=False)
+    pipe = Pipeline(cfg, clf, tuple(cfg.camera.size))
+    timer = StageTimer()
+    warm = min(60, args.frames // 5)
+    classified = 0
+    t_start = None
+    for i in range(args.frames + warm):
+        if i == warm:
+            timer = StageTimer()
+            classified = 0
+            t_start = time.perf_counter()
+        timer.frame()
+        with timer.stage("capture"):
+            frame = source.read()
+        with timer.stage("presence"):
+            presence = pipe.gate.update(frame.image)
+        prediction = None
+        if presence.present and presence.roi is not None:  # worst case: the model on every such frame
+            prediction = clf.classify(presence.roi.crop(frame.image), timer=timer)
+            classified += 1
+        with timer.stage("decide"):
+            pipe.decider.update(frame.t, presence.present, prediction)
+    wall = time.perf_counter() - t_start
+    source.close()
+    frames = timer.finish()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = {}
+    for s in STAGES:
+        vals = [f[s] * 1000 for f in frames if s in f]
+        rows[s] = {"median_ms": pct(vals, 50), "p95_ms": pct(vals, 95), "frames": len(vals)}
+    totals = [sum(f.values()) * 1000 for f in frames]
+    result = {
+        "camera": getattr(source, "name", args.camera),
+        "frame_size": list(cfg.camera.size),
+        "model": str(cfg.model_path),
+        "threads": cfg.model.threads,
+        "frames": len(frames),
+        "frames_with_model": classified,
+        "stages": rows,
+        "frame_total": {"median_ms": pct(totals, 50), "p95_ms": pct(totals, 95)},
+        "end_to_end_fps": len(frames) / wall,
+        "peak_rss_mb": rss_mb,
+        "machine": f"{platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}",
+    }
+    print(f"kiosk bench: {result['frames']} frames {cfg.camera.size[0]}x{cfg.camera.size[1]} from {result['camera']}, "
+          f"model on {classified} of them ({cfg.model.threads} threads)")
+    print(f"{'stage':<12}{'median ms':>10}{'p95 ms':>10}{'frames':>8}")
+    for s, r in rows.items():
+        print(f"{s:<12}{r['median_ms']:>10.2f}{r['p95_ms']:>10.2f}{r['frames']:>8}")
+    print(f"{'frame total':<12}{result['frame_total']['median_ms']:>10.2f}{result['frame_total']['p95_ms']:>10.2f}")
+    print(f"end to end: {result['end_to_end_fps']:.1f} frames/s   peak RSS: {rss_mb:.0f} MB   ({result['machine']})")
+    if args.model:
+        result["model_latency"] = model_latency(cfg.model_path)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _time(fn, runs: int, warmup: int = 5):
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return {"median_ms": statistics.median(out), "p95_ms": pct(out, 95)}
+
+
+def model_latency(int8_path: Path, runs: int = 100) -> dict:
+    """int8 ONNX vs fp32 ONNX vs PyTorch ResNet-50, per image, 1 and 2 threads."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    fp32_path = Path("build/export") / int8_path.name.replace("-int8", "-fp32")
+    candidates = {"int8 ONNX (shipped)": int8_path, "fp32 ONNX (same net)": fp32_path}
+    table = {}
+    for threads in (1, 2):
+        for name, path in candidates.items():
+            if not path.is_file():
+                print(f"  {name}: {path} not found (run `kiosk export` first); skipped")
+                continue
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            table.setdefault(name, {})[threads] = _time(lambda: s.run(None, {"input": x}), runs)
+        try:
+            import torch
+
+            from .training.resnet import resnet50
+        except ImportError:
+            print("  ResNet-50 PyTorch: torch not installed (train extra); skipped")
+            continue
+        torch.set_num_threads(threads)
+        net = resnet50().eval()
+        xt = torch.from_numpy(x)
+        with torch.inference_mode():
+            table.setdefault("ResNet-50 fp32 PyTorch", {})[threads] = _time(lambda: net(xt), max(20, runs // 4))
+    base = table.get("int8 ONNX (shipped)", {})
+    print(f"\n{'model':<26}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'x int8':>8}")
+    for name, per in table.items():
+        for threads, r in per.items():
+            ratio = r["median_ms"] / base[threads]["median_ms"] if threads in base else float("nan")
+            r["vs_int8"] = ratio
+            print(f"{name:<26}{threads:>4}{r['median_ms']:>11.2f}{r['p95_ms']:>9.2f}{ratio:>8.2f}")
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(0)

@@ -1,0 +1,114 @@
+"""``kiosk eval``: accuracy of a model through the exact run-time preprocessing.
+
+Each photo goes through ``OnnxClassifier.classify`` (centre square, resize,
+CLAHE, normalise, model) as the kiosk would run it. ``--degrade NAME`` applies
+one of :data:`kiosk.degrade.DEGRADATIONS` first; ``--robustness`` runs every
+degradation with CLAHE on and off and prints the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from . import degrade
+from .classifier import OnnxClassifier
+from .dataset import list_images, read_rgb
+from .metrics import classification_report
+from .preprocess import ClaheSettings
+
+
+def load_images(data: Path, classes: list[str]):
+    items, _ = list_images(data, classes)
+    return [(read_rgb(p), c) for p, c in items]
+
+
+def evaluate(clf: OnnxClassifier, images, degradation: Optional[str] = None) -> dict:
+    y_true, y_pred = [], []
+    for i, (img, label) in enumerate(images):
+        if degradation:
+            img = degrade.degrade(img, degradation, seed=i)
+        y_true.append(label)
+        y_pred.append(clf.classes.index(clf.classify(img).label))
+    return classification_report(y_true, y_pred, clf.classes)
+
+
+def robustness(model_path: Path, images, threads: int, clahe: ClaheSettings) -> dict:
+    """Top-1 per degradation, CLAHE on vs off (same model, same images)."""
+    on = OnnxClassifier(model_path, threads=threads, clahe=clahe)
+    off = OnnxClassifier(model_path, threads=threads, clahe=ClaheSettings(False, clahe.clip_limit, clahe.tile_grid))
+    table = {}
+    for name in degrade.DEGRADATIONS:
+        table[name] = {"clahe_on": evaluate(on, images, name)["top1"], "clahe_off": evaluate(off, images, name)["top1"]}
+    n = len(table)
+    table["mean"] = {k: sum(v[k] for v in table.values()) / n for k in ("clahe_on", "clahe_off")}
+    return table
+
+
+def format_report(rep: dict) -> str:
+    classes = rep["classes"]
+    lines = [f"images: {rep['count']}   top-1: {rep['top1'] * 100:.2f} %   macro-F1: {rep['macro_f1']:.4f}", "",
+             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>8}{'n':>6}"]
+    for c in classes:
+        p = rep["per_class"][c]
+        lines.append(f"{c:<12}{p['precision']:>10.3f}{p['recall']:>10.3f}{p['f1']:>8.3f}{p['support']:>6}")
+    lines += ["", "confusion (rows: true, columns: predicted)", " " * 12 + "".join(f"{c[:7]:>8}" for c in classes)]
+    for c, row in zip(classes, rep["confusion"]):
+        lines.append(f"{c:<12}" + "".join(f"{v:>8}" for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion(rep: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes, m = rep["classes"], rep["confusion"]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i, row in enumerate(m):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", color="black" if v < max(map(max, m)) / 2 else "white")
+    ax.set_xlabel("predicted"), ax.set_ylabel("true")
+    ax.set_title(f"top-1 {rep['top1'] * 100:.1f} %, macro-F1 {rep['macro_f1']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_eval(args) -> int:
+    from .config import load_config
+
+    model_path = Path(args.model_path) if args.model_path else None
+    cfg = load_config(args.config, check_model=model_path is None)
+    model_path = model_path or cfg.model_path
+    clahe = ClaheSettings(**cfg.enhance.clahe.model_dump())
+    if args.no_clahe:
+        clahe = ClaheSettings(False, clahe.clip_limit, clahe.tile_grid)
+    clf = OnnxClassifier(model_path, threads=cfg.model.threads, clahe=clahe)
+    data = Path(args.data)
+    if not data.is_dir():
+        print(f"error: data folder not found: {data}", file=sys.stderr)
+        return 1
+    images = load_images(data, clf.classes)
+    if args.degrade and args.degrade not in degrade.DEGRADATIONS:
+        print(f"error: unknown degradation {args.degrade!r}; one of {', '.join(degrade.DEGRADATIONS)}", file=sys.stderr)
+        return 1
+    rep = evaluate(clf, images, args.degrade)
+    rep.update({"model": str(model_path), "data": str(data), "clahe": clahe.enabled, "degradation": args.degrade})
+    print(format_report(rep))
+    if getattr(args, "robustness", False):
+        rep["robustness"] = robustness(model_path, images, cfg.model.threads, ClaheSettings(**cfg.enhance.clahe.model_dump()))
+        print("\nrobustness (top-1 %)   CLAHE on   CLAHE off")
+        for name, v in rep["robustness"].items():
+            print(f"  {name:<20}{v['clahe_on'] * 100:>9.1f}{v['clahe_off'] * 100:>11.1f}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rep, indent=1))
+    if args.png:
+        plot_confusion(rep, args.png)
+    return 0

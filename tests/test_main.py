@@ -1,0 +1,204 @@
+"""The worker loop end to end: synthetic camera, a real ONNX model, faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiosk.camera import SyntheticCamera, SyntheticScene
+from kiosk.classifier import OnnxClassifier
+from kiosk.errors import CameraError, ModelError
+from kiosk.main import Backoff, NullHardware, Worker
+from kiosk.view import Fault
+
+FPS = 30
+
+
+class FakeHardware(NullHardware):
+    """Records flap commands; an item lands ``drop_after`` frames after an open."""
+
+    def __init__(self, drop_after=15, grams=180.0):
+        self.log, self.open = [], None
+        self.drop_after, self.grams, self.frames_open = drop_after, grams, 0
+        self.fault_list: list[Fault] = []
+        self.refused: set[str] = set()
+
+    def open_flap(self, bin_id):
+        assert self.open is None, "two flaps open"
+        self.open, self.frames_open = bin_id, 0
+        self.log.append(("open", bin_id))
+        return True
+
+    def close_flap(self, bin_id):
+        if self.open == bin_id:
+            self.open = None
+            self.log.append(("close", bin_id))
+
+    def close_all(self):
+        if self.open:
+            self.close_flap(self.open)
+
+    def poll(self, now):
+        if self.open:
+            self.frames_open += 1
+
+    def drops(self):
+        if self.open and self.drop_after and self.frames_open == self.drop_after:
+            return [(self.open, self.grams)]
+        return []
+
+    def refused_bins(self):
+        return set(self.refused)
+
+    def faults(self):
+        return list(self.fault_list)
+
+
+def make_worker(cfg, model, hardware=None, fail_after=None, scene=None, decisions=None, **kw):
+    cameras = []
+
+    def open_camera():
+        cam = SyntheticCamera(cfg.camera, realtime=False, scene=scene, fail_after=fail_after).open()
+        cameras.append(cam)
+        return cam
+
+    w = Worker(cfg, open_camera, lambda: OnnxClassifier(model, threads=1), hardware=hardware,
+               on_decision=(decisions.append if decisions is not None else None), **kw)
+    w.cameras = cameras
+    return w
+
+
+def test_decision_sequence_end_to_end(cfg_with, scene_model):
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    hw, decisions = FakeHardware(), []
+    w = make_worker(cfg, scene_model, hardware=hw, decisions=decisions)
+    scene = SyntheticScene(tuple(cfg.camera.size), seed=cfg.camera.seed)
+    screens = []
+    for _ in range(int(scene.period * 3 * FPS)):
+        w.step()
+        screens.append((w.last_frame.t, w.view().screen))
+    labels = [d.label for d in decisions]
+    assert labels == ["glass", "cardboard", "metal"]
+    assert [d.bin_id for d in decisions] == ["glass", "paper", "packaging"]
+    assert all(d.drop_confirmed and d.weight_g == 180.0 for d in decisions)
+    for d in decisions:  # every decision was made while an item was in view
+        assert scene.item_present(d.t) or scene.phase(d.t)[0] != "empty"
+    assert hw.log == [x for d in decisions for x in (("open", d.bin_id), ("close", d.bin_id))]
+    seen = {s for _, s in screens}
+    assert {"idle", "looking", "decided", "thanks"} <= seen
+
+
+def test_nothing_in_view_means_no_decision_and_no_model_run(cfg_with, scene_model):
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    empty = SyntheticScene(tuple(cfg.camera.size), hold_s=0, enter_s=0, leave_s=0, empty_s=1e6, drift=0.2,
+                           drift_period=8)
+    hw, decisions = FakeHardware(), []
+    w = make_worker(cfg, scene_model, hardware=hw, scene=empty, decisions=decisions)
+    calls = []
+    w._ensure_parts(0.0)
+    real = w.classifier.classify
+    w.classifier.classify = lambda *a, **k: calls.append(1) or real(*a, **k)
+    for _ in range(15 * FPS):
+        w.step()
+    assert decisions == [] and hw.log == [] and calls == []
+    assert {w.view().screen} == {"idle"}
+
+
+def test_camera_loss_is_out_of_service_then_recovers(cfg_with, scene_model):
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    hw = FakeHardware(drop_after=0)
+    clock = [0.0]
+    w = make_worker(cfg, scene_model, hardware=hw, fail_after=int(3.2 * FPS), clock=lambda: clock[0])
+    for _ in range(int(3.2 * FPS)):  # the first item is decided and its flap is open
+        w.step()
+        clock[0] += 1 / FPS
+    assert hw.open == "glass"
+    w.step()  # camera dies
+    v = w.view()
+    assert v.screen == "out_of_service" and v.faults[0].code == CameraError.code and v.faults[0].part == "camera"
+    assert hw.open is None and hw.log[-1] == ("close", "glass")
+    assert len(w.cameras) == 1
+    for _ in range(5):
+        w.step()  # backoff: no reconnect yet
+    assert len(w.cameras) == 1
+    clock[0] += 1.5
+    w.step()
+    assert len(w.cameras) == 2  # retried after the backoff
+    w.step()
+    assert w.view().screen != "out_of_service"
+
+
+def test_refused_model_is_out_of_service_and_retried(cfg_with, scene_model):
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    clock, attempts = [0.0], []
+
+    def load():
+        attempts.append(clock[0])
+        if len(attempts) < 3:
+            raise ModelError("model kiosk.onnx does not match its card: sha256 is 0000")
+        return OnnxClassifier(scene_model, threads=1)
+
+    w = Worker(cfg, lambda: SyntheticCamera(cfg.camera, realtime=False).open(), load, clock=lambda: clock[0])
+    for _ in range(40):
+        w.step()
+        clock[0] += 0.5
+        if w.view().screen != "out_of_service":
+            break
+    assert len(attempts) == 3
+    assert attempts[2] - attempts[1] > attempts[1] - attempts[0]  # backoff grows
+    assert w.view().screen == "idle"
+
+
+def test_scale_fault_closes_flaps_and_blocks_decisions(cfg_with, scene_model):
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    hw, decisions = FakeHardware(drop_after=0), []
+    w = make_worker(cfg, scene_model, hardware=hw, decisions=decisions)
+    for _ in range(int(3.2 * FPS)):
+        w.step()
+    assert hw.open == "glass"
+    hw.fault_list = [Fault("E410", "scale:glass", "HX711 data line stuck")]
+    w.step()
+    assert hw.open is None and w.view().screen == "out_of_service"
+    assert any(f.part == "scale:glass" for f in w.view().faults)
+    n = len(hw.log)
+    for _ in range(10 * FPS):
+        w.step()
+    assert len(hw.log) == n  # nothing opened while out of service
+    hw.fault_list = []
+    w.step()
+    assert w.view().screen != "out_of_service"
+
+
+def test_flap_fault_is_a_warning_not_out_of_service(cfg_with, scene_model):
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    hw = FakeHardware()
+    hw.fault_list = [Fault("E420", "flap:glass", "flap did not close: locked out")]
+    w = make_worker(cfg, scene_model, hardware=hw)
+    for _ in range(10):
+        w.step()
+    v = w.view()
+    assert v.screen == "idle" and v.faults[0].part == "flap:glass"
+
+
+def test_backoff_doubles_to_a_limit():
+    b = Backoff(1.0, 5.0)
+    delays = []
+    for _ in range(5):
+        b.failed(0.0)
+        delays.append(b.delay)
+    assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert not b.due(4.9) and b.due(5.0)
+    b.succeeded()
+    assert b.due(0.0)
+
+
+@pytest.mark.parametrize("command", ["choose_during_idle"])
+def test_choice_outside_unsure_is_ignored(cfg_with, scene_model, command):
+    from kiosk.main import Choose
+
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    hw = FakeHardware()
+    w = make_worker(cfg, scene_model, hardware=hw)
+    w.step()
+    w.post(Choose("glass"))
+    w.step()
+    assert hw.log == []

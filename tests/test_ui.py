@@ -1,0 +1,437 @@
+"""Touchscreen UI under SDL's dummy driver: every screen in both languages and
+both reference sizes, text stays in its boxes, touches map to the right
+actions, and a missing font is survived."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import numpy as np  # noqa: E402
+import pygame  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from kiosk import ui_fonts, ui_text  # noqa: E402
+from kiosk.config import hash_pin, load_config  # noqa: E402
+from kiosk.ui import (ChooseBin, CloseService, KioskUI, OpenService, ServiceCommand, SetLanguage,  # noqa: E402
+                      register, sample_view)
+from kiosk.ui_layout import MIN_TOUCH  # noqa: E402
+from kiosk.ui_theme import hex_rgb  # noqa: E402
+from kiosk.view import SCREENS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = [(800, 480), (1280, 800)]
+LANGS = ["en", "zh"]
+PX_15MM_7IN = 78  # 15 mm on the official 7" display: 800 px over ~154 mm
+
+
+class Clock:
+    def __init__(self, t: float = 100.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(REPO / "config.yaml", check_model=False)
+
+
+def with_pin(cfg, pin: str | None):
+    pin_hash = hash_pin(pin, iterations=1000) if pin else None
+    return cfg.model_copy(update={"service": cfg.service.model_copy(update={"pin_hash": pin_hash})})
+
+
+def finger(ui, pos):
+    w, h = ui.size
+    return pygame.event.Event(pygame.FINGERDOWN, x=pos[0] / w, y=pos[1] / h, touch_id=1, finger_id=0, pressure=1.0)
+
+
+def mouse(pos, touch=False):
+    return pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=pos, button=1, touch=touch)
+
+
+def button(ui, view, kind, arg=None):
+    hits = [b for b in ui.buttons(view) if b.kind == kind and (arg is None or b.arg == arg)]
+    assert hits, f"no {kind} button {arg or ''} on the {view.screen} screen"
+    return hits[0]
+
+
+def draw_recorded(ui, view):
+    surface = pygame.Surface(ui.size)
+    ui.text.record = []
+    ui.invalidate()
+    ui.draw(surface, view)
+    return surface, ui.text.record
+
+
+def cjk_font_present() -> bool:
+    return any(ui_fonts.find_font(f) for f in ui_fonts.LANG_FAMILIES["zh"])
+
+
+# ---------------------------------------------------------------- rendering --
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_every_screen_renders_in_both_languages_with_text_inside_its_box(cfg, size):
+    ui = KioskUI(cfg, size, clock=Clock())
+    screen = pygame.Rect(0, 0, *size)
+    for lang in LANGS:
+        shown = lang if ui.fonts.renders(lang) else "en"
+        for state in SCREENS:
+            view = sample_view(cfg, state, lang)
+            surface, record = draw_recorded(ui, view)
+            assert record, f"{state}/{lang}: no text drawn"
+            for box, ink, line in record:
+                assert screen.contains(box), f"{state}/{lang}: box {box} of {line!r} is off screen"
+                assert box.contains(ink), f"{state}/{lang}: {line!r} at {ink} leaves its box {box}"
+            text = "".join(line for _, _, line in record).replace(" ", "")
+            if state in ("decided", "await_drop", "unsure", "bin_full"):
+                name = ui.words.bin_name(shown, cfg.rules["plastic"].bin).replace(" ", "")
+                assert name in text, f"{state}/{lang}: bin name {name!r} not drawn"
+            if state == "out_of_service":
+                assert "E200" in text
+            pixels = pygame.surfarray.pixels3d(surface)
+            assert pixels.std() > 10, f"{state}/{lang}: the screen is blank"
+            del pixels
+
+
+def test_chinese_screens_use_chinese_words_when_a_cjk_font_is_installed(cfg):
+    if not cjk_font_present():
+        pytest.skip("no CJK font on this system (Debian: fonts-noto-cjk)")
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    assert ui.fonts.renders("zh")
+    _, record = draw_recorded(ui, sample_view(cfg, "decided", "zh"))
+    text = "".join(line for _, _, line in record)
+    assert ui.words.bin_name("zh", "packaging") in text
+    assert cfg.rules["plastic"].guidance["zh"][0] in text
+
+
+def test_decision_is_shown_in_the_bins_colour_with_its_first_step(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    view = sample_view(cfg, "decided", "en")
+    surface, record = draw_recorded(ui, view)
+    card = ui.layout.card
+    assert tuple(surface.get_at((card.right - 6, card.centery)))[:3] == hex_rgb(cfg.bin("packaging").colour)
+    steps = [line for box, _, line in record if ui.layout.steps.contains(box)]
+    assert cfg.rules["plastic"].guidance["en"][0] in steps
+
+
+def test_idle_tips_rotate(cfg):
+    clock = Clock(0.0)
+    ui = KioskUI(cfg, (800, 480), clock=clock)
+    view = sample_view(cfg, "idle", "en")
+    shown = []
+    for i in range(3):
+        clock.t = i * cfg.ui.tip_seconds + 0.1
+        _, record = draw_recorded(ui, view)
+        shown.append(" ".join(line for box, _, line in record if ui.layout.side_card.contains(box)))
+    assert shown == cfg.ui.tips["en"][:3]
+
+
+def test_fit_wraps_then_shrinks_and_keeps_words_whole(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    face = ui.fonts.face("en")
+    text = "Lids and corks go in the plastic and metal bin, bottles in glass"
+    f = ui_text.fit(face, text, 200, 120, 40, 8, bold=True)
+    assert len(f.lines) > 1 and f.size < 40 and not f.cut
+    assert len(f.lines) * f.line_height <= 120
+    assert all(face.extent(line, f.size, True) <= 200 for line in f.lines)
+    assert " ".join(f.lines) == text  # wrapped at spaces, nothing lost
+    # a long word shrinks rather than breaks ("cardboar-d")
+    g = ui_text.fit(face, "Paper & cardboard", 170, 200, 34, 10, bold=True)
+    assert "cardboard" in g.lines
+    # nothing fits: cut with an ellipsis, still inside the box
+    h = ui_text.fit(face, text * 5, 120, 40, 20, 10, bold=False)
+    assert h.cut and h.lines[-1].endswith(ui_text.ELLIPSIS)
+    assert len(h.lines) * h.line_height <= 40
+    assert all(face.extent(line, h.size, False) <= 120 for line in h.lines)
+
+
+def test_cjk_wrapping_breaks_between_characters_and_respects_punctuation():
+    toks = ui_text.tokens("请倒空，瓶盖（塑料）一起投放。OK 好")
+    assert "空，" in toks and "（塑" in toks and "料）" in toks and "放。" in toks
+    assert not any(t[0] in "，。）" for t in toks)
+    assert "OK " in toks
+
+
+def test_live_view_keeps_colours_and_converts_each_camera_frame_once(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:] = (200, 30, 40)  # RGB: a red that turns blue if channels were swapped
+    view = sample_view(cfg, "idle", "en", frame=frame, seq=1)
+    surface = pygame.Surface(ui.size)
+    ui.draw(surface, view)
+    box = ui.layout.live_full
+    assert tuple(surface.get_at(box.center))[:3] == (200, 30, 40)
+    assert ui.live.conversions == 1
+    ui.draw(surface, view)  # same camera frame: no new conversion, only the live box redrawn
+    assert ui.live.conversions == 1
+    assert ui.dirty == [box]
+    ui.draw(surface, sample_view(cfg, "idle", "en", frame=frame, seq=2))
+    assert ui.live.conversions == 2
+
+
+def test_a_missing_camera_picture_is_drawn_as_a_placeholder(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    view = dataclasses.replace(sample_view(cfg, "idle", "en"), frame=None)
+    _, record = draw_recorded(ui, view)
+    inside = [line for box, _, line in record if ui.layout.live_full.contains(box)]
+    assert " ".join(inside) == ui.words.t("en", "no_camera")
+
+
+# ----------------------------------------------------------------- fonts --
+
+@pytest.mark.parametrize("which", ["cjk", "all", "corrupt"])
+def test_missing_fonts_are_logged_and_do_not_crash(cfg, monkeypatch, caplog, tmp_path, which):
+    fonts = ui_fonts.system_fonts()
+    if which == "cjk":
+        kept = tuple(f for f in fonts if not any("CJK" in fam or "WenQuanYi" in fam or "Han Sans" in fam
+                                                 or "Droid Sans Fallback" in fam for fam in f[2]))
+        known = {k: v for k, v in ui_fonts.KNOWN_FILES.items() if "CJK" not in k[0]}
+    elif which == "corrupt":
+        bad = tmp_path / "DejaVuSans.ttf"
+        bad.write_bytes(b"not a font")
+        kept, known = ((str(bad), 0, ("DejaVu Sans",), "Book"),), {}
+    else:
+        kept, known = (), {}
+    monkeypatch.setattr(ui_fonts, "system_fonts", lambda: kept)
+    monkeypatch.setattr(ui_fonts, "KNOWN_FILES", known)
+    caplog.set_level(logging.INFO)
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    assert not ui.fonts.renders("zh")
+    assert "Noto Sans CJK SC" in caplog.text and "fonts-noto-cjk" in caplog.text
+    for state in SCREENS:
+        _, record = draw_recorded(ui, sample_view(cfg, state, "zh"))
+        assert record
+    # Chinese cannot be shown, so the screen falls back to English and offers no switch
+    _, record = draw_recorded(ui, sample_view(cfg, "idle", "zh"))
+    assert ui.words.t("en", "idle_title").split()[0] in " ".join(line for _, _, line in record)
+    assert not [b for b in ui.buttons(sample_view(cfg, "idle", "zh")) if b.kind == "lang"]
+    assert "showing 'en' instead" in caplog.text
+    if which == "corrupt":
+        assert "cannot load 'DejaVu Sans'" in caplog.text
+
+
+# ----------------------------------------------------------------- touch --
+
+def test_touch_targets_are_at_least_15_mm_on_the_7_inch_display(cfg):
+    for pin in ("1234", None):
+        c = with_pin(cfg, pin)
+        ui = KioskUI(c, (800, 480), clock=Clock())
+        views = [sample_view(c, s, "en") for s in SCREENS]
+        targets = [(v.screen, b) for v in views for b in ui.buttons(v)]
+        ui.pin.open()
+        targets += [("pin", b) for b in ui.buttons(views[0])]
+        assert len(targets) >= 17  # bins on two screens, service, keypad (or its cancel)
+        for screen, b in targets:
+            assert min(b.rect.size) >= PX_15MM_7IN, f"{screen}: {b.kind} {b.arg} is only {b.rect.size}"
+    assert MIN_TOUCH >= PX_15MM_7IN
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_finger_and_mouse_on_the_unsure_screen_choose_the_touched_bin(cfg, size):
+    ui = KioskUI(cfg, size, clock=Clock())
+    view = sample_view(cfg, "unsure", "en")
+    surface = pygame.Surface(size)
+    ui.draw(surface, view)
+    bins = [b for b in ui.buttons(view) if b.kind == "bin"]
+    assert [b.arg for b in sorted(bins, key=lambda b: b.rect.x)] == ["paper", "packaging", "glass", "residual"]
+    for b in bins:
+        spot = (b.rect.centerx, b.rect.bottom - b.rect.h // 8)  # below the name, on the bin's colour
+        assert tuple(surface.get_at(spot))[:3] == hex_rgb(cfg.bin(b.arg).colour)
+        assert ui.handle(finger(ui, spot), view) == [ChooseBin(b.arg)]
+        assert ui.handle(mouse(spot), view) == [ChooseBin(b.arg)]
+        assert ui.handle(mouse(spot, touch=True), view) == []  # SDL's copy of a touch: counted once
+    assert ui.handle(finger(ui, (size[0] // 2, 4)), view) == []
+    assert ui.handle(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_F4, mod=pygame.KMOD_ALT, unicode=""), view) == []
+
+
+def test_full_bins_refuse_and_the_suggested_bin_is_offered(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    view = sample_view(cfg, "bin_full", "en")
+    assert view.full_bin == "packaging" and view.suggested_bin == "residual"
+    full = button(ui, view, "bin", "packaging")
+    assert not full.enabled and ui.handle(finger(ui, full.rect.center), view) == []
+    ok = button(ui, view, "bin", "residual")
+    assert ui.handle(finger(ui, ok.rect.center), view) == [ChooseBin("residual")]
+
+
+def test_language_button_switches_language(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    view = sample_view(cfg, "idle", "en")
+    lang_buttons = [b for b in ui.buttons(view) if b.kind == "lang"]
+    if not ui.fonts.renders("zh"):
+        assert not lang_buttons  # only English can be shown: no switch
+        return
+    assert ui.handle(finger(ui, lang_buttons[0].rect.center), view) == [SetLanguage("zh")]
+    view_zh = sample_view(cfg, "unsure", "zh")
+    assert ui.handle(mouse(button(ui, view_zh, "lang").rect.center), view_zh) == [SetLanguage("en")]
+
+
+# --------------------------------------------------------- service and PIN --
+
+def tap_corner(ui, view, clock, times=5, every=0.3):
+    out = []
+    for _ in range(times):
+        out += ui.handle(finger(ui, ui.layout.service_corner.center), view)
+        clock.t += every
+    return out
+
+
+def type_pin(ui, view, digits):
+    out = []
+    for d in [*digits, "ok"]:
+        out += ui.handle(finger(ui, button(ui, view, "pin", d).rect.center), view)
+    return out
+
+
+def test_hidden_gesture_and_pin_open_the_service_screen(cfg):
+    clock = Clock()
+    c = with_pin(cfg, "2468")
+    ui = KioskUI(c, (800, 480), clock=clock)
+    view = sample_view(c, "idle", "en")
+    assert tap_corner(ui, view, clock, times=5, every=1.0) == [] and not ui.pin.is_open  # too slow
+    assert tap_corner(ui, view, clock) == [] and ui.pin.is_open
+    assert type_pin(ui, view, "1111") == [] and ui.pin.message == "pin_wrong"
+    _, record = draw_recorded(ui, view)
+    assert ui.words.t("en", "pin_wrong") in [line for _, _, line in record]
+    assert type_pin(ui, view, "2468") == [OpenService()]
+    assert not ui.pin.is_open
+
+
+def test_wrong_pins_lock_the_pad(cfg):
+    clock = Clock()
+    c = with_pin(cfg, "2468")
+    ui = KioskUI(c, (800, 480), clock=clock)
+    view = sample_view(c, "out_of_service", "en")  # a technician must get in when the kiosk is down
+    tap_corner(ui, view, clock)
+    for _ in range(5):
+        type_pin(ui, view, "0000")
+    assert ui.pin.message == "pin_locked" and ui.pin.lock_left() > 0
+    assert type_pin(ui, view, "2468") == []  # locked, even with the right PIN
+    clock.t += 31  # the untouched pad closes itself; opening it again does not lift the lock
+    ui.draw(pygame.Surface(ui.size), view)
+    assert not ui.pin.is_open
+    tap_corner(ui, view, clock)
+    assert type_pin(ui, view, "2468") == [] and ui.pin.lock_left() > 0
+    clock.t += 30
+    assert type_pin(ui, view, "2468") == [OpenService()]
+
+
+def test_without_a_configured_pin_the_service_screen_cannot_open(cfg):
+    clock = Clock()
+    c = with_pin(cfg, None)
+    ui = KioskUI(c, (800, 480), clock=clock)
+    view = sample_view(c, "idle", "en")
+    tap_corner(ui, view, clock)
+    assert ui.pin.is_open and [b.kind for b in ui.buttons(view)] == ["pin_cancel"]
+    _, record = draw_recorded(ui, view)
+    drawn = " ".join(line for _, _, line in record)
+    assert ui.words.t("en", "pin_not_set").split()[0] in drawn and "pin_hash" in drawn
+    assert ui.handle(finger(ui, button(ui, view, "pin_cancel").rect.center), view) == []
+    assert not ui.pin.is_open
+
+
+def test_service_screen_buttons(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    view = sample_view(cfg, "service", "en")
+    press = lambda kind, arg=None: ui.handle(finger(ui, button(ui, view, kind, arg).rect.center), view)  # noqa: E731
+    assert press("service_bin", "glass") == []
+    assert press("tare") == [ServiceCommand("tare", bin_id="glass")]
+    assert press("flap_test") == [ServiceCommand("flap_test", bin_id="glass")]
+    assert press("default_language") == [ServiceCommand("set_default_language", value="en")]
+    assert press("close") == [CloseService()]
+    _, record = draw_recorded(ui, view)
+    drawn = " ".join(line for _, _, line in record)
+    assert "E400" in drawn and "HX711" in drawn
+
+
+# ------------------------------------------------------------- the command --
+
+def test_snapshot_command_writes_a_png(tmp_path):
+    parser = argparse.ArgumentParser(prog="kiosk")
+    parser.add_argument("--config", default=str(REPO / "config.yaml"))
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "shots" / "unsure.png"
+    args = parser.parse_args(["snapshot", "--state", "unsure", "--lang", "zh", "--size", "1280x800", "--out", str(out)])
+    assert args.func(args) == 0
+    assert pygame.image.load(str(out)).get_size() == (1280, 800)
+    bad = parser.parse_args(["snapshot", "--state", "idle", "--lang", "fr", "--out", str(tmp_path / "x.png")])
+    assert bad.func(bad) == 2 and not (tmp_path / "x.png").exists()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["snapshot", "--state", "idle", "--size", "800by480", "--out", "x.png"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["snapshot", "--state", "dancing", "--out", "x.png"])
+
+
+# ---------------------------------------------------------------- wording --
+
+def test_language_files_have_the_same_keys_and_every_key_used_exists():
+    lang_dir = REPO / "kiosk" / "lang"
+    tables = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in lang_dir.glob("*.yaml")}
+    assert {"en", "zh"} <= set(tables)
+
+    def keys(d, prefix=""):
+        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{k}.")}
+
+    for lang, table in tables.items():
+        assert keys(table) == keys(tables["en"]), f"{lang}.yaml differs from en.yaml"
+    source = "".join((REPO / "kiosk" / f).read_text() for f in ("ui_screens.py", "ui.py"))
+    used = set(re.findall(r'\bt\("([a-z_]+)"', source)) | set(re.findall(r'"(pin_[a-z_]+|confidence_[a-z]+)"', source))
+    missing = sorted(k for k in used if k not in tables["en"])
+    assert not missing, f"keys used in code but not in en.yaml: {missing}"
+
+
+# ------------------------------------------------------------ edge cases --
+
+def test_longest_config_texts_and_eight_bins_still_fit(config_dict):
+    """Names, guidance and tips at their schema maximum, eight bins: nothing overflows, targets stay big."""
+    from kiosk.config import parse_config
+
+    data = yaml.safe_load(yaml.safe_dump(config_dict))
+    positions = ["far_left", "left", "left", "centre", "centre", "right", "right", "far_right"]
+    colours = ["#1E6FD9", "#E0B000", "#2E9D4A", "#6B6B6B", "#FFFFFF", "#000000", "#D03030", "#8040C0"]
+    data["bins"] = [{"id": f"b{i}", "name": {"en": ("Extraordinarily long bin name number " + str(i))[:40],
+                                                 "zh": "非常长的垃圾桶名称" * 4 + str(i)},
+                     "colour": colours[i], "position": positions[i]} for i in range(8)]
+    for i, rule in enumerate(data["rules"].values()):
+        rule["bin"] = f"b{i % 8}"
+        rule["guidance"] = {"en": ["W" * 80, "Rinse it " * 8 + "please"], "zh": ["请" * 80, "冲洗" * 40]}
+    data["rules"]["plastic"]["bin"] = "b1"
+    data["decision"]["fallback_bin"] = "b7"
+    data["ui"]["tips"] = {"en": ["Supercalifragilistic " * 5 + "tip"], "zh": ["提示" * 60]}
+    cfg8 = parse_config(data, base_dir=REPO, check_model=False)
+    for size in SIZES:
+        ui = KioskUI(cfg8, size, clock=Clock())
+        screen = pygame.Rect(0, 0, *size)
+        for lang in LANGS:
+            for state in SCREENS:
+                view = sample_view(cfg8, state, lang)
+                _, record = draw_recorded(ui, view)
+                for box, ink, line in record:
+                    assert screen.contains(box) and box.contains(ink), f"{state}/{lang}@{size}: {line!r} overflows"
+                if size == (800, 480):
+                    for b in ui.buttons(view):
+                        assert min(b.rect.size) >= PX_15MM_7IN, f"{state}: {b.kind} {b.arg} is {b.rect.size}"
+
+
+def test_open_display_respects_the_dummy_driver(cfg):
+    from kiosk.ui import open_display
+
+    try:
+        assert open_display(cfg.ui).get_size() == tuple(cfg.ui.size)  # a window at the configured size
+        surface = open_display(cfg.ui.model_copy(update={"fullscreen": True}))
+        assert os.environ["SDL_VIDEODRIVER"] == "dummy"  # not switched to kmsdrm
+        ui = KioskUI(cfg, surface.get_size(), clock=Clock())  # fullscreen may get the display's own size
+        ui.draw(surface, sample_view(cfg, "idle", "en"))
+    finally:
+        pygame.display.quit()
