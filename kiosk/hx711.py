@@ -170,6 +170,8 @@ class HX711:
         self.poll_s = poll_s
         self._lock = threading.Lock()
         self._discard = 0
+        self._last_ready: Optional[float] = None  # when DOUT was last seen going low
+        self._intervals: deque[float] = deque(maxlen=8)  # between data-readies: the min is the period
         self.stats = dict(reads=0, discarded=0, long_pulses=0, dout_low=0, saturated=0, resets=0, timeouts=0)
         self._clk = self._dout = None
         try:
@@ -179,7 +181,8 @@ class HX711:
             self._dout = InputDevice(data_pin, pull_up=True, pin_factory=pin_factory)
         except Exception as e:
             self.close()
-            raise ScaleError(f"{name}: cannot open HX711 pins DOUT=GPIO{data_pin} PD_SCK=GPIO{clock_pin}: {e}") from e
+            raise ScaleError(f"{name}: cannot open HX711 pins DOUT=GPIO{data_pin} PD_SCK=GPIO{clock_pin}: {e} "
+                             "(if the kiosk is running, stop it first or use the service screen)") from e
         self._clk_pin, self._dout_pin = self._clk.pin, self._dout.pin
         self._reset()
 
@@ -218,6 +221,7 @@ class HX711:
         clk.state = True
         time.sleep(self.reset_s)
         clk.state = False
+        self._last_ready = None  # conversions restart with a new phase
         self.stats["resets"] += 1
         # first conversion after reset is unsettled; a gain other than 128
         # then needs one read to select it and one more to settle.
@@ -281,15 +285,33 @@ class HX711:
             raise ReadTooSlow(f"{self.name}: no trusted reading after {3 * (self.retries + 2) + 2} attempts")
 
     def _wait_ready(self) -> None:
-        """Wait for DOUT low. A stuck line is a fault within the timeout, not a hang."""
+        """Wait for DOUT low. A stuck line is a fault within the timeout, not a hang.
+
+        Conversions come at a fixed rate (10 or 80/s, set by a pin we cannot
+        read), so once the period is known the thread sleeps through most of
+        it instead of waking every millisecond.
+        """
         for attempt in (1, 2):
-            deadline = time.monotonic() + self.ready_timeout_s
+            start = time.monotonic()
+            deadline = start + self.ready_timeout_s
+            period = min(self._intervals) if self._intervals else None
+            poll = self.poll_s
+            if period is not None and self._last_ready is not None:
+                poll = max(self.poll_s, period / 50)
+                pre = self._last_ready + 0.7 * period - start
+                if pre > 0:
+                    time.sleep(min(pre, self.ready_timeout_s))
             while self._dout_pin.state:
                 if time.monotonic() >= deadline:
                     break
-                time.sleep(self.poll_s)
+                time.sleep(poll)
             else:
+                now = time.monotonic()
+                if self._last_ready is not None and 0.004 < now - self._last_ready < 1.0:
+                    self._intervals.append(now - self._last_ready)
+                self._last_ready = now
                 return
+            self._last_ready = None
             self.stats["timeouts"] += 1
             if attempt == 1:
                 self._reset()  # a chip left powered down (clock glitch) comes back after a reset
@@ -413,18 +435,31 @@ class LoadCellModel:
         self.mv_per_g = mv_per_g
         self.channel_b_mv = channel_b_mv
         self.noise_counts = noise_counts
-        self.drift_mv_per_s = drift_mv_per_s
+        self._drift_rate = drift_mv_per_s
+        self._drift_mv = 0.0  # drift accumulated up to _drift_t
+        self._drift_t = clock()
         self.impact_s = impact_s
         self.impact_factor = impact_factor
         self.grams = 0.0  # load already resting on the cell
         self.clock = clock
-        self.t0 = clock()
         self._rng = np.random.default_rng(seed)
         self._landings: list[tuple[float, float]] = []
         self._inject: deque[int] = deque()
         self._lock = threading.Lock()
 
     # ---- scenario controls -------------------------------------------------
+    @property
+    def drift_mv_per_s(self) -> float:
+        return self._drift_rate
+
+    @drift_mv_per_s.setter
+    def drift_mv_per_s(self, rate: float) -> None:
+        """Creep of the zero (temperature, load-cell creep), from now on."""
+        now = self.clock()
+        with self._lock:
+            self._drift_mv += self._drift_rate * (now - self._drift_t)
+            self._drift_rate, self._drift_t = rate, now
+
     def add_load(self, grams: float, delay_s: float = 0.0) -> None:
         """An item of ``grams`` lands ``delay_s`` from now (negative grams: taken out)."""
         with self._lock:
@@ -452,17 +487,18 @@ class LoadCellModel:
                     g += grams * (self.impact_factor if t - t_land < self.impact_s else 1.0)
             return g
 
-    def code(self, gain: int, t: float) -> int:
+    def code(self, gain: int, t: float, *, noise: bool = True, injected: bool = True) -> int:
         """The conversion result at time t for a gain (32 reads channel B)."""
         with self._lock:
-            if self._inject:
+            if injected and self._inject:
                 return self._inject.popleft()
         if gain == 32:
             mv = self.channel_b_mv
         else:
-            mv = self.offset_mv + self.load_at(t) * self.mv_per_g + self.drift_mv_per_s * (t - self.t0)
+            drift = self._drift_mv + self._drift_rate * (t - self._drift_t)
+            mv = self.offset_mv + self.load_at(t) * self.mv_per_g + drift
         x = mv * gain * (1 << BITS) / (self.avdd_v * 1000.0)
-        if self.noise_counts:
+        if noise and self.noise_counts:
             x += float(self._rng.normal(0.0, self.noise_counts))
         return int(min(CODE_MAX, max(CODE_MIN, round(x))))
 
@@ -503,8 +539,8 @@ class SimulatedHX711:
     ``1/rate_hz`` s (evaluated lazily, whenever DOUT is read or the clock
     moves, so no thread is needed). Faults to inject: ``stuck = 'high'|'low'``,
     ``model.inject_codes(...)`` (spikes, saturation), ``model.drift_mv_per_s``,
-    and ``stall_pulse(n, seconds)``, which holds the driver inside the n-th
-    rising clock edge as a pre-empted thread would be held.
+    and ``stall_pulse(n, seconds)`` / ``slow_clock_s``, which hold the driver
+    inside a rising clock edge as a pre-empted thread would be held.
     ``powerdown_s`` is the chip's 60 us; a simulation on a busy desktop uses
     a longer one, and the driver's ``max_pulse_s`` must then match it.
     """
@@ -519,6 +555,7 @@ class SimulatedHX711:
         self._lock = threading.RLock()
         self._stuck: Optional[str] = None
         self._stalls: dict[int, float] = {}
+        self.slow_clock_s = 0.0  # hold the driver this long inside *every* rising edge
         self.gain = 128
         self._pulses = 0
         self._shifting = False
@@ -564,12 +601,7 @@ class SimulatedHX711:
     def expected_code(self, gain: int = 128, t: Optional[float] = None) -> int:
         """The code a settled, noise-free conversion gives now (for tests)."""
         t = time.monotonic() if t is None else t
-        noise, self.model.noise_counts = self.model.noise_counts, 0.0
-        try:
-            mv_code = self.model.code
-            return mv_code(gain, t)
-        finally:
-            self.model.noise_counts = noise
+        return self.model.code(gain, t, noise=False, injected=False)
 
     # ---- chip behaviour ----------------------------------------------------------
     def _poll(self) -> None:
@@ -637,7 +669,7 @@ class SimulatedHX711:
                     self.data_pin.drive(bool((self._word >> (BITS - n)) & 1))
                 elif n == BITS + 1:
                     self.data_pin.drive(True)  # high until the next conversion
-                stall = self._stalls.pop(n, 0.0)
+                stall = self._stalls.pop(n, 0.0) or self.slow_clock_s
             else:
                 since, self._clock_high_since = self._clock_high_since, None
                 if since is not None and now - since > self.powerdown_s and self._stuck is None:

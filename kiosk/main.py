@@ -37,6 +37,7 @@ from .view import Fault, View
 log = logging.getLogger(__name__)
 
 WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
+SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
 
 
 class Pipeline:
@@ -180,6 +181,7 @@ class Worker:
         self.faults: dict[str, Fault] = {}  # out of service while any is set
         self.warnings: dict[str, Fault] = {}  # shown to technicians, kiosk keeps working
         self.service_mode = False
+        self._service_touched = 0.0
         self.counts_today: dict[str, int] = {}
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.heartbeat = clock()
@@ -287,6 +289,9 @@ class Worker:
         return True
 
     def _commands(self, now: float) -> None:
+        if self.service_mode and now - self._service_touched > SERVICE_IDLE_S:
+            self.service_mode = False
+            self.eventlog.record_service("service_screen", "closed after idle timeout")
         while True:
             try:
                 cmd = self.commands.get_nowait()
@@ -300,10 +305,12 @@ class Worker:
                 self.language = cmd.lang
             elif isinstance(cmd, ServiceMode):
                 self.service_mode = cmd.on
+                self._service_touched = now
                 if cmd.on and self.pipeline is not None:
                     self._close_all()
                 self.eventlog.record_service("service_screen", "open" if cmd.on else "closed")
             elif isinstance(cmd, Service):
+                self._service_touched = now
                 try:
                     result = self.hardware.service(cmd.name, cmd.bin_id)
                 except KioskError as e:

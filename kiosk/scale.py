@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Would be config fields (see the report): scale.median_window, scale.stable_g, ...
 MEDIAN_WINDOW = 5  # raw codes per median
-STABLE_WINDOW = 5  # medians that must agree for "stable"
+STABLE_S = 0.5  # the medians of this long must agree for "stable"
 STABLE_G = 2.0  # spread of those medians that still counts as settled
 UNCALIBRATED_STABLE_COUNTS = 300.0  # the same before counts-per-gram is known (tare)
 FAULT_AFTER = 2  # consecutive failed reads before the reading carries a fault
@@ -45,45 +45,66 @@ NEAR_FULL_HYSTERESIS = 0.02
 RESET_MARGIN = 0.05  # after a manual reset, full again only this much (of capacity) above the reset weight
 STABLE_WAIT_S = 10.0  # tare/calibrate wait this long for stable readings
 
+# Fault codes beyond the driver's own (hx711.ScaleError and subclasses, E420-E424)
+NOT_CALIBRATED_CODE = "E425"
+STALE_CODE = "E426"
+CLOSED_CODE = "E427"
+
 
 # --------------------------------------------------------------------------
 # Pure logic
 # --------------------------------------------------------------------------
 class WeightFilter:
-    """Median of the last ``median_window`` raw codes; stable when the last
-    ``stable_window`` medians lie within a tolerance."""
+    """Median of the last ``median_window`` raw codes; stable when the medians of
+    the last ``stable_s`` seconds lie within a tolerance.
 
-    def __init__(self, median_window: int = MEDIAN_WINDOW, stable_window: int = STABLE_WINDOW):
-        if median_window < 1 or stable_window < 1:
-            raise ValueError("windows must be at least 1")
+    Stability is judged over *time*, not a count of samples: an HX711 runs at
+    10 or 80 samples/s depending on a pin, and an item bouncing in a bin for
+    a tenth of a second must not look settled at either rate.
+    """
+
+    def __init__(self, median_window: int = MEDIAN_WINDOW, stable_s: float = STABLE_S, min_medians: int = 3):
+        if median_window < 1 or stable_s <= 0:
+            raise ValueError("median_window must be >= 1 and stable_s > 0")
         self.median_window = median_window
-        self.stable_window = stable_window
+        self.stable_s = stable_s
+        self.min_medians = min_medians
         self._raw: deque[float] = deque(maxlen=median_window)
-        self._medians: deque[float] = deque(maxlen=stable_window)
+        self._medians: deque[tuple[float, float]] = deque()  # (t, median)
 
     def reset(self) -> None:
         self._raw.clear()
         self._medians.clear()
 
-    def add(self, raw: float) -> Optional[float]:
-        """Add a code; returns the new median once the window is full."""
+    def add(self, raw: float, t: float) -> Optional[float]:
+        """Add a code read at time ``t``; returns the new median once the window is full."""
         self._raw.append(float(raw))
         if len(self._raw) < self.median_window:
             return None
         m = statistics.median(self._raw)
-        self._medians.append(m)
+        self._medians.append((t, m))
+        # keep everything inside the window plus the newest median from before it (coverage)
+        while len(self._medians) >= 2 and self._medians[1][0] <= t - self.stable_s:
+            self._medians.popleft()
         return m
 
     @property
     def median(self) -> Optional[float]:
-        return self._medians[-1] if self._medians else None
+        return self._medians[-1][1] if self._medians else None
+
+    @property
+    def window_start(self) -> Optional[float]:
+        """Time of the oldest median that stability is judged on."""
+        return self._medians[0][0] if self._medians else None
 
     @property
     def spread(self) -> Optional[float]:
-        """Max - min of the last ``stable_window`` medians (None until there are that many)."""
-        if len(self._medians) < self.stable_window:
+        """Max - min of the medians over the last ``stable_s`` (None until they span that long)."""
+        m = self._medians
+        if len(m) < self.min_medians or m[-1][0] - m[0][0] < self.stable_s:
             return None
-        return max(self._medians) - min(self._medians)
+        values = [v for _, v in m]
+        return max(values) - min(values)
 
     def stable(self, tolerance: float) -> bool:
         s = self.spread
@@ -226,7 +247,7 @@ class Scale:
 
     def __init__(self, bin_id: str, backend, calibration: Optional[BinCalibration] = None, *,
                  not_calibrated: Optional[str] = None, median_window: int = MEDIAN_WINDOW,
-                 stable_window: int = STABLE_WINDOW, stable_g: float = STABLE_G, fault_after: int = FAULT_AFTER,
+                 stable_s: float = STABLE_S, stable_g: float = STABLE_G, fault_after: int = FAULT_AFTER,
                  stale_s: float = STALE_S, clock: Callable[[], float] = time.monotonic, start: bool = True):
         self.bin_id = bin_id
         self.backend = backend
@@ -234,13 +255,14 @@ class Scale:
         self.fault_after = fault_after
         self.stale_s = stale_s
         self.clock = clock
-        self._filter = WeightFilter(median_window, stable_window)
+        self._filter = WeightFilter(median_window, stable_s)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._cal = calibration
         self._not_calibrated = None if calibration else (not_calibrated or f"bin {bin_id}: scale not calibrated")
         self._fault: Optional[str] = None
+        self._fault_code: Optional[str] = None
         self._errors = 0
         self._last_error: Optional[str] = None
         self._last_good_t: Optional[float] = None
@@ -301,35 +323,36 @@ class Scale:
             try:
                 raw = self.backend.read_raw()
             except Saturated as e:
-                self._bad(str(e), backoff=0.0)  # an impact can saturate for a moment: keep reading
+                self._bad(e.code, str(e), backoff=0.0)  # an impact can saturate for a moment: keep reading
             except ScaleError as e:
-                self._bad(str(e), backoff=0.2)
+                self._bad(e.code, str(e), backoff=0.2)
             except Exception as e:  # a bug or an OS error: a fault on the screen, not a dead thread
                 if self._stop.is_set():
                     break
                 log.exception("scale %s: unexpected error", self.bin_id)
-                self._bad(f"bin {self.bin_id}: scale reader error: {type(e).__name__}: {e}", backoff=0.5)
+                self._bad(ScaleError.code, f"bin {self.bin_id}: scale reader error: {type(e).__name__}: {e}", backoff=0.5)
             else:
                 self._good(raw)
 
     def _good(self, raw: int) -> None:
         with self._lock:
-            self._filter.add(raw)
+            now = self.clock()
+            self._filter.add(raw, now)
             self.samples += 1
             self._errors = 0
-            self._last_good_t = self.clock()
+            self._last_good_t = now
             if self._fault is not None and self._filter.median is not None:
                 log.info("scale %s: readings are back (%s)", self.bin_id, self._fault)
-                self._fault = None
+                self._fault = self._fault_code = None
 
-    def _bad(self, message: str, backoff: float) -> None:
+    def _bad(self, code: str, message: str, backoff: float) -> None:
         with self._lock:
             self._errors += 1
             self._last_error = message
             if self._errors >= self.fault_after and self._fault != message:
                 if self._fault is None:
-                    log.error("scale %s: %s", self.bin_id, message)
-                self._fault = message
+                    log.error("scale %s: %s [%s]", self.bin_id, message, code)
+                self._fault, self._fault_code = message, code
                 self._filter.reset()  # old medians say nothing about what comes after a fault
         if backoff:
             self._stop.wait(backoff)
@@ -337,26 +360,31 @@ class Scale:
     # ---- what the rest of the kiosk sees ----------------------------------
     @property
     def reading(self) -> Reading:
+        return self.status()[0]
+
+    def status(self) -> tuple[Reading, Optional[str]]:
+        """The latest Reading and the code of its fault (None when fine)."""
         now = self.clock()
         with self._lock:
-            fault = self._fault
+            fault, code = self._fault, self._fault_code
             if self.closed:
-                fault = f"bin {self.bin_id}: scale closed"
+                fault, code = f"bin {self.bin_id}: scale closed", CLOSED_CODE
             last = self._last_good_t
             since = now - (last if last is not None else self._started_t)
             if fault is None and since > self.stale_s:
+                code = STALE_CODE
                 fault = f"bin {self.bin_id}: no reading from the scale for {since:.1f} s" + (
                     f" (last error: {self._last_error})" if self._last_error else "")
             median = self._filter.median
             t = last if last is not None else now
             if median is None:
-                return Reading(grams=math.nan, stable=False, t=t, fault=fault)
+                return Reading(grams=math.nan, stable=False, t=t, fault=fault), code
             cal = self._cal
             if fault is None and cal is None:
-                fault = self._not_calibrated
+                fault, code = self._not_calibrated, NOT_CALIBRATED_CODE
             grams = cal.grams(median) if cal is not None else math.nan
             stable = fault is None and self._filter.stable(self._tolerance())
-            return Reading(grams=grams, stable=stable, t=t, fault=fault)
+            return Reading(grams=grams, stable=stable, t=t, fault=fault), code
 
     def raw_status(self) -> tuple[Optional[float], Optional[float], Optional[str]]:
         """(median raw code, spread of medians in counts, fault) for tare and the service screen."""
@@ -366,12 +394,15 @@ class Scale:
     def wait_stable(self, timeout_s: float = STABLE_WAIT_S, poll_s: float = 0.05) -> float:
         """The settled raw median; refuses (ScaleError) on a fault or if it will not settle."""
         deadline = time.monotonic() + timeout_s
-        seen_since = self.samples
+        # the whole stable window must be read after this call began: a mass put on just
+        # before must not be judged by medians from before it was there
+        t_start = self.clock()
         while True:
             with self._lock:
                 fault = self._fault
-                median, spread = self._filter.median, self._filter.spread
-                ok = fault is None and self._filter.stable(self._tolerance()) and self.samples > seen_since
+                median, spread, since = self._filter.median, self._filter.spread, self._filter.window_start
+                ok = (fault is None and self._filter.stable(self._tolerance())
+                      and since is not None and since >= t_start)
             if ok:
                 return median
             if time.monotonic() >= deadline:
@@ -414,8 +445,10 @@ class ScaleBank:
     """
 
     def __init__(self, scales: dict[str, Scale], bins: Iterable[BinConfig], *, calibration: Optional[Calibration] = None,
-                 clock: Callable[[], float] = time.monotonic, on_event: Optional[Callable[[str, str, str], None]] = None):
+                 clock: Callable[[], float] = time.monotonic, on_event: Optional[Callable[[str, str, str], None]] = None,
+                 owned: Iterable = ()):
         self.scales = dict(scales)
+        self._owned = list(owned)  # e.g. simulated chips: closed after the scales
         self.calibration = calibration
         self.clock = clock
         self.on_event = on_event
@@ -443,6 +476,8 @@ class ScaleBank:
         self.closed = True
         for s in self.scales.values():
             s.close()
+        for o in self._owned:
+            o.close()
 
     @property
     def bins(self) -> frozenset[str]:
@@ -546,8 +581,14 @@ class ScaleBank:
                 self._emit("full_reset", bin_id, f"bin {bin_id}: full flag reset by a technician")
             return after
 
-    def faults(self) -> dict[str, str]:
-        return {b: r.fault for b, r in self.readings().items() if r.fault}
+    def faults(self) -> dict[str, tuple[str, str]]:
+        """Bins whose scale has a fault: bin -> (code, message)."""
+        out = {}
+        for b, s in self.scales.items():
+            r, code = s.status()
+            if r.fault:
+                out[b] = (code or ScaleError.code, r.fault)
+        return out
 
     # ---- technician procedures (CLI and service screen) ----------------------
     def _source(self, bin_id: str) -> tuple[int, str]:

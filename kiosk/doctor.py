@@ -1,0 +1,147 @@
+"""``kiosk doctor``: one pass/fail table a technician can read over ssh.
+
+Each check is a small function returning ``(ok, detail)``; ``None`` for ok
+means "not applicable here" (SKIP). The exit status is non-zero when any
+check fails. Checks never raise: an unexpected error is itself a FAIL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+MIN_FREE_MB = 200
+
+
+def check_config(path: str):
+    from .config import load_config
+
+    cfg = load_config(path, check_model=False)
+    return True, f"{path}", cfg
+
+
+def check_model(cfg):
+    from .classifier import OnnxClassifier
+    from .preprocess import ClaheSettings
+
+    t = time.perf_counter()
+    clf = OnnxClassifier(cfg.model_path, threads=cfg.model.threads,
+                         clahe=ClaheSettings(**cfg.enhance.clahe.model_dump()))
+    ms = (time.perf_counter() - t) * 1000
+    return True, f"{cfg.model_path.name}: sha256 matches card, {len(clf.classes)} classes, loaded in {ms:.0f} ms"
+
+
+def check_camera(cfg):
+    from .camera import open_camera
+
+    with open_camera(cfg.camera) as cam:
+        f = cam.read(timeout=3.0)
+    h, w = f.image.shape[:2]
+    return True, f"{cam.name}: {w}x{h} frame"
+
+
+def check_display(cfg):
+    if os.environ.get("SDL_VIDEODRIVER") == "dummy":
+        return None, "SDL_VIDEODRIVER=dummy (no screen)"
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        cards = sorted(Path("/dev/dri").glob("card*")) if Path("/dev/dri").is_dir() else []
+        if not cards:
+            return False, "no X/Wayland display and no /dev/dri/card* for KMSDRM"
+        return True, f"KMSDRM on {', '.join(c.name for c in cards)}"
+    return True, f"desktop display {os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')}"
+
+
+def check_gpio(cfg):
+    from .actuators import make_pin_factory
+
+    factory = make_pin_factory(cfg.gpio.pin_factory)
+    try:
+        name = type(factory).__name__
+        return ("Mock" not in name) or cfg.gpio.pin_factory == "mock", f"pin factory {name}"
+    finally:
+        factory.close()
+
+
+def check_disk(cfg):
+    d = cfg.data_dir
+    d.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(d).free / 1e6
+    probe = d / ".doctor-write-test"
+    probe.write_text("ok")
+    probe.unlink()
+    return free >= MIN_FREE_MB, f"{d}: {free:.0f} MB free, writable"
+
+
+def check_clock(cfg):
+    year = time.gmtime().tm_year
+    synced = Path("/run/systemd/timesync/synchronized").exists()
+    if year < 2025:
+        return False, f"system clock says {year}: no RTC/NTP yet (event times would be wrong)"
+    return True, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()) + (", NTP synchronised" if synced else "")
+
+
+def check_throttling(cfg):
+    vc = shutil.which("vcgencmd")
+    if vc:
+        import subprocess
+
+        out = subprocess.run([vc, "get_throttled"], capture_output=True, text=True, timeout=5).stdout.strip()
+        value = int(out.split("=")[-1], 16) if "=" in out else 0
+        return value == 0, f"{out} (0x0 = never throttled or under-volted)"
+    temp = Path("/sys/class/thermal/thermal_zone0/temp")
+    if temp.exists():
+        c = int(temp.read_text()) / 1000
+        return c < 80, f"CPU {c:.0f} °C"
+    return None, "no vcgencmd or thermal zone (not a Pi)"
+
+
+def hardware_checks(cfg, simulate: bool):
+    """One check per scale and flap, from the hardware layer's own self-test."""
+    from .hardware import open_hardware
+
+    results = []
+    with open_hardware(cfg, simulate=simulate) as hw:
+        for name, ok, detail in hw.self_test():
+            results.append((name, ok, detail))
+    return results
+
+
+def run_doctor(args) -> int:
+    rows: list[tuple[str, Optional[bool], str]] = []
+
+    def run(name: str, fn: Callable, *a):
+        try:
+            res = fn(*a)
+            rows.append((name, res[0], res[1]))
+            return res
+        except Exception as e:  # a failing check is a row, never a traceback
+            rows.append((name, False, f"{type(e).__name__}: {e}"))
+            return None
+
+    res = run("config", check_config, args.config)
+    cfg = res[2] if res else None
+    if cfg is not None:
+        run("model", check_model, cfg)
+        run("camera", check_camera, cfg)
+        run("display", check_display, cfg)
+        run("gpio", check_gpio, cfg)
+        try:
+            rows.extend(hardware_checks(cfg, simulate=cfg.gpio.pin_factory == "mock"))
+        except Exception as e:
+            rows.append(("scales/flaps", False, f"{type(e).__name__}: {e}"))
+        run("disk", check_disk, cfg)
+    else:
+        rows += [(n, None, "needs a valid config") for n in ("model", "camera", "display", "gpio", "disk")]
+    run("clock", check_clock, cfg)
+    run("throttling", check_throttling, cfg)
+
+    width = max(len(r[0]) for r in rows) + 2
+    for name, ok, detail in rows:
+        mark = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+        print(f"{mark:<6}{name:<{width}}{detail}")
+    failed = [r for r in rows if r[1] is False]
+    print(f"\n{len(failed)} failed, {sum(1 for r in rows if r[1])} passed, {sum(1 for r in rows if r[1] is None)} skipped")
+    return 1 if failed else 0

@@ -1,0 +1,323 @@
+"""Everything the kiosk drives or weighs, built from the config in one place.
+
+``Hardware.from_config(cfg)`` opens the flaps (all closed) and starts a
+reader thread per scale; ``close()`` closes the flaps first (they are the
+part that is unsafe to leave), then stops the scales. ``Hardware`` offers
+the interface ``kiosk.main`` drives (the one ``main.NullHardware`` stubs):
+open_flap / close_flap / close_all / poll / drops / fill_levels /
+refused_bins / faults / service / close.
+
+``simulate=True`` (``kiosk demo``, the ``--simulate`` CLI flags, tests)
+runs the same drivers on gpiozero MockFactory pins with simulated HX711
+chips attached, and lands an item of a few hundred grams ~0.5 s after a flap
+opens, so the whole open -> drop -> weigh -> close path runs on a desktop.
+Simulated calibration lives in its own file so it never overwrites a real one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from typing import Callable, Optional
+
+from .actuators import (RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapState, SimulatedFlapSwitch, is_mock,
+                        make_pin_factory)
+from .calibration import BinCalibration, Calibration, calibration_path
+from .config import BinConfig, KioskConfig
+from .errors import HardwareError
+from .hx711 import CHIP_POWER_DOWN_S, HX711, IIOHX711, LoadCellModel, SimulatedADC, SimulatedHX711
+from .scale import Drop, Scale, ScaleBank
+
+log = logging.getLogger(__name__)
+
+SIM_PULSE_LIMIT_S = 0.02  # mock pins on a busy desktop: both the simulated chip and the driver use this
+SIM_RATE_HZ = 10.0  # HX711 with RATE tied low, as on most breakout boards
+SIM_DROP_DELAY_S = 0.5
+SIM_ITEM_G = (120.0, 450.0)
+SERVICE_STABLE_WAIT_S = 5.0  # the service screen blocks the worker while it waits
+SERVICE_FLAP_OPEN_S = 1.0
+SELF_TEST_WAIT_S = 4.0  # readings need ~1 s to settle, a dead HX711 ~2 s to time out
+
+
+def sim_model(index: int) -> LoadCellModel:
+    """A plausible load cell per bin (deterministic, so a simulated calibration stays valid)."""
+    return LoadCellModel(offset_mv=0.2 + 0.05 * index, noise_counts=15.0, seed=index)
+
+
+def build_flaps(cfg: KioskConfig, pin_factory, *, simulate: bool = False, clock: Callable[[], float] = time.monotonic,
+                watchdog_s: Optional[float] = WATCHDOG_S, release_delay_s: float = RELEASE_DELAY_S,
+                on_fault=None) -> tuple[FlapBank, list]:
+    """The flap bank, plus simulated closed switches when simulating (caller closes both)."""
+    switches = []
+    if simulate:
+        for b in cfg.bins:
+            if b.flap is not None and b.flap.closed_switch_pin is not None:
+                switches.append(SimulatedFlapSwitch(b.flap, pin_factory=pin_factory))
+    bank = FlapBank(cfg.bins, pin_factory, clock, watchdog_s=watchdog_s, release_delay_s=release_delay_s,
+                    on_fault=on_fault)
+    return bank, switches
+
+
+def build_scales(cfg: KioskConfig, pin_factory, *, simulate: bool = False, bins: Optional[list[str]] = None,
+                 calibration: Optional[Calibration] = None, clock: Callable[[], float] = time.monotonic,
+                 sim_rate_hz: float = SIM_RATE_HZ, on_event=None) -> tuple[ScaleBank, dict[str, LoadCellModel]]:
+    """A ScaleBank for the bins with a scale (or just ``bins``), and the simulated load cells by bin."""
+    if calibration is None:
+        calibration = Calibration.load(calibration_path(cfg.data_dir, simulate))
+    models: dict[str, LoadCellModel] = {}
+    scales: dict[str, Scale] = {}
+    sims: list = []
+    try:
+        for i, b in enumerate(cfg.bins):
+            if b.scale.type == "none" or (bins is not None and b.id not in bins):
+                continue
+            backend = _backend(b, i, pin_factory, simulate, models, sims, sim_rate_hz)
+            if simulate and calibration.get(b.id) is None:
+                m = models[b.id]  # a simulated cell is "factory calibrated" (in memory) until someone tares it
+                calibration.bins[b.id] = BinCalibration(offset=m.zero_code(b.scale.gain), scale=m.counts_per_gram(b.scale.gain),
+                                                        gain=b.scale.gain, source=b.scale.type)
+            cal, why = calibration.for_scale(b.id, b.scale.gain, b.scale.type)
+            scales[b.id] = Scale(b.id, backend, cal, not_calibrated=why, clock=clock)
+    except BaseException:
+        for s in scales.values():
+            s.close()
+        for sim in sims:
+            sim.close()
+        raise
+    bank = ScaleBank(scales, cfg.bins, calibration=calibration, clock=clock, on_event=on_event, owned=sims)
+    return bank, models
+
+
+def _backend(b: BinConfig, index: int, pin_factory, simulate, models, sims, sim_rate_hz):
+    sc = b.scale
+    name = f"bin {b.id} scale"
+    if simulate:
+        models[b.id] = model = sim_model(index)
+        if sc.type == "iio":
+            return SimulatedADC(model, sc.gain, period_s=1.0 / sim_rate_hz, name=name)
+        sims.append(SimulatedHX711(sc.data_pin, sc.clock_pin, pin_factory=pin_factory, model=model,
+                                   rate_hz=sim_rate_hz, powerdown_s=SIM_PULSE_LIMIT_S))
+        return HX711(sc.data_pin, sc.clock_pin, sc.gain, pin_factory=pin_factory, name=name,
+                     max_pulse_s=SIM_PULSE_LIMIT_S)
+    if sc.type == "iio":
+        return IIOHX711(sc.iio_device, sc.gain, name=name)
+    if is_mock(pin_factory):
+        log.warning("%s: HX711 on simulated pins with no simulated chip: it will report no data (use --simulate)", name)
+    return HX711(sc.data_pin, sc.clock_pin, sc.gain, pin_factory=pin_factory, name=name, max_pulse_s=CHIP_POWER_DOWN_S)
+
+
+class Hardware:
+    """Flaps + scales, with the interface the main loop drives (``kiosk.main.NullHardware``).
+
+    Per frame: ``poll(now)`` (flap deadlines and jams, fill levels, drop
+    detection), then ``drops()``; ``open_flap``/``close_flap`` for the
+    decision engine's effects; ``refused_bins()`` for ``Decider.set_full``;
+    ``faults()`` for the out-of-service screen and the log.
+    """
+
+    def __init__(self, flaps: FlapBank, scales: ScaleBank, *, pin_factory=None, simulate: bool = False,
+                 models: Optional[dict[str, LoadCellModel]] = None, switches=(), seed: int = 0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.flaps = flaps
+        self.scales = scales
+        self.pin_factory = pin_factory
+        self.simulate = simulate
+        self.models = dict(models or {})
+        self.clock = clock
+        self._switches = list(switches)
+        self._rng = random.Random(seed)
+        self._drops: list[Drop] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @classmethod
+    def from_config(cls, cfg: KioskConfig, pin_factory=None, simulate: bool = False, *,
+                    clock: Callable[[], float] = time.monotonic, watchdog_s: Optional[float] = WATCHDOG_S,
+                    release_delay_s: float = RELEASE_DELAY_S, sim_rate_hz: float = SIM_RATE_HZ,
+                    on_fault=None, on_event=None) -> "Hardware":
+        """Open everything the config describes. Every flap starts closed."""
+        if simulate:
+            if pin_factory is None:
+                pin_factory = make_pin_factory("mock")
+            elif not is_mock(pin_factory):
+                raise HardwareError("simulate needs gpiozero's MockFactory pins, not real ones")
+        elif pin_factory is None:
+            pin_factory = make_pin_factory(cfg.gpio.pin_factory)
+        calibration = Calibration.load(calibration_path(cfg.data_dir, simulate))
+        flaps = switches = None
+        try:
+            flaps, switches = build_flaps(cfg, pin_factory, simulate=simulate, clock=clock, watchdog_s=watchdog_s,
+                                          release_delay_s=release_delay_s, on_fault=on_fault)
+            scales, models = build_scales(cfg, pin_factory, simulate=simulate, calibration=calibration, clock=clock,
+                                          sim_rate_hz=sim_rate_hz, on_event=on_event)
+        except BaseException:
+            if flaps is not None:
+                flaps.close()
+            for s in switches or ():
+                s.close()
+            raise
+        return cls(flaps, scales, pin_factory=pin_factory, simulate=simulate, models=models, switches=switches,
+                   clock=clock)
+
+    # ---- the main loop's interface ---------------------------------------------------
+    def open_flap(self, bin_id: str, now: Optional[float] = None) -> bool:
+        """Open a flap and watch its scale for the drop. False if the flap refused (never pretend)."""
+        if self.closed or not self.flaps.open(bin_id):
+            return False
+        with self._lock:
+            self._drops.clear()  # a drop seen before this open is not this item's
+        self.scales.arm_drop(bin_id, self.clock() if now is None else now)
+        if self.simulate and bin_id in self.models:
+            grams = round(self._rng.uniform(*SIM_ITEM_G))
+            self.models[bin_id].add_load(grams, SIM_DROP_DELAY_S)
+            log.info("simulated: a %d g item will land in %s", grams, bin_id)
+        return True
+
+    def close_flap(self, bin_id: str) -> None:
+        self.flaps.close_flap(bin_id)
+        self.scales.disarm_drop(bin_id)
+
+    def close_all(self) -> None:
+        """Every flap closed now (the bank stays usable)."""
+        self.flaps.close_all()
+        self.scales.disarm_drop()
+        with self._lock:
+            self._drops.clear()
+
+    def poll(self, now: Optional[float] = None) -> list[Drop]:
+        """Once per frame: flap deadlines/jams, fill levels, drop detection. Returns new drops."""
+        if self.closed:
+            return []
+        self.flaps.poll()  # the flap bank keeps its own clock (the watchdog thread uses it too)
+        new = self.scales.update(now)
+        if new:
+            with self._lock:
+                self._drops.extend(new)
+        return new
+
+    def drops(self) -> list[tuple[str, float]]:
+        """Confirmed drops since the last call: (bin id, grams)."""
+        with self._lock:
+            out, self._drops = self._drops, []
+        return [(d.bin_id, d.grams) for d in out]
+
+    def fill_levels(self) -> dict[str, float]:
+        """Bin id -> fill fraction, for bins whose fill is known."""
+        return {b: f.fraction for b, f in self.scales.fill_levels().items() if f.known}
+
+    def refused_bins(self) -> set[str]:
+        """Bins that must refuse items: full, or flap locked out after a jam."""
+        return self.scales.full_bins() | self.flaps.locked_out
+
+    def faults(self) -> list:
+        """Current faults as ``view.Fault`` (part ``scale:BIN`` / ``flap:BIN``); empty when all is well."""
+        from .view import Fault
+
+        out = [Fault(code, f"scale:{b}", msg) for b, (code, msg) in sorted(self.scales.faults().items())]
+        latest = {f.bin_id: f for f in self.flaps.faults}
+        for b in sorted(self.flaps.locked_out):
+            f = latest.get(b)
+            out.append(Fault(FlapJammed.code, f"flap:{b}", f.message if f else f"bin {b}: flap locked out"))
+        return out
+
+    def service(self, name: str, bin_id: Optional[str] = None) -> str:
+        """Service-screen actions: tare, flap_test, reset_full, reset_lockout. Blocks a few seconds at most."""
+        if name == "tare":
+            bins = [bin_id] if bin_id else sorted(self.scales.bins)
+            done = [f"{b} zero at raw {self.scales.tare(b, timeout_s=SERVICE_STABLE_WAIT_S).offset:.0f}" for b in bins]
+            return "tared: " + ", ".join(done) if done else "no scale to tare"
+        if name == "flap_test":
+            return self._flap_test(self._need_bin(bin_id))
+        if name == "reset_full":
+            self.scales.reset_full(self._need_bin(bin_id))
+            return f"{bin_id}: full flag reset"
+        if name == "reset_lockout":
+            self.flaps.reset_lockout(self._need_bin(bin_id))
+            return f"{bin_id}: lockout reset, closing and checking again"
+        raise HardwareError(f"unknown service action {name!r} (tare, flap_test, reset_full, reset_lockout)")
+
+    def _need_bin(self, bin_id: Optional[str]) -> str:
+        if not bin_id:
+            raise HardwareError("choose a bin first")
+        self.flaps.state(bin_id)  # KeyError for an unknown bin
+        return bin_id
+
+    def _flap_test(self, bin_id: str) -> str:
+        if bin_id not in self.flaps.flaps:
+            raise HardwareError(f"bin {bin_id} has no flap")
+        if not self.flaps.open(bin_id):
+            raise HardwareError(f"bin {bin_id}: the flap refused to open (state {self.flaps.state(bin_id).value})")
+        time.sleep(SERVICE_FLAP_OPEN_S)
+        self.flaps.close_flap(bin_id)
+        cfg = self.flaps.flaps[bin_id].cfg
+        deadline = time.monotonic() + 2 * cfg.close_check_s + self.flaps.retry_open_s + 1.0
+        while self.flaps.state(bin_id) not in (FlapState.CLOSED, FlapState.LOCKED_OUT) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.flaps.poll()
+        st = self.flaps.state(bin_id)
+        if st is FlapState.LOCKED_OUT:
+            raise FlapJammed(self.flaps.faults[-1].message if self.flaps.faults else f"bin {bin_id}: flap jammed")
+        if cfg.closed_switch_pin is None:
+            return f"{bin_id}: opened and closed (no closed switch: check by eye)"
+        return f"{bin_id}: opened and closed, switch confirms closed" if st is FlapState.CLOSED else f"{bin_id}: {st.value}"
+
+    def self_test(self, wait_s: float = SELF_TEST_WAIT_S) -> list[tuple[str, bool, str]]:
+        """``kiosk doctor`` rows (name, ok, detail): each scale's reading, each flap's state. Moves nothing."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            pending = [b for b in self.scales.bins if not self._settled(b)]
+            pending += [b for b in self.flaps.flaps if self.flaps.state(b) in (FlapState.CLOSING, FlapState.RETRY)]
+            if not pending:
+                break
+            time.sleep(0.05)
+        rows = []
+        for b in sorted(self.scales.bins):
+            r, code = self.scales.scales[b].status()
+            if r.fault:
+                rows.append((f"scale {b}", False, f"[{code}] {r.fault}"))
+            elif math.isnan(r.grams):
+                rows.append((f"scale {b}", False, "no reading yet"))
+            else:
+                rows.append((f"scale {b}", True, f"{round(r.grams)} g{'' if r.stable else ' (not settled)'}"))
+        for b, flap in sorted(self.flaps.flaps.items()):
+            st = self.flaps.state(b)
+            sw = flap.switch_closed()
+            how = f"{flap.cfg.type} on GPIO{flap.cfg.pin}"
+            if sw is not None:
+                how += f", switch reads {'closed' if sw else 'OPEN'}"
+            rows.append((f"flap {b}", st is FlapState.CLOSED, f"{st.value} ({how})"))
+        return rows
+
+    def _settled(self, bin_id: str) -> bool:
+        r = self.scales.reading(bin_id)
+        return bool(r.fault) or r.stable
+
+    # ---- shutdown -----------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Flaps first (closed, then released), then scales. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.flaps.close()
+        finally:
+            self.scales.close()
+            for s in self._switches:
+                s.close()
+
+
+def open_hardware(cfg: KioskConfig, simulate: bool = False, pin_factory=None) -> Hardware:
+    """What ``kiosk.main`` calls: ``Hardware.from_config``."""
+    return Hardware.from_config(cfg, pin_factory=pin_factory, simulate=simulate)
+
+
+__all__ = ["Hardware", "open_hardware", "build_flaps", "build_scales", "sim_model", "SIM_PULSE_LIMIT_S"]
