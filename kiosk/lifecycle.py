@@ -9,6 +9,7 @@ stuck still unwinds through its ``finally`` blocks.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ class StopFlag:
 @contextmanager
 def graceful_signals(stop: StopFlag, signals=(signal.SIGTERM, signal.SIGINT)):
     """Within the block, the first signal sets ``stop``; a second raises SystemExit."""
+    os.environ["SDL_NO_SIGNAL_HANDLERS"] = "1"
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signal handlers can only be installed from the main thread
         return

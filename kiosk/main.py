@@ -170,9 +170,9 @@ class Worker:
                  on_decision: Optional[Callable[[Decision], None]] = None):
         self.cfg = cfg
         self.open_camera, self.load_classifier = open_camera, load_classifier
-        self.hardware = hardware or NullHardware()
-        self.eventlog = eventlog or NullEventLog()
-        self.stop = stop or StopFlag()
+        self.hardware = hardware if hardware is not None else NullHardware()
+        self.eventlog = eventlog if eventlog is not None else NullEventLog()
+        self.stop = stop if stop is not None else StopFlag()
         self.clock = clock
         self.on_decision = on_decision
         self.camera: Optional[FrameSource] = None

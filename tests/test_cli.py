@@ -1,0 +1,129 @@
+"""The kiosk as a process: SIGTERM stops it in order; a bad config never crashes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from kiosk.cli import main as cli_main
+
+
+def write_config(tmp_path, config_dict, model, **overrides):
+    config_dict["model"]["path"] = str(model)
+    config_dict["storage"]["data_dir"] = str(tmp_path / "data")
+    config_dict["camera"]["backend"] = "synthetic"
+    for k, v in overrides.items():
+        section, key = k.split(".")
+        config_dict[section][key] = v
+    p = tmp_path / "kiosk.yaml"
+    p.write_text(yaml.safe_dump(config_dict, allow_unicode=True), encoding="utf-8")
+    return p
+
+
+def kiosk_env(tmp_path):
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy", PYTHONUNBUFFERED="1",
+               HOME=str(tmp_path))
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+def start(tmp_path, *args):
+    log = open(tmp_path / "kiosk.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env=kiosk_env(tmp_path))
+    proc.log_path = tmp_path / "kiosk.log"
+    return proc
+
+
+def wait_for(proc, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = proc.log_path.read_text()
+        if text in log or proc.poll() is not None:
+            return log
+        time.sleep(0.1)
+    return proc.log_path.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_demo_in_order(tmp_path, config_dict, scene_model, sig):
+    cfg = write_config(tmp_path, config_dict, scene_model)
+    proc = start(tmp_path, "demo", "--camera", "synthetic", "--config", str(cfg))
+    try:
+        log = wait_for(proc, "UI 800x480", timeout=60)
+        assert "UI 800x480" in log, log
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=20)
+        log = proc.log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, log
+    assert f"stopped: {signal.Signals(sig).name}" in log
+    assert "Traceback" not in log
+    assert (tmp_path / "data" / "events.db").exists()
+
+
+def test_bad_config_shows_out_of_service_and_keeps_running(tmp_path, config_dict, scene_model):
+    config_dict["bins"][2]["flap"]["pin"] = 12  # GPIO12 twice
+    cfg = write_config(tmp_path, config_dict, scene_model)
+    proc = start(tmp_path, "run", "--config", str(cfg))
+    try:
+        log = wait_for(proc, "GPIO12 is already used", timeout=30)
+        time.sleep(2.0)
+        assert proc.poll() is None, "a bad config must not end the process (no boot loop)"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        log = proc.log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "bins.2.flap.pin: GPIO12 is already used by bins.0.flap.pin" in log
+    assert code == 0 and "Traceback" not in log
+
+
+def test_missing_config_is_a_clear_error(tmp_path, capsys):
+    assert cli_main(["demo", "--config", str(tmp_path / "nope.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "config file not found" in err and "Traceback" not in err
+
+
+def test_hash_pin_command(capsys):
+    assert cli_main(["hash-pin", "--pin", "2468"]) == 0
+    from kiosk.config import verify_pin
+
+    assert verify_pin("2468", capsys.readouterr().out.strip())
+    assert cli_main(["hash-pin", "--pin", "12"]) == 1
+
+
+def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys):
+    import json
+
+    import cv2
+    import numpy as np
+
+    from tests.conftest import PROTOTYPES
+
+    for name in ("glass", "metal"):
+        d = tmp_path / "data" / name
+        d.mkdir(parents=True)
+        for i in range(3):
+            img = np.zeros((60, 80, 3), np.uint8)
+            img[:] = PROTOTYPES[name][::-1]  # BGR on disk
+            cv2.imwrite(str(d / f"{i}.png"), img)
+    for name in ("cardboard", "paper", "plastic", "trash"):
+        (tmp_path / "data" / name).mkdir()
+    cfg = write_config(tmp_path, config_dict, tiny_model)
+    out = tmp_path / "eval.json"
+    assert cli_main(["eval", "--config", str(cfg), "--data", str(tmp_path / "data"), "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["top1"] == 1.0 and set(rep) >= {"top1", "macro_f1", "per_class", "confusion"}
+    assert rep["confusion"][1][1] == 3 and rep["per_class"]["metal"]["recall"] == 1.0
+    assert "top-1: 100.00 %" in capsys.readouterr().out
