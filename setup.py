@@ -19,7 +19,9 @@ setup(
         # headless: pygame draws the screen, so OpenCV needs no GUI toolkit
         "opencv-python-headless>=4.8",
         "onnxruntime>=1.17",
-        "pygame>=2.5",
+        # pygame-ce: same `import pygame`; its aarch64 wheels carry SDL's KMSDRM driver
+        # (PyPI pygame 2.6 wheels do not), which the kiosk needs on tty1 without X.
+        "pygame-ce>=2.5",
         "pyyaml>=6.0",
         "pydantic>=2.5,<3",
         "gpiozero>=2.0",

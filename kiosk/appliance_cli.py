@@ -35,6 +35,10 @@ def register(subparsers) -> None:
         description="Summarise the event log: items per bin and class per day, unsure rate, "
         "correction rate (the person chose the bin) and kilograms per bin.",
     )
+    # SUPPRESS: a --config given to a parent parser is not overwritten by this one's default.
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
+                   help="config file (default: /boot/firmware/kiosk.yaml, /etc/kiosk/config.yaml or ./config.yaml, "
+                   "the first that exists)")
     p.add_argument("--since", type=_date, metavar="YYYY-MM-DD", help="only days from this date on")
     p.add_argument("--csv", metavar="FILE", help="also write one row per day, bin and class to FILE ('-' for stdout only)")
     p.set_defaults(func=stats_command)

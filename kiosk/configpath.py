@@ -28,14 +28,18 @@ DEFAULT_CANDIDATES: tuple[Path, ...] = (BOOT_CONFIG, ETC_CONFIG, LOCAL_CONFIG)
 
 
 def default_config_path(
-    candidates: Sequence[Path] = DEFAULT_CANDIDATES,
+    candidates: Optional[Sequence[Path]] = None,
     env: Optional[Mapping[str, str]] = None,
 ) -> Path:
     """The first candidate that exists (``$KIOSK_CONFIG`` wins when set).
 
-    Raises ConfigError naming every place it looked when none exists, so the
-    out-of-service screen can say where the file should be.
+    When none exists it returns the last one (the checkout's ``config.yaml``)
+    rather than failing, so a CLI can use it as a default while building its
+    parser; :func:`resolve_config_arg` gives the error naming every place.
+    ``candidates`` defaults to :data:`DEFAULT_CANDIDATES`, read at call time
+    (tests replace it).
     """
+    candidates = DEFAULT_CANDIDATES if candidates is None else candidates
     env = os.environ if env is None else env
     override = env.get(ENV_VAR, "").strip()
     if override and override != AUTO:
@@ -45,12 +49,26 @@ def default_config_path(
         # still what the technician meant; load_config says what is wrong.
         if Path(path).exists():
             return Path(path)
-    where = ", ".join(str(p) for p in candidates)
-    raise ConfigError([f"no config file found; looked for {where}"])
+    return Path(candidates[-1])
 
 
-def resolve_config_arg(value: Optional[str], **kwargs) -> Path:
-    """``--config`` as given: a path, or None / ``auto`` for :func:`default_config_path`."""
-    if value is None or str(value).strip() in ("", AUTO):
-        return default_config_path(**kwargs)
-    return Path(value).expanduser()
+def resolve_config_arg(
+    value: Optional[str],
+    candidates: Optional[Sequence[Path]] = None,
+    env: Optional[Mapping[str, str]] = None,
+) -> Path:
+    """``--config`` as given: a path, or None / ``auto`` for :func:`default_config_path`.
+
+    Raises ConfigError naming every place it looked when nothing is found, so
+    the out-of-service screen (or the CLI) can say where the file should be.
+    """
+    if value is not None and str(value).strip() not in ("", AUTO):
+        return Path(value).expanduser()
+    candidates = DEFAULT_CANDIDATES if candidates is None else candidates
+    env = os.environ if env is None else env
+    overridden = env.get(ENV_VAR, "").strip() not in ("", AUTO)
+    path = default_config_path(candidates, env)
+    if not overridden and not path.exists():
+        where = ", ".join(str(p) for p in candidates)
+        raise ConfigError([f"no config file found; looked for {where}"])
+    return path

@@ -8,9 +8,11 @@ its own transaction, so an event is either fully there or not at all.
 Privacy: camera images are stored only when the config turns
 ``storage.capture_images`` on; otherwise an image handed in is dropped.
 
-Threads: an :class:`EventLog` must be used from the thread that opened it
-(the main loop). Several *processes* (the kiosk and ``kiosk stats``) may use
-the same file at once.
+Threads: an :class:`EventLog` may be used from any thread (the kiosk's
+worker records, the main thread closes); calls are serialised by a lock.
+Several *processes* (the kiosk, ``kiosk stats``, ``kiosk doctor``) may use the
+same file at once. Every write waits for the SD card (fsync): a few to tens
+of milliseconds, once per item.
 
 Time: events carry the wall-clock time when they are recorded (UTC epoch
 seconds), not ``Decision.t``, which is the engine's monotonic clock.
@@ -18,12 +20,14 @@ seconds), not ``Decision.t``, which is the engine's monotonic clock.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,8 +38,9 @@ from .errors import KioskError
 
 log = logging.getLogger(__name__)
 
-EVENTLOG_FILE = "events.sqlite3"
+EVENTLOG_FILE = "events.db"
 SCHEMA_VERSION = 1
+PRUNE_EVERY_S = 6 * 3600
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -85,13 +90,14 @@ def eventlog_path(data_dir: str | Path) -> Path:
     return Path(data_dir).expanduser() / EVENTLOG_FILE
 
 
-def connect(path: str | Path, readonly: bool = False, timeout_s: float = 5.0) -> sqlite3.Connection:
+def connect(path: str | Path, readonly: bool = False, timeout_s: float = 5.0, any_thread: bool = False) -> sqlite3.Connection:
     """A connection with the settings every user of the file must share."""
     path = Path(path)
+    kw = dict(timeout=timeout_s, isolation_level=None, check_same_thread=not any_thread)
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, **kw)
     else:
-        conn = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None)
+        conn = sqlite3.connect(str(path), **kw)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
     if not readonly:
         conn.execute("PRAGMA synchronous = FULL")
@@ -161,33 +167,46 @@ def _finite(x: Optional[float]) -> Optional[float]:
 
 
 class EventLog:
-    """Append-only record of what the kiosk did. Main thread only.
+    """Append-only record of what the kiosk did. Safe to share between threads.
 
     Writing never raises into the main loop: a failed write (disk full, card
     gone) is logged, counted in :attr:`errors`, kept in :attr:`last_error`,
     and the call returns None. Opening does raise :class:`EventLogError`,
     with a message that names the file and what is wrong.
+
+    With ``retention_days`` the log prunes itself: when opened, then at most
+    every :data:`PRUNE_EVERY_S` while recording.
     """
 
-    def __init__(self, path: str | Path, capture_images: bool = False, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        path: str | Path,
+        capture_images: bool = False,
+        retention_days: Optional[int] = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.path = Path(path).expanduser()
         self.capture_images = bool(capture_images)
+        self.retention_days = retention_days
         self.clock = clock
         self.errors = 0
         self.last_error: Optional[str] = None
         self._conn: Optional[sqlite3.Connection] = None
+        self._lock = threading.RLock()
+        self._next_prune = float("-inf")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise EventLogError(f"event log folder {self.path.parent} cannot be created: {e.strerror or e}") from None
         try:
-            self._conn = connect(self.path)
+            self._conn = connect(self.path, any_thread=True)
             self._init_schema()
         except sqlite3.DatabaseError as e:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
             raise EventLogError(f"event log {self.path} cannot be opened: {e}") from None
+        self._maybe_prune()
 
     def _init_schema(self) -> None:
         conn = self._conn
@@ -216,6 +235,10 @@ class EventLog:
     # -- writing -----------------------------------------------------------
 
     def _write(self, what: str, fn) -> Optional[int]:
+        with self._lock:
+            return self._write_locked(what, fn)
+
+    def _write_locked(self, what: str, fn) -> Optional[int]:
         if self._conn is None:
             self._failed(what, "the event log is closed")
             return None
@@ -274,7 +297,9 @@ class EventLog:
                 conn.execute("INSERT INTO images (decision_id, format, data) VALUES (?, ?, ?)", (cur.lastrowid, *image_blob))
             return cur.lastrowid
 
-        return self._write("decision", insert)
+        rowid = self._write("decision", insert)
+        self._maybe_prune()
+        return rowid
 
     def record_fault(self, code: str, part: str, message: str) -> Optional[int]:
         """Log a fault (e.g. ``"E200", "camera", "no frames for 5 s"``)."""
@@ -302,7 +327,31 @@ class EventLog:
 
         return self._write("service action", insert)
 
+    # -- reading -------------------------------------------------------------
+
+    def counts_today(self) -> dict[str, int]:
+        """Items per bin since local midnight (so a restart keeps the day's counts)."""
+        now = dt.datetime.fromtimestamp(self.clock())
+        midnight = dt.datetime.combine(now.date(), dt.time()).timestamp()
+        with self._lock:
+            if self._conn is None:
+                return {}
+            try:
+                rows = self._conn.execute(
+                    "SELECT bin_id, COUNT(*) FROM decisions WHERE t >= ? AND bin_id IS NOT NULL GROUP BY bin_id", (midnight,)
+                ).fetchall()
+            except sqlite3.Error as e:
+                log.warning("event log %s: counts not read: %s", self.path, e)
+                return {}
+        return {bin_id: n for bin_id, n in rows}
+
     # -- housekeeping ------------------------------------------------------
+
+    def _maybe_prune(self) -> None:
+        if not self.retention_days or self.clock() < self._next_prune:
+            return
+        self._next_prune = self.clock() + PRUNE_EVERY_S
+        self.prune(self.retention_days)
 
     def prune(self, retention_days: int) -> int:
         """Delete events older than ``retention_days``; returns how many went."""
@@ -316,31 +365,36 @@ class EventLog:
                 n += conn.execute(f"DELETE FROM {table} WHERE t < ?", (cutoff,)).rowcount
             return n
 
-        removed = self._write("prune", delete) or 0
-        if removed and self._conn is not None:
-            try:
-                self._conn.execute("PRAGMA incremental_vacuum")
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as e:
-                log.warning("event log: space not reclaimed after prune: %s", e)
+        with self._lock:
+            removed = self._write_locked("prune", delete) or 0
+            if removed and self._conn is not None:
+                try:
+                    self._conn.execute("PRAGMA incremental_vacuum")
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as e:
+                    log.warning("event log: space not reclaimed after prune: %s", e)
+        if removed:
+            log.info("event log %s: pruned %d events older than %d days", self.path, removed, retention_days)
         return removed
 
     def integrity_check(self) -> str:
         """``"ok"`` or SQLite's description of the damage (for ``kiosk doctor``)."""
-        if self._conn is None:
-            return "closed"
-        try:
-            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
-        except sqlite3.Error as e:
-            return str(e)
+        with self._lock:
+            if self._conn is None:
+                return "closed"
+            try:
+                rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.Error as e:
+                return str(e)
         return "; ".join(r[0] for r in rows)
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
 
     def __enter__(self) -> "EventLog":
         return self

@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
-__all__ = ["notify", "ready", "status", "stopping", "Watchdog"]
+__all__ = ["notify", "ready", "status", "stopping", "Watchdog", "LoopNotifier"]
 
 
 def _address(path: str) -> str | bytes:
@@ -137,3 +137,52 @@ class Watchdog:
             return False
         self._last = self._clock()
         return self._send("WATCHDOG=1")
+
+
+def describe(view) -> Optional[str]:
+    """One STATUS line from a :class:`kiosk.view.View` (None: nothing to say)."""
+    if view is None:
+        return None
+    text = f"screen: {getattr(view, 'screen', '?')}"
+    faults = getattr(view, "faults", ()) or ()
+    if faults:
+        text += "; faults: " + ", ".join(f"{f.code} {f.part}" for f in faults)
+    return text
+
+
+class LoopNotifier:
+    """What the main loop calls: ``ready()`` once, ``alive(view)`` every pass, ``stopping()``.
+
+    ``alive`` feeds the watchdog (when due) and keeps ``systemctl status``'s
+    STATUS line current: sent when it changes, at most every ``status_every_s``.
+    Call ``alive`` only while the loop and its worker are healthy; if they
+    hang, the pings stop and systemd restarts the kiosk.
+    """
+
+    def __init__(
+        self,
+        env: Optional[Mapping[str, str]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        status_every_s: float = 5.0,
+    ):
+        self._env = os.environ if env is None else env
+        self._clock = clock
+        self.watchdog = Watchdog(self._env, clock=clock)
+        self.status_every_s = status_every_s
+        self._status: Optional[str] = None
+        self._status_t = float("-inf")
+
+    def ready(self, text: str = "running") -> bool:
+        self._status, self._status_t = text, self._clock()
+        return ready(text, self._env)
+
+    def alive(self, view=None) -> None:
+        self.watchdog.ping()
+        text = describe(view)
+        now = self._clock()
+        if text is not None and text != self._status and now - self._status_t >= self.status_every_s:
+            self._status, self._status_t = text, now
+            status(text, self._env)
+
+    def stopping(self) -> bool:
+        return stopping(self._env)

@@ -123,7 +123,7 @@ def compute(db_path: str | Path, since: Optional[dt.date] = None) -> Stats:
     except sqlite3.Error as e:
         hint = ""
         if "unable to open" in str(e) or "readonly" in str(e) or "permission" in str(e).lower():
-            hint = " (is it readable by you? try: sudo -u kiosk kiosk stats)"
+            hint = " (it belongs to the kiosk user: try sudo kiosk stats)"
         raise StatsError(f"cannot read the event log {db_path}: {e}{hint}") from None
     return stats
 

@@ -53,10 +53,14 @@ def test_a_broken_boot_file_is_still_chosen_and_its_error_names_the_key(places):
 
 def test_nothing_found_names_every_place(places):
     boot, etc, local = places
-    with pytest.raises(ConfigError) as e:
-        default_config_path((boot, etc, local), env={})
-    msg = e.value.problems[0]
-    assert str(boot) in msg and str(etc) in msg and str(local) in msg
+    # As a parser default it never fails (a CLI builds its parser before it knows the command) ...
+    assert default_config_path((boot, etc, local), env={}) == local
+    # ... but resolving "use the usual places" says where it looked.
+    for value in (None, "auto"):
+        with pytest.raises(ConfigError) as e:
+            resolve_config_arg(value, candidates=(boot, etc, local), env={})
+        msg = e.value.problems[0]
+        assert str(boot) in msg and str(etc) in msg and str(local) in msg
 
 
 def test_environment_override(places, tmp_path):
@@ -64,6 +68,8 @@ def test_environment_override(places, tmp_path):
     boot.write_text("x")
     assert default_config_path((boot, etc, local), env={"KIOSK_CONFIG": "/srv/k.yaml"}) == Path("/srv/k.yaml")
     assert default_config_path((boot, etc, local), env={"KIOSK_CONFIG": "auto"}) == boot
+    # an override that does not exist is returned as is: load_config then names it
+    assert resolve_config_arg(None, candidates=(tmp_path / "x",), env={"KIOSK_CONFIG": "/nope.yaml"}) == Path("/nope.yaml")
 
 
 def test_resolve_config_arg(places):

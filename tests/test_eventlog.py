@@ -109,6 +109,50 @@ def test_prune_by_retention(tmp_path):
     assert rows(db, "SELECT COUNT(*) FROM images") == [(0,)]  # went with its decision
 
 
+def test_retention_prunes_by_itself(tmp_path):
+    clock = Clock()
+    day = 86400.0
+    with EventLog(tmp_path / "e.db", clock=clock) as log:
+        log.record_decision(Decision(t=0, bin_id="paper", label="paper"))
+    clock.t += 40 * day
+    with EventLog(tmp_path / "e.db", retention_days=30, clock=clock) as log:  # pruned when opened
+        assert rows(tmp_path / "e.db", "SELECT COUNT(*) FROM decisions") == [(0,)]
+        log.record_decision(Decision(t=0, bin_id="glass", label="glass"))
+        clock.t += 31 * day  # a kiosk that runs for a month without a restart
+        log.record_decision(Decision(t=0, bin_id="paper", label="paper"))  # prunes while recording
+        assert rows(tmp_path / "e.db", "SELECT label FROM decisions") == [("paper",)]
+
+
+def test_counts_today(tmp_path):
+    import datetime as dt
+
+    noon = dt.datetime(2024, 5, 2, 12).timestamp()
+    clock = Clock(noon - 86400)  # yesterday
+    with EventLog(tmp_path / "e.db", clock=clock) as log:
+        log.record_decision(Decision(t=0, bin_id="paper", label="paper"))
+        clock.t = noon
+        log.record_decision(Decision(t=0, bin_id="glass", label="glass"))
+        log.record_decision(Decision(t=0, bin_id="glass", label="glass"))
+        log.record_decision(Decision(t=0, bin_id=None, label=None, unsure=True))
+        assert log.counts_today() == {"glass": 2}
+    assert log.counts_today() == {}  # closed
+
+
+def test_usable_from_another_thread(tmp_path):
+    """The kiosk opens the log in the main thread and records from its worker thread."""
+    import threading
+
+    log = EventLog(tmp_path / "e.db")
+    got = []
+    workers = [threading.Thread(target=lambda: got.append(log.record_fault("E200", "camera", "x"))) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    log.close()
+    assert sorted(got) == [1, 2, 3, 4] and log.errors == 0
+
+
 def test_full_disk_is_counted_not_raised(tmp_path):
     log = EventLog(tmp_path / "e.db")
     log.record_service("start")

@@ -131,3 +131,64 @@ def test_watchdog_off(env):
     assert not wd.enabled and wd.interval_s is None
     assert not wd.due() and not wd.ping(force=True)
     assert sent == []
+
+
+class FakeView:
+    def __init__(self, screen, faults=()):
+        self.screen = screen
+        self.faults = faults
+
+
+class FakeFault:
+    def __init__(self, code, part):
+        self.code, self.part = code, part
+
+
+def drain(sock):
+    msgs = []
+    sock.setblocking(False)
+    try:
+        while True:
+            msgs.append(sock.recv(4096).decode())
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(2)
+    return msgs
+
+
+def test_loop_notifier(fake_systemd):
+    """The main loop's view: READY once, WATCHDOG when due, STATUS when it changes (not every frame)."""
+    path, sock = fake_systemd
+    clock = FakeClock()
+    n = sdnotify.LoopNotifier(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}, clock=clock, status_every_s=5)
+    assert n.ready()
+    assert drain(sock) == ["READY=1\nSTATUS=running"]
+
+    for _ in range(30):  # one second of frames, all idle
+        n.alive(FakeView("idle"))
+        clock.t += 1 / 30
+    assert drain(sock) == ["WATCHDOG=1"]  # the status may not change yet: ready() was just now
+
+    clock.t += 5
+    n.alive(FakeView("idle"))
+    assert drain(sock) == ["WATCHDOG=1", "STATUS=screen: idle"]
+    n.alive(FakeView("idle"))
+    assert drain(sock) == []
+
+    clock.t += 5
+    n.alive(FakeView("out_of_service", [FakeFault("E200", "camera")]))
+    assert drain(sock) == ["WATCHDOG=1", "STATUS=screen: out_of_service; faults: E200 camera"]
+
+    clock.t += 1
+    n.alive(None)  # the config-error screen has no view: pings only
+    assert drain(sock) == ["WATCHDOG=1"]
+    assert n.stopping()
+    assert drain(sock) == ["STOPPING=1"]
+
+
+def test_loop_notifier_outside_systemd():
+    n = sdnotify.LoopNotifier(env={})
+    assert n.ready() is False
+    n.alive(FakeView("idle"))  # nothing to do, nothing raised
+    assert n.stopping() is False

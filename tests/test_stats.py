@@ -177,3 +177,14 @@ def test_reading_as_root_leaves_the_log_usable_by_its_owner(tmp_path):
         p = Path(str(db) + side)
         if p.exists():
             assert (p.stat().st_uid, p.stat().st_gid) == (4321, 4321)
+
+
+def test_wired_into_the_kiosk_command(tmp_path, capsys):
+    """`kiosk stats` through the real top-level parser (kiosk.cli)."""
+    from kiosk import cli
+
+    fill(tmp_path / "data")
+    cfg = make_config(tmp_path, tmp_path / "data")
+    assert cli.main(["stats", "--config", str(cfg), "--since", "2024-05-02"]) == 0
+    out = capsys.readouterr().out
+    assert "since 2024-05-02" in out and "2024-05-01" not in out
