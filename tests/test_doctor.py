@@ -1,0 +1,38 @@
+import yaml
+
+from kiosk.cli import main as cli_main
+
+
+def write(tmp_path, config_dict, model):
+    config_dict["model"]["path"] = str(model)
+    config_dict["storage"]["data_dir"] = str(tmp_path / "data")
+    config_dict["camera"]["backend"] = "synthetic"
+    config_dict["gpio"]["pin_factory"] = "mock"
+    p = tmp_path / "k.yaml"
+    p.write_text(yaml.safe_dump(config_dict, allow_unicode=True))
+    return p
+
+
+def rows(out):
+    return {line.split()[1]: line.split()[0] for line in out.splitlines() if line[:4] in ("PASS", "FAIL", "SKIP")}
+
+
+def test_doctor_passes_model_camera_disk(tmp_path, config_dict, tiny_model, capsys):
+    cli_main(["doctor", "--config", str(write(tmp_path, config_dict, tiny_model))])
+    r = rows(capsys.readouterr().out)
+    assert r["config"] == r["model"] == r["camera"] == r["disk"] == "PASS"
+
+
+def test_doctor_fails_on_a_corrupt_model(tmp_path, config_dict, tiny_model, capsys):
+    tiny_model.write_bytes(tiny_model.read_bytes() + b"x")
+    code = cli_main(["doctor", "--config", str(write(tmp_path, config_dict, tiny_model))])
+    out = capsys.readouterr().out
+    assert code == 1 and rows(out)["model"] == "FAIL" and "sha256" in out
+
+
+def test_doctor_with_a_broken_config_says_so(tmp_path, capsys):
+    p = tmp_path / "bad.yaml"
+    p.write_text("camera: [\n")
+    assert cli_main(["doctor", "--config", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert rows(out)["config"] == "FAIL" and "line" in out
