@@ -153,7 +153,7 @@ chmod -R u=rwX,go=rX "$PREFIX/models.new"
 rm -rf "$PREFIX/models" && mv "$PREFIX/models.new" "$PREFIX/models"
 [ -f "$PREFIX/models/$MODEL_NAME" ] || warn "no $MODEL_NAME in $SRC/models: the kiosk will show out-of-service until a model is installed"
 
-[ -f "$SRC/docs/technician.md" ] && install -m 0644 "$SRC/docs/technician.md" "$PREFIX/docs/technician.md"
+[ -f "$SRC/README.md" ] && install -m 0644 "$SRC/README.md" "$PREFIX/docs/README.md"
 
 # --- config -------------------------------------------------------------------
 log "writing $ETC_DIR/config.yaml"

@@ -431,7 +431,7 @@ def test_chroot_app_installed(installed):
     for f in (REPO / "models").glob("*"):
         assert ch.path(f"/opt/kiosk/models/{f.name}").exists()
     assert ch.path("/opt/kiosk/models").is_dir()
-    assert ch.path("/opt/kiosk/docs/technician.md").exists()
+    assert ch.path("/opt/kiosk/docs/README.md").exists()
     assert ch.path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc").exists()
 
 
