@@ -516,10 +516,16 @@ def _load_item_folder(folder: Path, limit: int = 50) -> list[np.ndarray]:
     return [bgr_to_rgb(cv2.imread(str(f), cv2.IMREAD_COLOR)) for f in files]
 
 
-def open_camera(cfg: CameraConfig, realtime: bool = True) -> FrameSource:
-    """The configured backend, opened. ``auto``: picamera2, then opencv, then synthetic."""
+def open_camera(cfg: CameraConfig, realtime: bool = True, allow_synthetic: bool = False) -> FrameSource:
+    """The configured backend, opened. ``auto``: picamera2, then opencv.
+
+    Only the desktop demo (``allow_synthetic``) falls back to generated
+    frames: a real kiosk whose camera is missing must be out of service,
+    never driving flaps on pictures it made up.
+    """
     backend = cfg.backend
     if backend == CameraBackend.auto:
+        tried = []
         for candidate in (Picamera2Camera, OpenCVCamera):
             src = candidate(cfg)
             try:
@@ -528,8 +534,11 @@ def open_camera(cfg: CameraConfig, realtime: bool = True) -> FrameSource:
                 return src
             except CameraError as e:
                 log.info("camera: %s not available (%s)", src.name, e)
+                tried.append(f"{src.name}: {e}")
                 src.close()
-        log.warning("camera: no Pi camera or webcam found, using the synthetic camera")
+        if not allow_synthetic:
+            raise CameraError("no camera found (" + "; ".join(tried) + ")")
+        log.warning("camera: no Pi camera or webcam found, using the synthetic camera (demo)")
         return SyntheticCamera(cfg, realtime=realtime).open()
     src = {
         CameraBackend.picamera2: lambda: Picamera2Camera(cfg),

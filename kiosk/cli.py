@@ -119,6 +119,16 @@ def run_torch_command(name: str, argv: list[str]) -> int:
     return int(mod.main(argv) or 0)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="kiosk", description="Waste-sorting kiosk.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -141,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("hash-pin", cmd_hash_pin, "hash a service PIN for service.pin_hash", config=False)
     p.add_argument("--pin", help=argparse.SUPPRESS)
     p = add("bench", cmd_bench, "time each stage of the frame path and the whole loop")
-    p.add_argument("--camera", choices=["synthetic", "replay", "config"], default="synthetic")
-    p.add_argument("--frames", type=int, default=600)
+    p.add_argument("--camera", choices=["synthetic", "config"], default="synthetic",
+                   help="synthetic: pre-rendered scene; config: the configured camera")
+    p.add_argument("--frames", type=_positive_int, default=600)
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--model", action="store_true", help="also compare int8 / fp32 ONNX / PyTorch ResNet-50 latency")
     p = add("eval", cmd_eval, "accuracy of the configured model on a folder of <class>/*.jpg")

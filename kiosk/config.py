@@ -76,6 +76,7 @@ class PresenceConfig(Strict):
     leave_frames: int = Field(5, ge=1, le=120, description="Consecutive empty frames before it counts as gone.")
     warmup_frames: int = Field(15, ge=1, le=600, description="Frames to learn the empty scene at start.")
     roi_margin: float = Field(0.15, ge=0.0, le=1.0, description="Extra border around the item's box, as a fraction of its size.")
+    absorb_frames: int = Field(600, ge=30, le=36000, description="Something present this long without a break is learnt as background (a forgotten object).")
 
 
 class DecisionConfig(Strict):
@@ -233,6 +234,10 @@ def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
             problems.append(f"bins.{i}.scale: hx711 needs data_pin and clock_pin")
         if b.scale.type == "iio" and not b.scale.iio_device:
             problems.append(f"bins.{i}.scale.iio_device: required for an iio scale")
+        open_needed = cfg.decision.decided_s + cfg.decision.drop_timeout_s
+        if b.flap and b.flap.max_open_s < open_needed:
+            problems.append(f"bins.{i}.flap.max_open_s: {b.flap.max_open_s} s is shorter than decision.decided_s + "
+                            f"decision.drop_timeout_s ({open_needed:g} s): the flap would close while the screen says 'drop it'")
         if b.flap and b.flap.type == "servo" and b.flap.open_pulse_ms == b.flap.closed_pulse_ms:
             problems.append(f"bins.{i}.flap: open_pulse_ms equals closed_pulse_ms, the flap would never move")
     for cls, rule in cfg.rules.items():

@@ -84,6 +84,10 @@ def plot_confusion(rep: dict, path: str) -> None:
 def run_eval(args) -> int:
     from .config import load_config
 
+    data = Path(args.data)
+    if not data.is_dir():
+        print(f"error: data folder not found: {data}", file=sys.stderr)
+        return 1
     model_path = Path(args.model_path) if args.model_path else None
     cfg = load_config(args.config, check_model=model_path is None)
     model_path = model_path or cfg.model_path
@@ -91,11 +95,11 @@ def run_eval(args) -> int:
     if args.no_clahe:
         clahe = ClaheSettings(False, clahe.clip_limit, clahe.tile_grid)
     clf = OnnxClassifier(model_path, threads=cfg.model.threads, clahe=clahe)
-    data = Path(args.data)
-    if not data.is_dir():
-        print(f"error: data folder not found: {data}", file=sys.stderr)
+    try:
+        images = load_images(data, clf.classes)
+    except FileNotFoundError as e:
+        print(f"error: {e} (expected one folder per class: {', '.join(clf.classes)})", file=sys.stderr)
         return 1
-    images = load_images(data, clf.classes)
     if args.degrade and args.degrade not in degrade.DEGRADATIONS:
         print(f"error: unknown degradation {args.degrade!r}; one of {', '.join(degrade.DEGRADATIONS)}", file=sys.stderr)
         return 1

@@ -20,13 +20,13 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .camera import EndOfStream, FrameSource
 from .classifier import Classifier
 from .config import KioskConfig
-from .datatypes import Decision, Frame, Presence, Prediction
+from .datatypes import Decision, Frame, Presence, Prediction, Roi
 from .decision import Decider, Effect, State
 from .errors import CameraError, HardwareError, KioskError, ModelError
 from .lifecycle import StopFlag
@@ -37,6 +37,7 @@ from .view import Fault, View
 log = logging.getLogger(__name__)
 
 WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
+WORKER_HUNG_S = 60.0  # silent this long (longer than any service action): exit, systemd restarts
 SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
 
 
@@ -66,6 +67,15 @@ class Pipeline:
         with timer.stage("decide"):
             effects = self.decider.update(frame.t, presence.present, prediction)
         return presence, prediction, effects
+
+
+def _to_screen(roi, frame: Optional[Frame]):
+    """The gate's ROI is in analysis pixels; the screen may show the bigger preview."""
+    if roi is None or frame is None or frame.preview is None:
+        return roi
+    sy = frame.preview.shape[0] / frame.image.shape[0]
+    sx = frame.preview.shape[1] / frame.image.shape[1]
+    return Roi(int(roi.x * sx), int(roi.y * sy), int(roi.w * sx), int(roi.h * sy))
 
 
 class NullHardware:
@@ -167,7 +177,7 @@ class Worker:
     def __init__(self, cfg: KioskConfig, open_camera: Callable[[], FrameSource],
                  load_classifier: Callable[[], Classifier], hardware=None, eventlog=None,
                  stop: Optional[StopFlag] = None, clock: Callable[[], float] = time.monotonic,
-                 on_decision: Optional[Callable[[Decision], None]] = None):
+                 on_decision: Optional[Callable[[Decision], None]] = None, startup_faults=()):
         self.cfg = cfg
         self.open_camera, self.load_classifier = open_camera, load_classifier
         self.hardware = hardware if hardware is not None else NullHardware()
@@ -182,7 +192,9 @@ class Worker:
         self.warnings: dict[str, Fault] = {}  # shown to technicians, kiosk keeps working
         self.service_mode = False
         self._service_touched = 0.0
-        self.counts_today: dict[str, int] = {}
+        self._crop = None
+        self._day = time.strftime("%Y-%m-%d")
+        self.counts_today: dict[str, int] = dict(self.eventlog.counts_today())
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.heartbeat = clock()
         self.language = cfg.ui.default_language
@@ -193,6 +205,8 @@ class Worker:
         self._thread: Optional[threading.Thread] = None
         self.finished = threading.Event()
         self.error: Optional[BaseException] = None
+        for f in startup_faults:  # parts that failed before the loop began: shown, never retried silently
+            (self.warnings if f.part == "eventlog" else self.faults)[f.part] = f
         self.last_frame: Optional[Frame] = None
         self.fps = 0.0
 
@@ -231,9 +245,9 @@ class Worker:
     def step(self) -> None:
         now = self.clock()
         self.heartbeat = now
-        self._commands(now)
         self.hardware.poll(now)
-        self._sync_hardware_faults()
+        self._sync_hardware_faults()  # before commands: a touch never opens a flap past a new fault
+        self._commands(now)
         if not self._ensure_parts(now):
             self._publish(None, Presence(False))
             self.stop.wait(0.1)
@@ -258,12 +272,13 @@ class Worker:
             # Out of service or a technician at work: keep learning the scene, decide nothing.
             self._publish(frame, pipe.gate.update(frame.image))
             return
-        presence, _, effects = pipe.step(frame)
-        self._apply(effects, frame)
         for bin_id, grams in self.hardware.drops():
             self._apply(pipe.decider.dropped(frame.t, bin_id, grams), frame)
         pipe.decider.set_full(self.hardware.refused_bins())
-        self._apply(pipe.decider.tick(frame.t), frame)
+        presence, prediction, effects = pipe.step(frame)
+        if prediction is not None:
+            self._crop = presence.roi.crop(frame.image)  # what the record keeps, if images are on
+        self._apply(effects, frame)
         self._publish(frame, presence)
 
     def _ensure_parts(self, now: float) -> bool:
@@ -284,7 +299,7 @@ class Worker:
                 self._fault("camera", e)
         if self.camera is None or self.classifier is None:
             return False
-        if self.pipeline is None or self.pipeline.classifier is not self.classifier:
+        if self.pipeline is None:
             self.pipeline = Pipeline(self.cfg, self.classifier, tuple(self.cfg.camera.size))
         return True
 
@@ -310,6 +325,9 @@ class Worker:
                     self._close_all()
                 self.eventlog.record_service("service_screen", "open" if cmd.on else "closed")
             elif isinstance(cmd, Service):
+                if not self.service_mode:
+                    log.warning("service command %s ignored: the service screen is not open", cmd.name)
+                    continue
                 self._service_touched = now
                 try:
                     result = self.hardware.service(cmd.name, cmd.bin_id)
@@ -331,10 +349,12 @@ class Worker:
             elif e.kind == "close":
                 self.hardware.close_flap(e.bin_id)
             elif e.kind == "record" and e.decision is not None:
-                crop = None
-                if self.cfg.storage.capture_images and frame is not None:
-                    crop = frame.image
+                crop = self._crop if self.cfg.storage.capture_images else None
                 self.eventlog.record_decision(e.decision, crop)
+                self._crop = None
+                today = time.strftime("%Y-%m-%d")
+                if today != self._day:
+                    self._day, self.counts_today = today, {}
                 if e.decision.bin_id:
                     self.counts_today[e.decision.bin_id] = self.counts_today.get(e.decision.bin_id, 0) + 1
                 if self.on_decision:
@@ -347,7 +367,7 @@ class Worker:
         code = code or getattr(err, "code", "E000")
         msg = str(err)
         old = self.faults.get(part) or self.warnings.get(part)
-        if old is None or old.message != msg:
+        if old is None or old.code != code:  # log a fault once, not every frame (messages may carry timings)
             log.error("fault %s %s: %s", code, part, msg)
             self.eventlog.record_fault(code, part, msg)
         fault = Fault(code, part, msg)
@@ -390,10 +410,10 @@ class Worker:
     # ---- view ---------------------------------------------------------------------
     def _publish(self, frame: Optional[Frame], presence: Presence) -> None:
         d = self.pipeline.decider if self.pipeline else None
-        if self.faults or d is None:
-            screen = "out_of_service"
-        elif self.service_mode:
+        if self.service_mode:  # reachable while out of service: that is when a technician needs it
             screen = "service"
+        elif self.faults or d is None:
+            screen = "out_of_service"
         else:
             screen = d.state.value
         prev = self._view
@@ -402,7 +422,7 @@ class Worker:
             language=self.language,
             frame=frame.screen if frame is not None else prev.frame,
             frame_seq=frame.seq if frame is not None else prev.frame_seq,
-            roi=presence.roi,
+            roi=_to_screen(presence.roi, frame),
             progress=d.progress if d else 0.0,
             decision=d.decision if d else None,
             suggested_bin=d.suggested if d else None,
@@ -447,7 +467,7 @@ class App:
 
         clock = pygame.time.Clock()
         self.worker.start()
-        ready = False
+        ready = hung = False
         frames = 0
         try:
             while not self.stop:
@@ -468,16 +488,21 @@ class App:
                         ready = True
                     if self.worker.alive(now):
                         self.notifier.alive(view)
+                if not self.worker.alive(now) and not self.worker.finished.is_set():
+                    if now - self.worker.heartbeat > WORKER_HUNG_S:
+                        log.error("worker silent for %.0f s: stopping so the service restarts", now - self.worker.heartbeat)
+                        self.stop.set("worker hung")
+                        hung = True
                 frames += 1
                 if self.max_frames is not None and frames >= self.max_frames:
                     self.stop.set("frame limit")
                 clock.tick(self.cfg.ui.fps)
         finally:
             self.stop.set("main loop ended")
-            self.worker.join(timeout=5.0)
             if self.notifier is not None:
                 self.notifier.stopping()
-        if self.worker.error is not None:
+            self.worker.join(timeout=5.0)
+        if self.worker.error is not None or hung:
             return 1
         return 0
 
@@ -502,7 +527,7 @@ def to_command(action):
 
 
 def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFlag] = None,
-                 hardware=None, eventlog=None, realtime: bool = True) -> Worker:
+                 hardware=None, eventlog=None, realtime: bool = True, startup_faults=()) -> Worker:
     """The worker with the configured camera, model, hardware and event log."""
     from .camera import open_camera
     from .classifier import OnnxClassifier
@@ -513,8 +538,8 @@ def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFla
     def load_classifier():
         return OnnxClassifier(cfg.model_path, threads=cfg.model.threads, clahe=clahe)
 
-    return Worker(cfg, lambda: open_camera(cfg.camera, realtime=realtime), load_classifier,
-                  hardware=hardware, eventlog=eventlog, stop=stop)
+    return Worker(cfg, lambda: open_camera(cfg.camera, realtime=realtime, allow_synthetic=demo), load_classifier,
+                  hardware=hardware, eventlog=eventlog, stop=stop, startup_faults=startup_faults)
 
 
 def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = None) -> int:
@@ -526,9 +551,19 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
     surface = None
     with graceful_signals(stop):
         try:
-            hardware = open_hardware(cfg, demo)
-            eventlog = open_eventlog(cfg)
-            worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog)
+            faults = []
+            try:  # a part that cannot start is an out-of-service screen, not a crash loop
+                hardware = open_hardware(cfg, demo)
+            except KioskError as e:
+                log.error("flaps/scales did not start: %s", e)
+                faults.append(Fault(e.code, "hardware", str(e)))
+            try:
+                eventlog = open_eventlog(cfg)
+            except KioskError as e:
+                log.error("event log did not open (decisions will not be recorded): %s", e)
+                faults.append(Fault(e.code, "eventlog", str(e)))
+            worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog,
+                                  startup_faults=faults)
             from .ui import KioskUI, open_display
 
             surface = open_display(cfg.ui)
@@ -559,7 +594,6 @@ def open_hardware(cfg: KioskConfig, demo: bool):
 def open_eventlog(cfg: KioskConfig):
     from .eventlog import EventLog
 
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
     return EventLog(cfg.data_dir / "events.db", capture_images=cfg.storage.capture_images,
                     retention_days=cfg.storage.retention_days)
 
@@ -582,43 +616,52 @@ def run_from_path(path: str, max_frames: Optional[int] = None) -> int:
     from .errors import ConfigError
     from .lifecycle import graceful_signals
 
-    stop = StopFlag()
-    while True:
-        try:
-            cfg = load_config(path)
-        except ConfigError as e:
-            log.error("config %s is invalid: %s", path, "; ".join(e.problems))
-            with graceful_signals(stop):
-                config_error_screen(e, stop, max_frames=max_frames)
-            if stop:
-                return 1 if max_frames else 0
-            continue
-        return run(cfg, max_frames=max_frames)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        stop = StopFlag()
+        with graceful_signals(stop):
+            cfg = config_error_screen(path, e, stop, max_frames=max_frames)
+        if cfg is None:
+            return 1 if max_frames else 0
+    return run(cfg, max_frames=max_frames)
 
 
-def config_error_screen(error, stop: StopFlag, max_frames: Optional[int] = None) -> None:
-    """Say what is wrong (code E100 and the key) until the file loads or we are stopped.
+def config_error_screen(path: str, error, stop: StopFlag, max_frames: Optional[int] = None):
+    """Say what is wrong (code E100 and the key) until the file loads (returns it) or we are stopped.
 
-    Drawn without the config (there is none to trust), so plain and English.
+    Drawn without the config (there is none to trust), so plain and English;
+    one display for the whole wait, the watchdog fed all along.
     """
     import pygame
 
-    from .config import UiConfig
+    from .config import UiConfig, load_config
+    from .errors import ConfigError
     from .ui import open_display
 
-    surface = open_display(UiConfig(fullscreen=os.environ.get("DISPLAY") is None and os.environ.get("WAYLAND_DISPLAY") is None))
+    log.error("config %s is invalid: %s", path, "; ".join(error.problems))
+    headless = os.environ.get("DISPLAY") is None and os.environ.get("WAYLAND_DISPLAY") is None
+    surface = open_display(UiConfig(fullscreen=headless))
     notifier = open_notifier()
-    notifier.ready()
+    notifier.ready("out of service: config")
     w, h = surface.get_size()
     font_big = pygame.font.Font(None, max(24, h // 8))
     font = pygame.font.Font(None, max(18, h // 18))
-    lines = [f"{error.code}  config"] + [p[:90] for p in error.problems[:6]]
-    started, frames = time.monotonic(), 0
+    frames, next_check = 0, time.monotonic() + CONFIG_RECHECK_S
     try:
-        while not stop and time.monotonic() - started < CONFIG_RECHECK_S:
+        while not stop:
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CONFIG_RECHECK_S
+                try:
+                    return load_config(path)
+                except ConfigError as e:
+                    if e.problems != error.problems:
+                        log.error("config %s is still invalid: %s", path, "; ".join(e.problems))
+                    error = e
             for event in pygame.event.get():
                 if event.type == pygame.QUIT:
                     stop.set("window closed")
+            lines = [f"{error.code}  config  {path}"] + [p[:90] for p in error.problems[:6]]
             surface.fill((30, 30, 30))
             surface.blit(font_big.render("Out of service", True, (255, 200, 60)), (w // 20, h // 12))
             for i, line in enumerate(lines):
@@ -629,5 +672,6 @@ def config_error_screen(error, stop: StopFlag, max_frames: Optional[int] = None)
             if max_frames is not None and frames >= max_frames:
                 stop.set("frame limit")
             time.sleep(0.2)
+        return None
     finally:
         pygame.quit()

@@ -6,6 +6,14 @@ The background learns only while the view is empty, so an item held still
 is not absorbed into it. Shadows (darker, same colour) are labelled by MOG2
 and ignored; a change over most of the view (lights switched, lens covered)
 is not an item and makes the model re-learn quickly.
+
+Ghosts: something in view while the background was learnt (at start-up, or
+an item left on the ledge) leaves, when it goes, a foreground blob over an
+empty patch. A real item has edges along the blob's border in the *current*
+frame; a ghost's edges are in the background model instead. Blobs whose
+border is weaker now than in the background are ghosts and are re-learnt at
+once. Anything present without a break for ``absorb_frames`` is learnt too,
+so a forgotten object cannot block the kiosk.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ class PresenceGate:
         self.small_h = max(16, round(self.frame_h * self.small_w / self.frame_w))
         self.scale = self.frame_w / self.small_w
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        self._band_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.reset()
 
     def reset(self) -> None:
@@ -35,7 +44,9 @@ class PresenceGate:
         self.present = False
         self._run = 0  # consecutive frames disagreeing with ``present``
         self._global = 0  # consecutive frames where most of the view changed
+        self._present_for = 0  # consecutive frames counted as present
         self.mask = None
+        self.ghosts = 0  # ghost blobs re-learnt (for tests and the log)
 
     def small(self, rgb: np.ndarray) -> np.ndarray:
         img = cv2.resize(rgb, (self.small_w, self.small_h), interpolation=cv2.INTER_AREA)
@@ -61,6 +72,10 @@ class PresenceGate:
         area = float(np.count_nonzero(fg)) / fg.size
         self._global = self._global + 1 if area > self.cfg.max_area else 0
         candidate = self.cfg.min_area <= area <= self.cfg.max_area
+        if candidate and self._is_ghost(small, fg):
+            self._relearn(small)
+            self.ghosts += 1
+            candidate = False
         roi = self._roi(fg) if candidate else None
         if roi is None:
             candidate = False
@@ -72,7 +87,27 @@ class PresenceGate:
                 self.present, self._run = candidate, 0
         else:
             self._run = 0
+        self._present_for = self._present_for + 1 if self.present else 0
+        if self._present_for > self.cfg.absorb_frames:  # left there: becomes background
+            self._relearn(small)
+            self.present, self._present_for, self._run = False, 0, 0
         return Presence(self.present, roi if self.present else None, area)
+
+    def _relearn(self, small: np.ndarray) -> None:
+        """Make the current view the background, at once."""
+        self.bg.apply(small, learningRate=1.0)
+
+    def _is_ghost(self, small: np.ndarray, fg: np.ndarray) -> bool:
+        """True when the blob's border has stronger edges in the background than now."""
+        band = cv2.morphologyEx(fg, cv2.MORPH_GRADIENT, self._band_kernel) > 0
+        if not band.any():
+            return False
+        background = self.bg.getBackgroundImage()
+        if background is None:
+            return False
+        now_edges = _edge_strength(small)[band].mean()
+        bg_edges = _edge_strength(background)[band].mean()
+        return now_edges < 0.6 * bg_edges
 
     def _roi(self, fg: np.ndarray):
         """Bounding square around the big blobs, with a margin, in frame pixels."""
@@ -89,6 +124,13 @@ class PresenceGate:
         y1 = (stats[keep, cv2.CC_STAT_TOP] + stats[keep, cv2.CC_STAT_HEIGHT]).max()
         return square_roi(x0 * self.scale, y0 * self.scale, x1 * self.scale, y1 * self.scale,
                           self.cfg.roi_margin, self.frame_w, self.frame_h)
+
+
+def _edge_strength(rgb: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
 
 
 def square_roi(x0, y0, x1, y1, margin, frame_w, frame_h) -> Roi:

@@ -218,11 +218,13 @@ def test_opencv_missing_device_is_a_camera_error():
         OpenCVCamera(CameraConfig(backend="opencv", device="/dev/video-does-not-exist")).open()
 
 
-def test_auto_falls_back_to_synthetic(monkeypatch, caplog):
+def test_auto_falls_back_to_synthetic_only_for_the_demo(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "picamera2", None)
     monkeypatch.setattr(OpenCVCamera, "_open_device", lambda self: (_ for _ in ()).throw(CameraError("no webcam")))
+    with pytest.raises(CameraError, match="no camera found"):  # a real kiosk never invents frames
+        open_camera(CameraConfig(backend="auto", size=(160, 120)), realtime=False)
     with caplog.at_level(logging.INFO, logger="kiosk.camera"):
-        cam = open_camera(CameraConfig(backend="auto", size=(160, 120)), realtime=False)
+        cam = open_camera(CameraConfig(backend="auto", size=(160, 120)), realtime=False, allow_synthetic=True)
     try:
         assert isinstance(cam, SyntheticCamera)
         assert "synthetic" in caplog.text and "picamera2 not available" in caplog.text

@@ -18,8 +18,9 @@ def rows(out):
 
 
 def test_doctor_passes_model_camera_disk(tmp_path, config_dict, tiny_model, capsys):
-    cli_main(["doctor", "--config", str(write(tmp_path, config_dict, tiny_model))])
+    code = cli_main(["doctor", "--config", str(write(tmp_path, config_dict, tiny_model))])
     r = rows(capsys.readouterr().out)
+    assert code == 0, r
     assert r["config"] == r["model"] == r["camera"] == r["disk"] == "PASS"
 
 

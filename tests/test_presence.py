@@ -76,3 +76,27 @@ def test_whole_view_change_is_not_an_item():
 def test_square_roi_is_clamped_to_the_frame():
     r = square_roi(600, 400, 660, 500, 0.2, 640, 480)
     assert r.w == r.h and r.x + r.w <= 640 and r.y + r.h <= 480
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_item_in_view_at_start_leaves_no_ghost(seed):
+    """Start while an item is held up: when it goes, the empty patch is not an item."""
+    scene = SyntheticScene((320, 240), seed=seed)
+    hold_mid = scene.empty_s + scene.enter_s + scene.hold_s / 2
+    gate = PresenceGate(PresenceConfig(), (320, 240))
+    _, out = run(scene, scene.period * 1.5, start=hold_mid, gate=gate)
+    # after the item has left (leave phase over), nothing may count as present in the empty phase
+    empty = [p for t, p in out if scene.phase(t)[0] == "empty" and scene.phase(t)[1] > 0.15]
+    assert empty and not any(p.present for p in empty)
+    assert gate.ghosts >= 1
+    # and the next item is still seen
+    nxt = [p for t, p in out if scene.phase(t)[0] == "hold" and t > scene.period]
+    assert nxt and any(p.present for p in nxt)
+
+
+def test_forgotten_object_is_absorbed():
+    scene = SyntheticScene((320, 240), seed=0, hold_s=1000.0)  # put down and left there
+    gate = PresenceGate(PresenceConfig(absorb_frames=60), (320, 240))
+    _, out = run(scene, 8.0, gate=gate)
+    presents = [p.present for _, p in out]
+    assert any(presents) and not any(presents[-60:])

@@ -1,0 +1,57 @@
+"""The shipped model: present, small, int8, consistent with its card, and as accurate as the card says."""
+
+import json
+
+import onnx
+import pytest
+
+from kiosk.classifier import OnnxClassifier, sha256_file
+from kiosk.config import load_config
+
+from .conftest import REPO
+
+MODEL = REPO / "models" / "kiosk-lite0-int8.onnx"
+CARD = MODEL.with_suffix(".json")
+
+
+@pytest.fixture(scope="module")
+def card():
+    return json.loads(CARD.read_text())
+
+
+def test_shipped_model_loads_and_matches_its_card(card):
+    assert MODEL.stat().st_size <= 6 * 1024 * 1024
+    assert sha256_file(MODEL) == card["sha256"]
+    clf = OnnxClassifier(MODEL, threads=1)  # checks hash, input shape and class count
+    assert clf.classes == card["classes"] == ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
+
+
+def test_shipped_model_is_int8_qdq():
+    graph = onnx.load(str(MODEL)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_weights) > 30  # the convolutions' weights are stored as int8
+
+
+def test_card_records_what_a_reader_needs(card):
+    for key in ("classes", "input", "clahe", "sha256", "quantization", "training", "metrics_val",
+                "robustness_val_top1", "commands"):
+        assert key in card, key
+    m = card["metrics_val"]
+    assert 0 < m["int8"]["top1"] <= 1 and 0 < m["fp32"]["top1"] <= 1
+    assert set(card["robustness_val_top1"]) >= {"dim", "overexposed", "warm_cast", "blur", "noise", "haze", "mean"}
+
+
+def test_default_config_uses_the_shipped_model():
+    cfg = load_config(REPO / "config.yaml")  # includes the model/rules cross-check
+    assert cfg.model_path.resolve() == MODEL.resolve()
+
+
+def test_val_accuracy_reproduces_the_card(trashnet, card):
+    from kiosk.evaluate import evaluate, load_images
+
+    clf = OnnxClassifier(MODEL, threads=2)
+    rep = evaluate(clf, load_images(trashnet / "val", clf.classes))
+    assert abs(rep["top1"] - card["metrics_val"]["int8"]["top1"]) <= 0.005
+    assert abs(rep["macro_f1"] - card["metrics_val"]["int8"]["macro_f1"]) <= 0.005
