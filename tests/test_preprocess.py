@@ -64,9 +64,9 @@ def test_kiosk_runtime_feeds_the_model_exactly_model_input(tiny_model):
 
 
 def test_training_and_kiosk_preprocessing_are_identical(trashnet, tiny_model):
-    """Same image through the training data set and through the kiosk: same tensor."""
-    pytest.importorskip("torch")
-    from kiosk.training.train import FolderDataset
+    """Same TrashNet photo through training's input function and through the running kiosk: same tensor."""
+    from kiosk.dataset import list_images, read_rgb
+    from kiosk.training.views import training_input
 
     clf = OnnxClassifier(tiny_model, threads=1)
     seen = []
@@ -78,18 +78,25 @@ def test_training_and_kiosk_preprocessing_are_identical(trashnet, tiny_model):
             return real.run(names, feeds)
 
     clf.session = Recorder()
-    ds = FolderDataset.__new__(FolderDataset)  # only the val path: no decoding of the whole set
-    from kiosk.dataset import list_images, read_rgb
+    items, _ = list_images(trashnet / "val")
+    for path, _ in items[::60]:
+        img = read_rgb(path)
+        clf.classify(img)
+        assert np.array_equal(training_input(img, clf.spec), seen[-1][0])
 
-    ds.items, ds.classes = list_images(trashnet / "val")
-    ds.items = ds.items[:3]
-    ds.images = [read_rgb(p) for p, _ in ds.items]
-    ds.labels = [c for _, c in ds.items]
-    ds.spec, ds.train, ds.seed, ds.epoch = clf.spec, False, 0, 0
-    for i in range(3):
-        tensor, _ = ds[i]
-        clf.classify(read_rgb(ds.items[i][0]))
-        assert np.array_equal(tensor.numpy(), seen[-1][0])
+
+def test_training_dataset_uses_training_input(trashnet):
+    """The PyTorch data set returns exactly training_input (needs the train extra)."""
+    pytest.importorskip("torch")
+    from kiosk.dataset import read_rgb
+    from kiosk.preprocess import InputSpec
+    from kiosk.training.train import FolderDataset
+    from kiosk.training.views import training_input
+
+    ds = FolderDataset(trashnet / "val", InputSpec(), train=False)
+    tensor, label = ds[5]
+    assert np.array_equal(tensor.numpy(), training_input(read_rgb(ds.items[5][0]), InputSpec()))
+    assert label == ds.items[5][1]
 
 
 def test_degradations_are_deterministic_and_change_the_image():

@@ -31,10 +31,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from .. import degrade
-from ..preprocess import InputSpec, model_input
+from ..preprocess import InputSpec
 from ..dataset import list_images, read_rgb
 from ..metrics import classification_report
+from .views import training_input
 
 FROZEN_BLOCKS = 3
 
@@ -53,11 +53,8 @@ class FolderDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i):
-        img = self.images[i]
-        if self.train:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            img = degrade.augment(img, rng, self.spec.size[0])
-        return torch.from_numpy(model_input(img, self.spec)), self.labels[i]
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
+        return torch.from_numpy(training_input(self.images[i], self.spec, rng)), self.labels[i]
 
 
 def build_model(num_classes: int):
