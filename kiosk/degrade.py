@@ -143,10 +143,16 @@ def occlude(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def augment(rgb: np.ndarray, rng: np.random.Generator, out: int) -> np.ndarray:
-    """One training view: framing, then camera conditions, sometimes a hand."""
+def augment(rgb: np.ndarray, rng: np.random.Generator, out: int, clean: float = 0.0) -> np.ndarray:
+    """One training view: framing, then camera conditions, sometimes a hand.
+
+    ``clean`` is the share of views that keep the photo's own light (framing
+    and hand still apply): too few clean views and the model underfits the
+    plain case, which is most of what a kiosk sees.
+    """
     img = geometric(rgb, rng, out)
-    img = photometric(img, rng)
+    if clean <= 0.0 or rng.random() >= clean:
+        img = photometric(img, rng)
     if rng.random() < 0.2:
         img = occlude(img, rng)
     return img

@@ -99,7 +99,9 @@ def test_iio_offset_binary():
 # ---------------------------------------------------------- the simulated chip alone
 def test_simulated_chip_speaks_the_protocol(mock_factory):
     """A hand-written bit-banger (not the driver) reads the simulated chip bit for bit."""
-    sim = chip(mock_factory, offset_mv=0.0)
+    # 10 conversions/s: the first data-ready must not come before the devices
+    # below exist, even on a loaded CI machine (at 200/s it came in 5 ms)
+    sim = chip(mock_factory, rate_hz=10.0, offset_mv=0.0)
     code = -123457
     clk = DigitalOutputDevice(SCK, initial_value=False, pin_factory=mock_factory)
     dout = InputDevice(DOUT, pull_up=True, pin_factory=mock_factory)

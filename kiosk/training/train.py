@@ -42,11 +42,11 @@ FROZEN_BLOCKS = 3
 class FolderDataset(Dataset):
     """Decoded images kept in memory (TrashNet is ~0.5 GB decoded)."""
 
-    def __init__(self, root, spec: InputSpec, train: bool, classes=None, seed: int = 0):
+    def __init__(self, root, spec: InputSpec, train: bool, classes=None, seed: int = 0, clean: float = 0.0):
         self.items, self.classes = list_images(root, classes)
         self.images = [read_rgb(p) for p, _ in self.items]
         self.labels = [c for _, c in self.items]
-        self.spec, self.train, self.seed = spec, train, seed
+        self.spec, self.train, self.seed, self.clean = spec, train, seed, clean
         self.epoch = 0
 
     def __len__(self):
@@ -54,7 +54,7 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, i):
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
-        return torch.from_numpy(training_input(self.images[i], self.spec, rng)), self.labels[i]
+        return torch.from_numpy(training_input(self.images[i], self.spec, rng, self.clean)), self.labels[i]
 
 
 def build_model(num_classes: int):
@@ -67,13 +67,13 @@ def build_model(num_classes: int):
     return model
 
 
-def frozen_modules(model):
-    return [model._conv_stem, model._bn0, *model._blocks[:FROZEN_BLOCKS]]
+def frozen_modules(model, blocks: int = FROZEN_BLOCKS):
+    return [model._conv_stem, model._bn0, *model._blocks[:blocks]]
 
 
-def set_train_mode(model):
+def set_train_mode(model, blocks: int = FROZEN_BLOCKS):
     model.train()
-    for m in frozen_modules(model):
+    for m in frozen_modules(model, blocks):
         m.eval()  # frozen BN keeps its ImageNet statistics
 
 
@@ -134,6 +134,9 @@ def main(argv=None):
     ap.add_argument("--weight-decay", type=float, default=0.02)
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--clean-fraction", type=float, default=0.0,
+                    help="share of training views without light/colour/blur/noise degradation (0..1)")
+    ap.add_argument("--frozen-blocks", type=int, default=FROZEN_BLOCKS, help="stem plus this many blocks stay frozen")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -150,7 +153,9 @@ def main(argv=None):
     spec = InputSpec()
     data = Path(args.data)
     t0 = time.time()
-    train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed)
+    if not 0.0 <= args.clean_fraction <= 1.0:
+        ap.error("--clean-fraction must be between 0 and 1")
+    train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction)
     val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
     if args.limit:
         keep = list(range(0, len(train_ds), max(1, len(train_ds) // args.limit)))[: args.limit]
@@ -164,7 +169,7 @@ def main(argv=None):
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=args.label_smoothing)
 
     model = build_model(len(train_ds.classes))
-    for m in frozen_modules(model):
+    for m in frozen_modules(model, args.frozen_blocks):
         for p in m.parameters():
             p.requires_grad = False
     head = list(model._fc.parameters())
@@ -193,7 +198,7 @@ def main(argv=None):
 
     for epoch in range(start_epoch, args.epochs + 1):
         train_ds.epoch = epoch
-        set_train_mode(model)
+        set_train_mode(model, args.frozen_blocks)
         t_ep, losses = time.time(), []
         bar = tqdm(train_dl, desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for x, y in bar:

@@ -14,8 +14,10 @@ from .. import degrade
 from ..preprocess import InputSpec, model_input
 
 
-def training_input(rgb: np.ndarray, spec: InputSpec, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+def training_input(
+    rgb: np.ndarray, spec: InputSpec, rng: Optional[np.random.Generator] = None, clean: float = 0.0
+) -> np.ndarray:
     """Augmented when ``rng`` is given (training), plain for validation; then the shared path."""
     if rng is not None:
-        rgb = degrade.augment(rgb, rng, spec.size[0])
+        rgb = degrade.augment(rgb, rng, spec.size[0], clean)
     return model_input(rgb, spec)
