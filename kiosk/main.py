@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -36,6 +37,7 @@ from .view import Fault, View
 
 log = logging.getLogger(__name__)
 
+FLAP_REFUSED_CODE = "E411"  # the hardware would not open a flap: that item was not taken
 WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
 WORKER_HUNG_S = 60.0  # silent this long (longer than any service action): exit, systemd restarts
 SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
@@ -343,22 +345,40 @@ class Worker:
                 except HardwareError as err:
                     opened = False
                     self._fault(f"flap:{e.bin_id}", err)
-                if not opened:  # refused (jammed, locked out, another open): never pretend
-                    log.warning("flap %s did not open", e.bin_id)
-                    self._close_all()
+                if not opened:
+                    self._flap_refused(e.bin_id)
             elif e.kind == "close":
                 self.hardware.close_flap(e.bin_id)
             elif e.kind == "record" and e.decision is not None:
-                crop = self._crop if self.cfg.storage.capture_images else None
-                self.eventlog.record_decision(e.decision, crop)
-                self._crop = None
-                today = time.strftime("%Y-%m-%d")
-                if today != self._day:
-                    self._day, self.counts_today = today, {}
-                if e.decision.bin_id:
-                    self.counts_today[e.decision.bin_id] = self.counts_today.get(e.decision.bin_id, 0) + 1
-                if self.on_decision:
-                    self.on_decision(e.decision)
+                self._record(e.decision)
+
+    def _flap_refused(self, bin_id: str) -> None:
+        """The hardware would not open the bin's flap (jammed, locked out).
+
+        Never pretend: the item is recorded as not dropped, the refusal is in
+        the fault log, and the engine is told at once which bins refuse items
+        (a locked-out flap is one), so the next person is sent elsewhere.
+        """
+        log.warning("flap %s did not open", bin_id)
+        d = self.pipeline.decider.decision if self.pipeline is not None else None
+        self.eventlog.record_fault(FLAP_REFUSED_CODE, f"flap:{bin_id}", "flap refused to open; item not taken")
+        if d is not None and d.bin_id == bin_id:
+            self._record(dataclasses.replace(d, drop_confirmed=False))
+        self._close_all()
+        if self.pipeline is not None:
+            self.pipeline.decider.set_full(self.hardware.refused_bins())
+
+    def _record(self, decision: Decision) -> None:
+        crop = self._crop if self.cfg.storage.capture_images else None
+        self.eventlog.record_decision(decision, crop)
+        self._crop = None
+        today = time.strftime("%Y-%m-%d")
+        if today != self._day:
+            self._day, self.counts_today = today, {}
+        if decision.bin_id:
+            self.counts_today[decision.bin_id] = self.counts_today.get(decision.bin_id, 0) + 1
+        if self.on_decision:
+            self.on_decision(decision)
 
     # ---- faults ---------------------------------------------------------------------
     # Blocking faults (camera, model, scales) take the kiosk out of service; flap
@@ -428,6 +448,7 @@ class Worker:
             suggested_bin=d.suggested if d else None,
             full_bin=self._full_bin(d),
             fill=self.hardware.fill_levels(),
+            refused=frozenset(d.full) if d else frozenset(),
             faults=tuple(self.faults.values()) + tuple(self.warnings.values()),
             counts_today=dict(self.counts_today),
             fps=self.fps,

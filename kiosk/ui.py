@@ -238,7 +238,7 @@ class KioskUI:
             self._warn(("screen", view.screen), "UI: unknown screen '%s'; showing out of service", view.screen)
             view = _replace_screen(view, "out_of_service")
         lang = self._shown_language(view.language)
-        full = {b for b, f in view.fill.items() if f >= FULL_AT}
+        full = {b for b, f in view.fill.items() if f >= FULL_AT} | set(view.refused)
         if view.screen == "bin_full" and view.full_bin:
             full.add(view.full_bin)
         tips = self.words.tips(lang)
@@ -270,7 +270,7 @@ class KioskUI:
             v.screen, c.lang, c.next_lang,
             c.tip_index if v.screen == "idle" else None,
             None if d is None else (d.label, d.bin_id, round(d.score, 2), d.corrected, d.unsure, d.weight_g),
-            v.suggested_bin, v.full_bin,
+            v.suggested_bin, v.full_bin, tuple(sorted(v.refused)),
             tuple(sorted((k, round(f * 50)) for k, f in v.fill.items())),  # 2 % steps
             tuple((f.code, f.part, f.message) for f in v.faults),
             tuple(sorted(v.counts_today.items())),

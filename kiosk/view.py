@@ -37,6 +37,7 @@ class View:
     suggested_bin: Optional[str] = None  # bin_full: where to go instead
     full_bin: Optional[str] = None  # bin_full: the bin that refused
     fill: dict[str, float] = field(default_factory=dict)  # bin id -> 0..1
+    refused: frozenset[str] = frozenset()  # bins refusing items now: full, emptied-not-reset, flap locked out
     faults: tuple[Fault, ...] = ()
     counts_today: dict[str, int] = field(default_factory=dict)  # bin id -> items
     fps: float = 0.0

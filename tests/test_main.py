@@ -7,7 +7,7 @@ import pytest
 from kiosk.camera import SyntheticCamera, SyntheticScene
 from kiosk.classifier import OnnxClassifier
 from kiosk.errors import CameraError, ModelError
-from kiosk.main import Backoff, NullHardware, Worker
+from kiosk.main import Backoff, NullEventLog, NullHardware, Worker
 from kiosk.view import Fault
 
 FPS = 30
@@ -85,6 +85,45 @@ def test_decision_sequence_end_to_end(cfg_with, scene_model):
     assert hw.log == [x for d in decisions for x in (("open", d.bin_id), ("close", d.bin_id))]
     seen = {s for _, s in screens}
     assert {"idle", "looking", "decided", "thanks"} <= seen
+
+
+class RecordingLog(NullEventLog):
+    def __init__(self):
+        self.decisions, self.faults = [], []
+
+    def record_decision(self, decision, image=None):
+        self.decisions.append(decision)
+
+    def record_fault(self, code, part, message):
+        self.faults.append((code, part))
+
+
+class JammingHardware(FakeHardware):
+    """The glass flap will not open: the bank locks it out, as the real one does after a jam."""
+
+    def open_flap(self, bin_id):
+        if bin_id == "glass":
+            self.refused.add("glass")
+            return False
+        return super().open_flap(bin_id)
+
+
+def test_a_flap_that_will_not_open_is_recorded_and_its_bin_refused(cfg_with, scene_model):
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    hw, log, decisions = JammingHardware(), RecordingLog(), []
+    w = make_worker(cfg, scene_model, hardware=hw, decisions=decisions, eventlog=log)
+    scene = SyntheticScene(tuple(cfg.camera.size), seed=cfg.camera.seed)
+    screens = []
+    for _ in range(int(scene.period * 4 * FPS)):  # glass, cardboard, metal, glass again
+        w.step()
+        screens.append(w.view())
+    first = decisions[0]
+    assert (first.label, first.bin_id, first.drop_confirmed) == ("glass", "glass", False)  # never pretend
+    assert log.decisions[0] is first and ("E411", "flap:glass") in log.faults
+    assert ("open", "glass") not in hw.log and hw.open is None
+    assert any(v.refused == {"glass"} for v in screens)
+    # the second glass item is sent elsewhere instead of to the refusing flap
+    assert any(v.screen == "bin_full" and v.full_bin == "glass" for v in screens)
 
 
 def test_nothing_in_view_means_no_decision_and_no_model_run(cfg_with, scene_model):

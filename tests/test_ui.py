@@ -265,6 +265,17 @@ def test_full_bins_refuse_and_the_suggested_bin_is_offered(cfg):
     assert ui.handle(finger(ui, ok.rect.center), view) == [ChooseBin("residual")]
 
 
+def test_bins_the_engine_refuses_are_disabled_whatever_their_fill(cfg):
+    """A locked-out flap or a bin awaiting reset refuses items at a low fill: the buttons follow the engine."""
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    view = dataclasses.replace(sample_view(cfg, "unsure", "en"), fill={"glass": 0.1}, refused=frozenset({"glass"}))
+    glass = button(ui, view, "bin", "glass")
+    assert not glass.enabled and ui.handle(finger(ui, glass.rect.center), view) == []
+    free = dataclasses.replace(view, refused=frozenset())
+    glass = button(ui, free, "bin", "glass")
+    assert glass.enabled and ui.handle(finger(ui, glass.rect.center), free) == [ChooseBin("glass")]
+
+
 def test_language_button_switches_language(cfg):
     ui = KioskUI(cfg, (800, 480), clock=Clock())
     view = sample_view(cfg, "idle", "en")
