@@ -112,3 +112,13 @@ def test_augment_output_size_and_variety():
     outs = [degrade.augment(img, np.random.default_rng(i), 224) for i in range(6)]
     assert all(o.shape == (224, 224, 3) and o.dtype == np.uint8 for o in outs)
     assert len({o.tobytes() for o in outs}) == 6
+
+
+def test_clean_fraction_keeps_the_photos_own_light():
+    img = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    plain = [degrade.geometric(img, np.random.default_rng(i), 64) for i in range(20)]
+    clean = [degrade.augment(img, np.random.default_rng(i), 64, clean=1.0) for i in range(20)]
+    mixed = [degrade.augment(img, np.random.default_rng(i), 64, clean=0.0) for i in range(20)]
+    # clean=1: framing and the odd hand only, so most views equal their framing alone
+    assert sum(np.array_equal(a, b) for a, b in zip(plain, clean)) >= 12
+    assert sum(np.array_equal(a, b) for a, b in zip(plain, mixed)) <= 4

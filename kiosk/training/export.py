@@ -31,6 +31,7 @@ from ..classifier import OnnxClassifier, sha256_file
 from ..dataset import list_images, read_rgb
 from ..evaluate import evaluate, robustness
 from ..preprocess import ClaheSettings, InputSpec, model_input
+from .train import train_command
 
 MODEL_NAME = "kiosk-lite0"
 
@@ -242,6 +243,7 @@ def main(argv=None) -> int:
                     "val split for checkpoint choice and every figure here",
             "recipe": history["args"],
             "best_epoch": history["best"],
+            "epochs_minutes": round(sum(h["seconds"] for h in history["history"]) / 60, 1),
         },
         "metrics_val": {
             "images": rep["count"],
@@ -252,12 +254,15 @@ def main(argv=None) -> int:
         "robustness_val_top1": rob,
         "commands": [
             "pip install -e '.[train]'",
-            "kiosk train --data ../shared/data/trashnet --out build/train --epochs 22",
-            "kiosk export --checkpoint build/train/best.pt --data ../shared/data/trashnet --out models",
+            train_command(history["args"]),
+            f"kiosk export --checkpoint {history['args']['out']}/best.pt --data ../shared/data/trashnet --out models",
             "kiosk eval --config config.yaml --data ../shared/data/trashnet/val --robustness",
         ],
     })
     write_card(final, card)
+    for src, name in (("history.json", "training-history.json"), ("training_curve.png", "training-curve.png")):
+        if (Path(args.checkpoint).parent / src).exists():  # the run's curve and log travel with the model
+            shutil.copyfile(Path(args.checkpoint).parent / src, out / f"{MODEL_NAME}-{name}")
     print(json.dumps({"fp32": card["metrics_val"]["fp32"], "int8": {k: rep[k] for k in ("top1", "macro_f1")},
                       "robustness_mean": rob["mean"], "size_mb": round(final.stat().st_size / 1e6, 2)}, indent=1))
     return 0

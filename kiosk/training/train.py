@@ -124,7 +124,7 @@ def plot_curves(history, path):
     plt.close(fig)
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="kiosk train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/trashnet", help="folder with train/ and val/")
     ap.add_argument("--out", default="build/train")
@@ -142,6 +142,24 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="use only N training images (smoke tests)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    return ap
+
+
+def train_command(recipe: dict) -> str:
+    """The ``kiosk train`` line that reproduces ``recipe`` (a run's recorded args)."""
+    ap = build_parser()
+    parts = ["kiosk train"]
+    for action in ap._actions:
+        if not action.option_strings or action.dest in ("help", "resume"):
+            continue
+        value = recipe.get(action.dest, action.default)
+        if action.dest in ("data", "out", "epochs") or value != action.default:
+            parts.append(f"{action.option_strings[0]} {value}")
+    return " ".join(parts)
+
+
+def main(argv=None):
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     from tqdm import tqdm

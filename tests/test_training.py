@@ -1,0 +1,17 @@
+"""Training recipe bookkeeping (needs the train extra; skipped without PyTorch)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from kiosk.training.train import build_parser, train_command  # noqa: E402
+
+
+def test_train_command_reproduces_the_recorded_recipe():
+    """The card's command, parsed again, gives back the run's arguments."""
+    recipe = vars(build_parser().parse_args(["--out", "build/x", "--epochs", "26", "--clean-fraction", "0.4"]))
+    cmd = train_command(recipe)
+    assert cmd.startswith("kiosk train --data ") and "--clean-fraction 0.4" in cmd and "--lr" not in cmd
+    assert vars(build_parser().parse_args(cmd.split()[2:])) == recipe
