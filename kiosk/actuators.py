@@ -238,7 +238,8 @@ class FlapBank:
     """Every flap, one lock, at most one open.
 
     ``open(bin)`` refuses (False) while another flap is not closed, while
-    the bin is locked out, or after ``close()``. Bins without a flap are
+    the bin is locked out, or after ``close()``; a flap whose pins cannot be
+    driven is closed, locked out with a fault, and refused. Bins without a flap are
     chutes: ``open`` returns True and does nothing. Unknown bins raise KeyError.
     ``clock`` is what deadlines are measured with (a fake one in tests).
     At start-up every flap with a closed switch is checked like after any
@@ -337,14 +338,26 @@ class FlapBank:
             now = self.clock()
             try:
                 flap.drive_open()
-            except Exception:
+            except Exception as e:  # a pin that cannot be driven: lock the bin out, as after a jam
                 self._safe_close(flap)
-                raise
-            self._state[bin_id] = FlapState.OPEN
-            self._until[bin_id] = now + flap.cfg.max_open_s
-            self._opened_t[bin_id] = now
-            log.info("bin %s: flap open", bin_id)
-            return True
+                self._state[bin_id] = FlapState.LOCKED_OUT
+                fault = FlapFault(bin_id, FlapJammed.code,
+                                  f"bin {bin_id}: flap could not be driven open ({e}); bin locked out until a "
+                                  "technician clears it", now)
+                self.faults.append(fault)
+                log.error("%s [%s]", fault.message, fault.code)
+            else:
+                self._state[bin_id] = FlapState.OPEN
+                self._until[bin_id] = now + flap.cfg.max_open_s
+                self._opened_t[bin_id] = now
+                log.info("bin %s: flap open", bin_id)
+                return True
+        if self.on_fault:  # outside the lock, as in poll()
+            try:
+                self.on_fault(fault)
+            except Exception:
+                log.exception("on_fault handler failed")
+        return False
 
     def close(self, bin_id=_ALL) -> None:
         """``close(bin)`` closes one flap; ``close()`` shuts the bank down (closed first, then released).

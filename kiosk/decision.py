@@ -59,6 +59,7 @@ class Decider:
         self.bins = list(bins)
         self.scaled_bins = frozenset(scaled_bins)
         self.full: set[str] = set()
+        self.refused_now: set[str] = set()  # flaps that would not open for the item in front of us
         self.state = State.IDLE
         self.since = 0.0
         self.votes: deque[Prediction] = deque(maxlen=cfg.window)
@@ -117,7 +118,7 @@ class Decider:
 
     def choose(self, now: float, bin_id: str) -> list[Effect]:
         """The person touched a bin on the unsure or bin-full screen."""
-        if self.state not in (State.UNSURE, State.BIN_FULL) or bin_id not in self.bins or bin_id in self.full:
+        if self.state not in (State.UNSURE, State.BIN_FULL) or bin_id not in self.bins or bin_id in self.blocked:
             return []
         base = self.decision or Decision(t=now, bin_id=None, label=None)
         return self._open(now, replace(base, t=now, bin_id=bin_id, corrected=True))
@@ -125,6 +126,28 @@ class Decider:
     def set_full(self, full_bins: set[str]) -> None:
         """Bins that refuse items until emptied (from the fill levels)."""
         self.full = set(full_bins) & set(self.bins)
+
+    @property
+    def blocked(self) -> set[str]:
+        """Bins that cannot take this item: full ones, and any flap that just refused."""
+        return self.full | self.refused_now
+
+    def refuse(self, now: float, bin_id: str) -> list[Effect]:
+        """The flap of ``bin_id`` would not open: offer the other bins for this item.
+
+        The person sees the bin-full screen with that bin disabled, rather than
+        a screen that says "put it here" over a shut flap. Nothing is recorded
+        yet: the item's outcome is what the person does next.
+        """
+        d = self.decision
+        if self.state is not State.DECIDED or d is None or d.bin_id != bin_id:
+            return []
+        self.refused_now.add(bin_id)
+        self.decision = replace(d, bin_id=None)
+        fb = self.cfg.fallback_bin
+        self.suggested = fb if fb and fb not in self.blocked else None
+        self._enter(State.BIN_FULL, now)
+        return [Effect("close", bin_id)]
 
     def abort(self, now: float) -> list[Effect]:
         """A fault took the kiosk out of service: close anything open, go idle."""
@@ -139,6 +162,8 @@ class Decider:
     # ---- internals --------------------------------------------------------
     def _enter(self, state: State, now: float) -> None:
         self.state, self.since = state, now
+        if state is State.IDLE:
+            self.refused_now.clear()
 
     def _try_decide(self, now: float) -> list[Effect]:
         c = self.cfg
@@ -155,10 +180,10 @@ class Decider:
         d = Decision(t=now, bin_id=bin_id, label=label, score=mean, scores=scores)
         if bin_id is None:  # the model knows a class the rules do not: never guess
             return self._go_unsure(now, d)
-        if bin_id in self.full:
+        if bin_id in self.blocked:
             self.decision = replace(d, bin_id=None)
             fb = c.fallback_bin
-            self.suggested = fb if fb and fb not in self.full and fb != bin_id else None
+            self.suggested = fb if fb and fb not in self.blocked and fb != bin_id else None
             self._enter(State.BIN_FULL, now)
             self.armed = False
             return []

@@ -20,7 +20,6 @@ import os
 import queue
 import threading
 import time
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -346,27 +345,26 @@ class Worker:
                     opened = False
                     self._fault(f"flap:{e.bin_id}", err)
                 if not opened:
-                    self._flap_refused(e.bin_id)
+                    self._flap_refused(e.bin_id, frame)
             elif e.kind == "close":
                 self.hardware.close_flap(e.bin_id)
             elif e.kind == "record" and e.decision is not None:
                 self._record(e.decision)
 
-    def _flap_refused(self, bin_id: str) -> None:
-        """The hardware would not open the bin's flap (jammed, locked out).
+    def _flap_refused(self, bin_id: str, frame: Optional[Frame]) -> None:
+        """The hardware would not open the bin's flap (locked out, still closing).
 
-        Never pretend: the item is recorded as not dropped, the refusal is in
-        the fault log, and the engine is told at once which bins refuse items
-        (a locked-out flap is one), so the next person is sent elsewhere.
+        Never pretend: the refusal goes in the fault log, and the person is
+        offered the other bins for this item (bin-full screen, that bin
+        disabled) instead of being told to use a flap that stays shut.
         """
         log.warning("flap %s did not open", bin_id)
-        d = self.pipeline.decider.decision if self.pipeline is not None else None
-        self.eventlog.record_fault(FLAP_REFUSED_CODE, f"flap:{bin_id}", "flap refused to open; item not taken")
-        if d is not None and d.bin_id == bin_id:
-            self._record(dataclasses.replace(d, drop_confirmed=False))
-        self._close_all()
-        if self.pipeline is not None:
-            self.pipeline.decider.set_full(self.hardware.refused_bins())
+        self.eventlog.record_fault(FLAP_REFUSED_CODE, f"flap:{bin_id}", "flap refused to open; the person was offered the other bins")
+        effects = self.pipeline.decider.refuse(self.clock() if frame is None else frame.t, bin_id) if self.pipeline else []
+        if effects:
+            self._apply(effects, frame)
+        else:
+            self._close_all()
 
     def _record(self, decision: Decision) -> None:
         crop = self._crop if self.cfg.storage.capture_images else None
@@ -448,7 +446,9 @@ class Worker:
             suggested_bin=d.suggested if d else None,
             full_bin=self._full_bin(d),
             fill=self.hardware.fill_levels(),
-            refused=frozenset(d.full) if d else frozenset(),
+            refused=frozenset(d.blocked) if d else frozenset(),
+            out_of_order=frozenset(p.split(":", 1)[1] for p in self.warnings if p.startswith("flap:"))
+            | (frozenset(d.refused_now) if d else frozenset()),
             faults=tuple(self.faults.values()) + tuple(self.warnings.values()),
             counts_today=dict(self.counts_today),
             fps=self.fps,

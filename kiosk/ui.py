@@ -270,7 +270,7 @@ class KioskUI:
             v.screen, c.lang, c.next_lang,
             c.tip_index if v.screen == "idle" else None,
             None if d is None else (d.label, d.bin_id, round(d.score, 2), d.corrected, d.unsure, d.weight_g),
-            v.suggested_bin, v.full_bin, tuple(sorted(v.refused)),
+            v.suggested_bin, v.full_bin, tuple(sorted(v.refused)), tuple(sorted(v.out_of_order)),
             tuple(sorted((k, round(f * 50)) for k, f in v.fill.items())),  # 2 % steps
             tuple((f.code, f.part, f.message) for f in v.faults),
             tuple(sorted(v.counts_today.items())),

@@ -300,7 +300,8 @@ def _bin_full(c: Ctx, s: pygame.Surface) -> None:
     icon = pygame.Rect(card.x + L.px(12), card.y + L.px(12), card.h - L.px(24), card.h - L.px(24))
     shapes.cross(s, th.ERROR if th.contrast(th.ERROR, colour) > 2.5 else fg, icon)
     title_box = pygame.Rect(icon.right + L.px(16), card.y + L.px(8), card.right - icon.right - L.px(32), card.h - L.px(16))
-    c.draw(s, c.t("bin_full_title", bin=c.bin_name(full_id) if full_id else ""), title_box, 44, fg, bold=True,
+    title = "bin_out_of_order_title" if full_id in v.out_of_order else "bin_full_title"
+    c.draw(s, c.t(title, bin=c.bin_name(full_id) if full_id else ""), title_box, 44, fg, bold=True,
            min_size=14, valign="middle")
     hint = c.t("bin_full_suggest", bin=c.bin_name(v.suggested_bin)) if v.suggested_bin else c.t("bin_full_choose")
     c.draw(s, hint, L.full_hint, 30, bold=True, min_size=12, valign="middle")
@@ -442,7 +443,9 @@ def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool 
     fg = th.text_on(colour) if enabled else th.MUTED
     pygame.draw.rect(s, colour, rect, border_radius=L.px(16))
     inner = rect.inflate(-L.px(16), -L.px(16))
-    badge = c.t("full_badge") if not enabled else c.t("suggested_badge") if suggested else None
+    out_of_order = b.id in c.view.out_of_order
+    badge = (c.t("out_of_order_badge" if out_of_order else "full_badge") if not enabled
+             else c.t("suggested_badge") if suggested else None)
     if badge:
         badge_box = pygame.Rect(inner.x, inner.y, inner.w, min(L.px(30), inner.h // 3))
         c.draw(s, badge, badge_box, 20, th.ERROR if not enabled else fg, bold=True, min_size=9, align="centre",

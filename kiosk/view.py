@@ -38,6 +38,7 @@ class View:
     full_bin: Optional[str] = None  # bin_full: the bin that refused
     fill: dict[str, float] = field(default_factory=dict)  # bin id -> 0..1
     refused: frozenset[str] = frozenset()  # bins refusing items now: full, emptied-not-reset, flap locked out
+    out_of_order: frozenset[str] = frozenset()  # of those, the ones whose flap is locked out or would not open
     faults: tuple[Fault, ...] = ()
     counts_today: dict[str, int] = field(default_factory=dict)  # bin id -> items
     fps: float = 0.0

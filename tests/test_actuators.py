@@ -246,6 +246,23 @@ def test_jam_is_retried_once_then_locked_out(mock_factory, fake_clock):
         assert bank.state("b0") is FlapState.CLOSED and bank.open("b0")
 
 
+def test_a_flap_that_cannot_be_driven_is_closed_locked_out_and_refused(mock_factory, fake_clock):
+    pin = mock_factory.pin(12)
+    faults = []
+    with FlapBank(servo_bins(2), mock_factory, fake_clock, on_fault=faults.append, **FAST) as bank:
+        flap = bank.flaps["b0"]
+
+        def broken():
+            raise OSError("GPIO busy")
+
+        flap.drive_open = broken
+        assert bank.open("b0") is False
+        assert bank.state("b0") is FlapState.LOCKED_OUT and bank.locked_out == {"b0"}
+        assert float(pin.state) == CLOSED  # driven to its safe position
+        assert len(faults) == 1 and faults[0].code == "E410" and "GPIO busy" in faults[0].message
+        assert bank.open("b1"), "the other bins work on"
+
+
 def test_retry_that_works_is_not_a_fault(mock_factory, fake_clock):
     switch = mock_factory.pin(5)
     with FlapBank(jam_bins(), mock_factory, fake_clock, **FAST) as bank:

@@ -4,7 +4,7 @@ import pytest
 
 from kiosk.config import DecisionConfig
 from kiosk.datatypes import Prediction
-from kiosk.decision import Decider, State
+from kiosk.decision import Decider, Effect, State
 
 CLASS_TO_BIN = {"glass": "glass", "paper": "paper", "cardboard": "paper", "metal": "packaging", "trash": "residual"}
 BINS = ["paper", "packaging", "glass", "residual"]
@@ -127,6 +127,26 @@ def test_drop_on_another_bin_is_ignored():
     feed(d, c, 12, True, "glass")
     assert d.dropped(c(), "paper", 300) == []
     assert d.state in (State.DECIDED, State.AWAIT_DROP)
+
+
+def test_a_refused_flap_offers_the_other_bins_for_this_item_only():
+    d, c = make(), Clock()
+    effects = feed(d, c, 12, True, "glass")
+    assert [e.kind for e in effects] == ["open"] and d.state is State.DECIDED
+    assert d.refuse(c(), "paper") == []  # not the bin being opened: ignored
+    assert d.refuse(c(), "glass") == [Effect("close", "glass")]
+    assert d.state is State.BIN_FULL and d.suggested == "residual" and d.blocked == {"glass"}
+    assert d.choose(c(), "glass") == []
+    effects = d.choose(c(), "residual")
+    assert [e.kind for e in effects] == ["open"] and d.decision.corrected and d.decision.label == "glass"
+    feed(d, c, 1, False)
+    effects = d.dropped(c(), "residual", 50.0)
+    assert [e.kind for e in effects] == ["close", "record"]
+    while d.state is not State.IDLE:
+        feed(d, c, 1, False)
+    assert d.blocked == set()  # the next item may use glass again
+    effects = feed(d, c, 12, True, "glass")
+    assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "glass"
 
 
 def test_full_bin_refuses_and_suggests_fallback():

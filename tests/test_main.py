@@ -7,7 +7,7 @@ import pytest
 from kiosk.camera import SyntheticCamera, SyntheticScene
 from kiosk.classifier import OnnxClassifier
 from kiosk.errors import CameraError, ModelError
-from kiosk.main import Backoff, NullEventLog, NullHardware, Worker
+from kiosk.main import Backoff, Choose, NullEventLog, NullHardware, Worker
 from kiosk.view import Fault
 
 FPS = 30
@@ -98,32 +98,43 @@ class RecordingLog(NullEventLog):
         self.faults.append((code, part))
 
 
-class JammingHardware(FakeHardware):
-    """The glass flap will not open: the bank locks it out, as the real one does after a jam."""
+class RefusingHardware(FakeHardware):
+    """The glass flap will not open, and (like a flap still closing) the hardware does not lock it out."""
 
     def open_flap(self, bin_id):
         if bin_id == "glass":
-            self.refused.add("glass")
+            self.log.append(("refused", bin_id))
             return False
         return super().open_flap(bin_id)
 
 
-def test_a_flap_that_will_not_open_is_recorded_and_its_bin_refused(cfg_with, scene_model):
+def test_a_flap_that_will_not_open_sends_the_person_to_another_bin(cfg_with, scene_model):
     cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
-    hw, log, decisions = JammingHardware(), RecordingLog(), []
+    hw, log, decisions = RefusingHardware(), RecordingLog(), []
     w = make_worker(cfg, scene_model, hardware=hw, decisions=decisions, eventlog=log)
     scene = SyntheticScene(tuple(cfg.camera.size), seed=cfg.camera.seed)
-    screens = []
-    for _ in range(int(scene.period * 4 * FPS)):  # glass, cardboard, metal, glass again
+    views = []
+    while not any(v.screen == "bin_full" for v in views):
         w.step()
-        screens.append(w.view())
-    first = decisions[0]
-    assert (first.label, first.bin_id, first.drop_confirmed) == ("glass", "glass", False)  # never pretend
-    assert log.decisions[0] is first and ("E411", "flap:glass") in log.faults
-    assert ("open", "glass") not in hw.log and hw.open is None
-    assert any(v.refused == {"glass"} for v in screens)
-    # the second glass item is sent elsewhere instead of to the refusing flap
-    assert any(v.screen == "bin_full" and v.full_bin == "glass" for v in screens)
+        views.append(w.view())
+        assert len(views) < scene.period * FPS, "no bin-full screen after the refusal"
+    v = views[-1]
+    assert hw.log == [("refused", "glass")] and hw.open is None and ("E411", "flap:glass") in log.faults
+    # never "put it in glass" over a shut flap: the person is offered the others, glass marked out of order
+    assert "decided" not in [x.screen for x in views]
+    assert v.full_bin == "glass" and "glass" in v.refused and v.out_of_order == {"glass"}
+    assert decisions == [] and log.decisions == []  # the outcome is what the person does next
+    w.post(Choose("glass"))  # touches go through the worker's command queue, as from the UI
+    w.step()
+    assert hw.open is None and w.view().screen == "bin_full"  # the refused bin cannot be chosen for this item
+    w.post(Choose("residual"))
+    w.step()
+    assert hw.open == "residual"
+    for _ in range(int(3 * FPS)):
+        w.step()
+    assert [(d.label, d.bin_id, d.corrected, d.drop_confirmed) for d in decisions] == [("glass", "residual", True, True)]
+    assert log.decisions == decisions  # recorded once, counted once
+    assert w.counts_today == {"residual": 1}
 
 
 def test_nothing_in_view_means_no_decision_and_no_model_run(cfg_with, scene_model):

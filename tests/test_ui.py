@@ -276,6 +276,22 @@ def test_bins_the_engine_refuses_are_disabled_whatever_their_fill(cfg):
     assert glass.enabled and ui.handle(finger(ui, glass.rect.center), free) == [ChooseBin("glass")]
 
 
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_bin_out_of_order_is_not_called_full(cfg, size):
+    """A jammed or refusing flap is 'out of order', not 'full', in the title and on its button; text fits."""
+    ui = KioskUI(cfg, size, clock=Clock())
+    view = dataclasses.replace(sample_view(cfg, "bin_full", "en"), full_bin="glass", suggested_bin="residual",
+                               fill={}, refused=frozenset({"glass"}), out_of_order=frozenset({"glass"}))
+    _, record = draw_recorded(ui, view)
+    text = " ".join(line for _, _, line in record)
+    words = ui.words
+    assert words.t("en", "full_badge") not in text.split()
+    assert words.t("en", "out_of_order_badge") in text and "out of order" in text
+    for box, _, line in record:
+        assert ui.layout.screen.contains(box), line
+    assert not button(ui, view, "bin", "glass").enabled
+
+
 def test_language_button_switches_language(cfg):
     ui = KioskUI(cfg, (800, 480), clock=Clock())
     view = sample_view(cfg, "idle", "en")
