@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
 import statistics
 import sys
@@ -31,7 +32,7 @@ from ..classifier import OnnxClassifier, sha256_file
 from ..dataset import list_images, read_rgb
 from ..evaluate import evaluate, robustness
 from ..preprocess import ClaheSettings, InputSpec, model_input
-from .train import train_command
+from .train import plot_curves, train_command
 
 MODEL_NAME = "kiosk-lite0"
 
@@ -76,6 +77,18 @@ def calibration_tensors(train_dir: Path, classes, spec: InputSpec, n: int, seed:
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(items), size=min(n, len(items)), replace=False)
     return [model_input(read_rgb(items[i][0]), spec) for i in sorted(pick)]
+
+
+def export_command(ap: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The ``kiosk export`` line for these arguments (paths always, other flags when not default)."""
+    parts = ["kiosk export"]
+    for action in ap._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest)
+        if action.dest in ("checkpoint", "data", "out") or value != action.default:
+            parts.append(f"{action.option_strings[0]} {shlex.quote(str(value))}")
+    return " ".join(parts)
 
 
 def write_card(model: Path, card: dict) -> None:
@@ -255,14 +268,14 @@ def main(argv=None) -> int:
         "commands": [
             "pip install -e '.[train]'",
             train_command(history["args"]),
-            f"kiosk export --checkpoint {history['args']['out']}/best.pt --data ../shared/data/trashnet --out models",
+            export_command(ap, args),
             "kiosk eval --config config.yaml --data ../shared/data/trashnet/val --robustness",
         ],
     })
     write_card(final, card)
-    for src, name in (("history.json", "training-history.json"), ("training_curve.png", "training-curve.png")):
-        if (Path(args.checkpoint).parent / src).exists():  # the run's curve and log travel with the model
-            shutil.copyfile(Path(args.checkpoint).parent / src, out / f"{MODEL_NAME}-{name}")
+    # the run's log and curve travel with the model: the history read above, the one the card describes
+    (out / f"{MODEL_NAME}-training-history.json").write_text(json.dumps(history, indent=1))
+    plot_curves(history["history"], out / f"{MODEL_NAME}-training-curve.png")
     print(json.dumps({"fp32": card["metrics_val"]["fp32"], "int8": {k: rep[k] for k in ("top1", "macro_f1")},
                       "robustness_mean": rob["mean"], "size_mb": round(final.stat().st_size / 1e6, 2)}, indent=1))
     return 0

@@ -23,6 +23,7 @@ import copy
 import json
 import math
 import random
+import shlex
 import time
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def train_command(recipe: dict) -> str:
             continue
         value = recipe.get(action.dest, action.default)
         if action.dest in ("data", "out", "epochs") or value != action.default:
-            parts.append(f"{action.option_strings[0]} {value}")
+            parts.append(f"{action.option_strings[0]} {shlex.quote(str(value))}")
     return " ".join(parts)
 
 
@@ -173,6 +174,8 @@ def main(argv=None):
     t0 = time.time()
     if not 0.0 <= args.clean_fraction <= 1.0:
         ap.error("--clean-fraction must be between 0 and 1")
+    if not 0 <= args.frozen_blocks < 16:
+        ap.error("--frozen-blocks must be between 0 and 15 (EfficientNet-Lite0 has 16 blocks)")
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction)
     val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
     if args.limit:
@@ -209,6 +212,10 @@ def main(argv=None):
     history, best, start_epoch, step = [], {"val_top1": -1.0}, 1, 0
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
+        same = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks", "seed", "limit")
+        changed = [k for k in same if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)]
+        if changed:  # a resumed run must be the run its card will describe
+            ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
         model.load_state_dict(ck["model"]), ema.model.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
         ema.updates, history, best, start_epoch = ck["ema_updates"], ck["history"], ck["best"], ck["epoch"] + 1
         step = (start_epoch - 1) * steps_per_epoch
@@ -247,7 +254,7 @@ def main(argv=None):
                 best = {"val_top1": r["top1"], "val_macro_f1": r["macro_f1"], "epoch": epoch, "weights": which}
                 torch.save({"model": net.state_dict(), "classes": train_ds.classes, "best": best,
                             "args": vars(args)}, out / "best.pt")
-        torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(),
+        torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "args": vars(args),
                     "ema_updates": ema.updates, "history": history, "best": best, "epoch": epoch}, out / "last.pt")
         (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args)}, indent=1))
         plot_curves(history, out / "training_curve.png")
