@@ -159,18 +159,12 @@ def model_latency(int8_path: Path, runs: int = 100) -> dict:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             table.setdefault(name, {})[threads] = _time(lambda: s.run(None, {"input": x}), runs)
-        try:
-            import torch
-
-            from .training.resnet import resnet50
+        try:  # PyTorch lives in the train extra, never in the kiosk runtime
+            from .training.resnet import resnet50_runner
         except ImportError:
             print("  ResNet-50 PyTorch: torch not installed (train extra); skipped")
             continue
-        torch.set_num_threads(threads)
-        net = resnet50().eval()
-        xt = torch.from_numpy(x)
-        with torch.inference_mode():
-            table.setdefault("ResNet-50 fp32 PyTorch", {})[threads] = _time(lambda: net(xt), max(20, runs // 4))
+        table.setdefault("ResNet-50 fp32 PyTorch", {})[threads] = _time(resnet50_runner(x, threads), max(20, runs // 4))
     base = table.get("int8 ONNX (shipped)", {})
     print(f"\n{'model':<26}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'x int8':>8}")
     for name, per in table.items():

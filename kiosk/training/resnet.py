@@ -6,6 +6,8 @@ reference architecture is written out (bottleneck blocks 3-4-6-3).
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 import torch.nn as nn
 
 
@@ -40,3 +42,16 @@ def resnet50(num_classes: int = 1000) -> nn.Module:
         nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
         *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes),
     )
+
+
+def resnet50_runner(x: np.ndarray, threads: int):
+    """A call that runs one ResNet-50 forward pass on ``x`` (NCHW float32) at ``threads``, for timing."""
+    torch.set_num_threads(threads)
+    net = resnet50().eval()
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.inference_mode():
+            return net(xt)
+
+    return run
