@@ -65,6 +65,7 @@ class Decider:
         self.votes: deque[Prediction] = deque(maxlen=cfg.window)
         self.decision: Optional[Decision] = None
         self.suggested: Optional[str] = None  # BIN_FULL: where to go instead
+        self.full_bin: Optional[str] = None  # BIN_FULL: the bin that cannot take this item
         self.armed = True  # False until the view is empty after an interaction
         self.progress = 0.0  # LOOKING: how close to a decision (0..1), for the UI
 
@@ -143,6 +144,7 @@ class Decider:
         if self.state is not State.DECIDED or d is None or d.bin_id != bin_id:
             return []
         self.refused_now.add(bin_id)
+        self.full_bin = bin_id
         self.decision = replace(d, bin_id=None)
         fb = self.cfg.fallback_bin
         self.suggested = fb if fb and fb not in self.blocked else None
@@ -181,6 +183,7 @@ class Decider:
         if bin_id is None:  # the model knows a class the rules do not: never guess
             return self._go_unsure(now, d)
         if bin_id in self.blocked:
+            self.full_bin = bin_id
             self.decision = replace(d, bin_id=None)
             fb = c.fallback_bin
             self.suggested = fb if fb and fb not in self.blocked and fb != bin_id else None

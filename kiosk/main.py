@@ -457,9 +457,7 @@ class Worker:
             self._view = view
 
     def _full_bin(self, d: Optional[Decider]) -> Optional[str]:
-        if d is None or d.state is not State.BIN_FULL or d.decision is None or d.decision.label is None:
-            return None
-        return d.class_to_bin.get(d.decision.label)
+        return d.full_bin if d is not None and d.state is State.BIN_FULL else None
 
     def _shutdown(self) -> None:
         """Flaps first (they are the dangerous part), then the rest; never raise."""

@@ -135,7 +135,7 @@ def test_a_refused_flap_offers_the_other_bins_for_this_item_only():
     assert [e.kind for e in effects] == ["open"] and d.state is State.DECIDED
     assert d.refuse(c(), "paper") == []  # not the bin being opened: ignored
     assert d.refuse(c(), "glass") == [Effect("close", "glass")]
-    assert d.state is State.BIN_FULL and d.suggested == "residual" and d.blocked == {"glass"}
+    assert d.state is State.BIN_FULL and d.suggested == "residual" and d.blocked == {"glass"} and d.full_bin == "glass"
     assert d.choose(c(), "glass") == []
     effects = d.choose(c(), "residual")
     assert [e.kind for e in effects] == ["open"] and d.decision.corrected and d.decision.label == "glass"
@@ -149,11 +149,22 @@ def test_a_refused_flap_offers_the_other_bins_for_this_item_only():
     assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "glass"
 
 
+def test_a_chosen_bin_that_refuses_is_the_one_named_full():
+    """Unsure, the person picks paper; paper's flap refuses: the screen names paper, not the model's guess."""
+    d, c = make(), Clock()
+    feed(d, c, 12, True, "glass", score=0.3)
+    while d.state is not State.UNSURE:
+        feed(d, c, 1, True, "glass", score=0.3)
+    assert [e.kind for e in d.choose(c(), "paper")] == ["open"]
+    d.refuse(c(), "paper")
+    assert d.state is State.BIN_FULL and d.full_bin == "paper" and d.decision.corrected
+
+
 def test_full_bin_refuses_and_suggests_fallback():
     d, c = make(), Clock()
     d.set_full({"glass"})
     effects = feed(d, c, 12, True, "glass")
-    assert effects == [] and d.state is State.BIN_FULL and d.suggested == "residual"
+    assert effects == [] and d.state is State.BIN_FULL and d.suggested == "residual" and d.full_bin == "glass"
     assert d.choose(c(), "glass") == []  # the full bin stays shut
     effects = d.choose(c(), "residual")
     assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "residual"
