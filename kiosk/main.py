@@ -36,7 +36,7 @@ from .view import Fault, View
 
 log = logging.getLogger(__name__)
 
-FLAP_REFUSED_CODE = "E411"  # the hardware would not open a flap: that item was not taken
+FLAP_REFUSED_CODE = "E411"  # the hardware would not open a flap: the person was offered the other bins
 WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
 WORKER_HUNG_S = 60.0  # silent this long (longer than any service action): exit, systemd restarts
 SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
