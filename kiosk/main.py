@@ -349,7 +349,16 @@ class Worker:
             elif e.kind == "close":
                 self.hardware.close_flap(e.bin_id)
             elif e.kind == "record" and e.decision is not None:
-                self._record(e.decision)
+                crop = self._crop if self.cfg.storage.capture_images else None
+                self.eventlog.record_decision(e.decision, crop)
+                self._crop = None
+                today = time.strftime("%Y-%m-%d")
+                if today != self._day:
+                    self._day, self.counts_today = today, {}
+                if e.decision.bin_id:
+                    self.counts_today[e.decision.bin_id] = self.counts_today.get(e.decision.bin_id, 0) + 1
+                if self.on_decision:
+                    self.on_decision(e.decision)
 
     def _flap_refused(self, bin_id: str, frame: Optional[Frame]) -> None:
         """The hardware would not open the bin's flap (locked out, still closing).
@@ -365,18 +374,6 @@ class Worker:
             self._apply(effects, frame)
         else:
             self._close_all()
-
-    def _record(self, decision: Decision) -> None:
-        crop = self._crop if self.cfg.storage.capture_images else None
-        self.eventlog.record_decision(decision, crop)
-        self._crop = None
-        today = time.strftime("%Y-%m-%d")
-        if today != self._day:
-            self._day, self.counts_today = today, {}
-        if decision.bin_id:
-            self.counts_today[decision.bin_id] = self.counts_today.get(decision.bin_id, 0) + 1
-        if self.on_decision:
-            self.on_decision(decision)
 
     # ---- faults ---------------------------------------------------------------------
     # Blocking faults (camera, model, scales) take the kiosk out of service; flap

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import shutil
 import statistics
 import sys
@@ -32,7 +31,7 @@ from ..classifier import OnnxClassifier, sha256_file
 from ..dataset import list_images, read_rgb
 from ..evaluate import evaluate, robustness
 from ..preprocess import ClaheSettings, InputSpec, model_input
-from .train import plot_curves, train_command
+from .train import command_line, plot_curves, train_command
 
 MODEL_NAME = "kiosk-lite0"
 
@@ -77,18 +76,6 @@ def calibration_tensors(train_dir: Path, classes, spec: InputSpec, n: int, seed:
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(items), size=min(n, len(items)), replace=False)
     return [model_input(read_rgb(items[i][0]), spec) for i in sorted(pick)]
-
-
-def export_command(ap: argparse.ArgumentParser, args: argparse.Namespace) -> str:
-    """The ``kiosk export`` line for these arguments (paths always, other flags when not default)."""
-    parts = ["kiosk export"]
-    for action in ap._actions:
-        if not action.option_strings or action.dest == "help":
-            continue
-        value = getattr(args, action.dest)
-        if action.dest in ("checkpoint", "data", "out") or value != action.default:
-            parts.append(f"{action.option_strings[0]} {shlex.quote(str(value))}")
-    return " ".join(parts)
 
 
 def write_card(model: Path, card: dict) -> None:
@@ -268,7 +255,7 @@ def main(argv=None) -> int:
         "commands": [
             "pip install -e '.[train]'",
             train_command(history["args"]),
-            export_command(ap, args),
+            command_line("kiosk export", ap, vars(args), always=("checkpoint", "data", "out")),
             "kiosk eval --config config.yaml --data ../shared/data/trashnet/val --robustness",
         ],
     })

@@ -148,17 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def train_command(recipe: dict) -> str:
-    """The ``kiosk train`` line that reproduces ``recipe`` (a run's recorded args)."""
-    ap = build_parser()
-    parts = ["kiosk train"]
+def command_line(prog: str, ap: argparse.ArgumentParser, values: dict, always: tuple[str, ...]) -> str:
+    """``prog`` with the flags of ``ap`` that reproduce ``values``: ``always`` ones, others when not default."""
+    parts = [prog]
     for action in ap._actions:
         if not action.option_strings or action.dest in ("help", "resume"):
             continue
-        value = recipe.get(action.dest, action.default)
-        if action.dest in ("data", "out", "epochs") or value != action.default:
+        value = values.get(action.dest, action.default)
+        if action.dest in always or value != action.default:
             parts.append(f"{action.option_strings[0]} {shlex.quote(str(value))}")
     return " ".join(parts)
+
+
+def train_command(recipe: dict) -> str:
+    """The ``kiosk train`` line that reproduces ``recipe`` (a run's recorded args)."""
+    return command_line("kiosk train", build_parser(), recipe, always=("data", "out", "epochs"))
 
 
 def main(argv=None):
