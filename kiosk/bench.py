@@ -24,6 +24,8 @@ import numpy as np
 
 from .camera import SyntheticScene, open_camera
 from .classifier import OnnxClassifier
+from .cpuinfo import cpu_info
+from .inference import make_session, run_batch
 from .datatypes import Frame
 from .preprocess import ClaheSettings
 from .timing import StageTimer
@@ -108,7 +110,7 @@ def bench_pipeline(args) -> int:
         "frame_total": {"median_ms": pct(totals, 50), "p95_ms": pct(totals, 95)},
         "end_to_end_fps": len(frames) / wall,
         "peak_rss_mb": rss_mb,
-        "machine": f"{platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}",
+        "machine": f"{cpu_info().describe()}, Python {platform.python_version()}",
     }
     print(f"kiosk bench: {result['frames']} frames {cfg.camera.size[0]}x{cfg.camera.size[1]} from {result['camera']}, "
           f"model on {classified} of them ({cfg.model.threads} threads)")
@@ -118,16 +120,10 @@ def bench_pipeline(args) -> int:
     print(f"{'frame total':<12}{result['frame_total']['median_ms']:>10.2f}{result['frame_total']['p95_ms']:>10.2f}")
     print(f"end to end: {result['end_to_end_fps']:.1f} frames/s   peak RSS: {rss_mb:.0f} MB   ({result['machine']})")
     if args.model:
-        result["model_latency"] = model_latency(cfg.model_path)
+        result["model_latency"] = model_latency(cfg.model_path, compare=[Path(c) for c in getattr(args, "compare", [])])
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1))
     return 0
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _time(fn, runs: int, warmup: int = 5):
@@ -141,24 +137,27 @@ def _time(fn, runs: int, warmup: int = 5):
     return {"median_ms": statistics.median(out), "p95_ms": pct(out, 95)}
 
 
-def model_latency(int8_path: Path, runs: int = 100) -> dict:
-    """int8 ONNX vs fp32 ONNX vs PyTorch ResNet-50, per image, 1 and 2 threads."""
-    import onnxruntime as ort
+def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
+    """int8 ONNX (and its reference path) vs fp32 ONNX vs PyTorch ResNet-50, per image, 1 and 2 threads.
 
+    Sessions come from :func:`kiosk.inference.make_session`, as in the kiosk;
+    ``compare`` adds other model files, timed in the same loop (side by side).
+    """
     x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
     fp32_path = Path("build/export") / int8_path.name.replace("-int8", "-fp32")
-    candidates = {"int8 ONNX (shipped)": int8_path, "fp32 ONNX (same net)": fp32_path}
+    candidates = {"int8 ONNX (shipped)": (int8_path, True),
+                  "int8, reference path": (int8_path, False),  # the self-check's fallback: its cost
+                  "fp32 ONNX (same net)": (fp32_path, True)}
+    candidates.update({f"{p.name}": (p, True) for p in compare})
+    print(f"model latency on {cpu_info().describe()}")
     table = {}
     for threads in (1, 2):
-        for name, path in candidates.items():
+        for name, (path, optimise) in candidates.items():
             if not path.is_file():
                 print(f"  {name}: {path} not found (run `kiosk export` first); skipped")
                 continue
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            table.setdefault(name, {})[threads] = _time(lambda: s.run(None, {"input": x}), runs)
+            s = make_session(path, threads, optimise=optimise)
+            table.setdefault(name, {})[threads] = _time(lambda: run_batch(s, x), runs)
         try:  # PyTorch lives in the train extra, never in the kiosk runtime
             from .training.resnet import resnet50_runner
         except ImportError:
@@ -166,12 +165,12 @@ def model_latency(int8_path: Path, runs: int = 100) -> dict:
             continue
         table.setdefault("ResNet-50 fp32 PyTorch", {})[threads] = _time(resnet50_runner(x, threads), max(20, runs // 4))
     base = table.get("int8 ONNX (shipped)", {})
-    print(f"\n{'model':<26}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'x int8':>8}")
+    print(f"\n{'model':<34}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'x int8':>8}")
     for name, per in table.items():
         for threads, r in per.items():
             ratio = r["median_ms"] / base[threads]["median_ms"] if threads in base else float("nan")
             r["vs_int8"] = ratio
-            print(f"{name:<26}{threads:>4}{r['median_ms']:>11.2f}{r['p95_ms']:>9.2f}{ratio:>8.2f}")
+            print(f"{name:<34}{threads:>4}{r['median_ms']:>11.2f}{r['p95_ms']:>9.2f}{ratio:>8.2f}")
     return table
 
 

@@ -4,8 +4,10 @@ The ONNX backend trusts nothing it is handed: the model card beside the
 ``.onnx`` must parse, the file's sha256 must match the card *before* a
 session is created, and the graph's input shape and class count must match
 the card. Any mismatch is a :class:`~kiosk.errors.ModelError` that says what
-differs. The session runs with a fixed thread count, no spinning (the UI
-and camera need the CPU between inferences) and is warmed up at load.
+differs. The session comes from :func:`kiosk.inference.make_session`; at load
+the card's golden inputs check that this CPU's int8 kernels compute what the
+card's reference computed (:func:`kiosk.inference.check_kernels`), and the
+classifier falls back to the reference path when they do not.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Iterable, Optional, Protocol
 import numpy as np
 
 from .config import card_path
+from .cpuinfo import cpu_info
 from .datatypes import Prediction
 from .errors import ModelError
+from .inference import check_kernels, make_session
 from .preprocess import ClaheSettings, InputSpec, apply_clahe, center_square, check_rgb, normalise, resize_to
 from .timing import NULL_TIMER
 
@@ -110,7 +114,7 @@ class OnnxClassifier:
     """An ONNX model with its card. ``clahe`` overrides the card's CLAHE settings."""
 
     def __init__(self, model_path: str | Path, threads: int = 2, clahe: Optional[ClaheSettings] = None,
-                 warmup: int = 2):
+                 warmup: int = 1):
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}")
@@ -128,26 +132,17 @@ class OnnxClassifier:
             spec = InputSpec(spec.size, spec.layout, spec.mean, spec.std, clahe)
         self.spec = spec
         self.classes = self.card.classes
-        self.session = self._session(threads)
+        self.session = make_session(self.path, threads)
         self._check_graph()
+        # The golden inputs are the warm-up too; a CPU whose int8 kernels disagree gets the reference path.
+        self.session, self.self_check = check_kernels(
+            self.session, lambda: make_session(self.path, threads, optimise=False), self.card.raw.get("self_check"),
+            spec, cpu_info().describe(), card_name=f"model card {card_path(self.path).name}")
+        if self.self_check.fallback:
+            log.error("%s: %s", self.path.name, self.self_check.detail)
         dummy = np.zeros((spec.size[0], spec.size[1], 3), np.uint8)
         for _ in range(warmup):
             self.classify(dummy)
-
-    def _session(self, threads: int):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        try:
-            return ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for bad graphs
-            raise ModelError(f"onnxruntime cannot load {self.path.name}: {str(e).splitlines()[0][:200]}") from None
 
     def _check_graph(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

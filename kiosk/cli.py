@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_positive_int, default=600)
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--model", action="store_true", help="also compare int8 / fp32 ONNX / PyTorch ResNet-50 latency")
+    p.add_argument("--compare", action="append", default=[], metavar="ONNX",
+                   help="with --model: time this model file too, side by side (repeatable)")
     p = add("eval", cmd_eval, "accuracy of the configured model on a folder of <class>/*.jpg")
     p.add_argument("--data", required=True)
     p.add_argument("--json", dest="json_out", default=None)

@@ -31,7 +31,20 @@ def check_model(cfg):
     clf = OnnxClassifier(cfg.model_path, threads=cfg.model.threads,
                          clahe=ClaheSettings(**cfg.enhance.clahe.model_dump()))
     ms = (time.perf_counter() - t) * 1000
-    return True, f"{cfg.model_path.name}: sha256 matches card, {len(clf.classes)} classes, loaded in {ms:.0f} ms"
+    return True, f"{cfg.model_path.name}: sha256 matches card, {len(clf.classes)} classes, loaded in {ms:.0f} ms", clf
+
+
+def check_model_kernels(clf):
+    """The load-time self-check: do this CPU's int8 kernels compute what the card's reference computed?"""
+    from .cpuinfo import cpu_info
+
+    check = clf.self_check
+    where = f" [{cpu_info().describe()}]"
+    if check.path == "unchecked":
+        return None, check.detail
+    if check.fallback:  # the kiosk sorts, correctly but slower: a technician should know
+        return False, f"{check.detail} (code E301){where}"
+    return True, check.detail + where
 
 
 def check_camera(cfg):
@@ -124,7 +137,11 @@ def run_doctor(args) -> int:
     res = run("config", check_config, args.config)
     cfg = res[2] if res else None
     if cfg is not None:
-        run("model", check_model, cfg)
+        res = run("model", check_model, cfg)
+        if res:
+            run("model-kernels", check_model_kernels, res[2])
+        else:
+            rows.append(("model-kernels", None, "needs a model that loads"))
         run("camera", check_camera, cfg)
         run("display", check_display, cfg)
         run("gpio", check_gpio, cfg)

@@ -29,6 +29,7 @@ from .config import KioskConfig
 from .datatypes import Decision, Frame, Presence, Prediction, Roi
 from .decision import Decider, Effect, State
 from .errors import CameraError, HardwareError, KioskError, ModelError
+from .inference import KERNEL_FALLBACK_CODE
 from .lifecycle import StopFlag
 from .presence import PresenceGate
 from .timing import NULL_TIMER
@@ -288,6 +289,9 @@ class Worker:
                 self.classifier = self.load_classifier()
                 self._model_backoff.succeeded()
                 self._clear("model")
+                check = getattr(self.classifier, "self_check", None)
+                if check is not None and check.fallback:  # sorting goes on, correctly but slower: tell the technician
+                    self._fault("model", ModelError(check.detail), code=KERNEL_FALLBACK_CODE, blocking=False)
             except ModelError as e:
                 self._model_backoff.failed(now)
                 self._fault("model", e)
@@ -378,7 +382,8 @@ class Worker:
     # ---- faults ---------------------------------------------------------------------
     # Blocking faults (camera, model, scales) take the kiosk out of service; flap
     # faults only lock out their bin (the hardware refuses it), the rest works on.
-    def _fault(self, part: str, err: BaseException, code: Optional[str] = None) -> None:
+    def _fault(self, part: str, err: BaseException, code: Optional[str] = None,
+               blocking: Optional[bool] = None) -> None:
         code = code or getattr(err, "code", "E000")
         msg = str(err)
         old = self.faults.get(part) or self.warnings.get(part)
@@ -386,7 +391,9 @@ class Worker:
             log.error("fault %s %s: %s", code, part, msg)
             self.eventlog.record_fault(code, part, msg)
         fault = Fault(code, part, msg)
-        if part.startswith("flap:"):
+        if blocking is None:
+            blocking = not part.startswith("flap:")
+        if not blocking:
             self.warnings[part] = fault
         else:
             self.faults[part] = fault

@@ -37,3 +37,29 @@ def test_doctor_with_a_broken_config_says_so(tmp_path, capsys):
     assert cli_main(["doctor", "--config", str(p)]) == 1
     out = capsys.readouterr().out
     assert rows(out)["config"] == "FAIL" and "line" in out
+
+
+def test_doctor_shows_the_model_self_check(tmp_path, config_dict, tiny_model, capsys):
+    """No golden logits: SKIP; golden logits that no path reproduces: the model FAILs with E302's words."""
+    import json
+
+    import numpy as np
+
+    from kiosk.inference import golden_inputs, inputs_digest
+    from kiosk.preprocess import InputSpec
+
+    config = write(tmp_path, config_dict, tiny_model)
+    cli_main(["doctor", "--config", str(config)])
+    assert rows(capsys.readouterr().out)["model-kernels"] == "SKIP"
+
+    card_file = tiny_model.with_suffix(".json")
+    card = json.loads(card_file.read_text())
+    x = golden_inputs(0, 2, InputSpec())
+    card["self_check"] = {"seed": 0, "count": 2, "inputs_sha256": inputs_digest(x), "tolerance": 0.1,
+                          "logits": (np.full((2, 6), 50.0)).tolist()}
+    card_file.write_text(json.dumps(card))
+    code = cli_main(["doctor", "--config", str(config)])
+    out = capsys.readouterr().out
+    r = rows(out)
+    assert code == 1 and r["model"] == "FAIL" and "no path matches the card" in out
+    assert r["model-kernels"] == "SKIP"

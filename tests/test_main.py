@@ -332,3 +332,34 @@ def test_fault_is_logged_once_not_every_frame(cfg_with):
         hw.fault_list = [Fault("E426", "scale:glass", f"no reading for {i} s")]
         w.step()
     assert ev.faults == [("E426", "scale:glass")]
+
+
+def test_model_on_its_reference_path_keeps_sorting_and_tells_the_technician(cfg_with, scene_model, tmp_path):
+    """A CPU whose int8 kernels disagree with the card: E301 shown and logged once, decisions go on."""
+    from kiosk.eventlog import EventLog
+    from kiosk.inference import SelfCheck
+
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+
+    def load():
+        clf = OnnxClassifier(scene_model, threads=1)
+        # what check_kernels reports on such a CPU (the session is then the reference one)
+        clf.self_check = SelfCheck("reference", 2.1, 0.01, 0.16, "model computes differently on this CPU (test): ...")
+        return clf
+
+    hw, decisions = FakeHardware(), []
+    with EventLog(tmp_path / "events.db") as log:
+        w = Worker(cfg, lambda: SyntheticCamera(cfg.camera, realtime=False).open(), load, hardware=hw, eventlog=log,
+                   on_decision=decisions.append)
+        for _ in range(int(6 * FPS)):
+            w.step()
+        v = w.view()
+        assert v.screen != "out_of_service"
+        assert [(f.code, f.part) for f in v.faults] == [("E301", "model")]
+        assert "computes differently" in v.faults[0].message
+        assert decisions and hw.log[0][0] == "open"  # still sorting
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "events.db") as conn:
+        rows = conn.execute("SELECT code, part FROM faults WHERE code = 'E301'").fetchall()
+    assert rows == [("E301", "model")]  # logged once, not every frame

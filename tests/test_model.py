@@ -34,10 +34,27 @@ def test_shipped_model_is_int8_qdq():
     assert len(int8_weights) > 30  # the convolutions' weights are stored as int8
 
 
+def test_shipped_weights_cannot_saturate_avx2_pair_sums():
+    """VPMADDUBSW adds two u8 x s8 products into an int16: 2 x 255 x |w| must stay <= 32767."""
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(MODEL)).graph
+    conv_weights = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    worst = max(int(abs(numpy_helper.to_array(t).astype(int)).max()) for t in graph.initializer
+                if t.name in conv_weights and t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2)
+    assert 2 * 255 * worst <= 32767, f"int8 weights reach {worst}: AVX2 without VNNI would saturate"
+
+
 def test_card_records_what_a_reader_needs(card):
     for key in ("classes", "input", "clahe", "sha256", "quantization", "training", "metrics_val",
-                "robustness_val_top1", "commands"):
+                "robustness_val_top1", "commands", "self_check", "val_top1_per_path"):
         assert key in card, key
+    where = card["quantization"]["measured_on"]
+    assert where["cpu"] and where["onnxruntime"] and isinstance(where["kernel_flags"], list)
+    paths = card["val_top1_per_path"]
+    for name in ("reference", "native", "avx2"):
+        assert abs(paths[name]["top1"] - paths["reference"]["top1"]) <= 0.005, name
+        assert paths[name]["agrees_with_reference"] >= 0.99, name
     m = card["metrics_val"]
     assert 0 < m["int8"]["top1"] <= 1 and 0 < m["fp32"]["top1"] <= 1
     assert set(card["robustness_val_top1"]) >= {"dim", "overexposed", "warm_cast", "blur", "noise", "haze", "mean"}

@@ -1,37 +1,48 @@
 """Export the trained checkpoint to ONNX, quantise it to int8, write the model card.
 
     kiosk export --checkpoint build/train/best.pt --data ../shared/data/trashnet
+    kiosk export --from-qdq models/kiosk-lite0-int8.onnx ...   # quantise a shipped model again
 
 Steps:
-1. ONNX fp32 (opset 17) from the checkpoint -> build/export/kiosk-lite0-fp32.onnx
+1. ONNX fp32 (opset 17) from the checkpoint, or rebuilt from a QDQ file
+   (``kiosk.training.qdq_float``) -> build/export/kiosk-lite0-fp32.onnx
 2. ``quant_pre_process`` (shape inference, graph optimisation)
-3. static post-training quantisation, QDQ, int8 per-channel weights, calibrated
-   on a few hundred *training* images through ``kiosk.preprocess.model_input``;
-   both activation forms (S8S8, U8S8) are built and timed
+3. static post-training quantisation, QDQ, per-channel weights on 7 bits (see
+   :func:`quantize`: the form whose int8 kernels agree with the float
+   reference on every CPU), calibrated on a few hundred *training* images
+   through ``kiosk.preprocess.model_input``; both activation forms (S8S8,
+   U8S8) are built and timed
 4. if int8 loses more than ``--max-drop`` points of val top-1 against fp32,
    ``qdq_loss_debug`` ranks the tensors by quantisation SQNR and the worst
    nodes are kept in float until it does not
-5. accuracy of fp32 and int8 on val, robustness figures, sha256 -> model card
+5. val figures per path (reference, this CPU's kernels, AVX2 under qemu),
+   golden inputs with the reference logits (the kiosk's load-time
+   self-check), robustness figures, the CPU they were measured on, sha256
+   -> model card
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from ..classifier import OnnxClassifier, sha256_file
+from ..classifier import ModelCard, OnnxClassifier, sha256_file
+from ..config import card_path
+from ..cpuinfo import cpu_info
 from ..dataset import list_images, read_rgb
 from ..evaluate import evaluate, robustness
+from ..inference import golden_inputs, inputs_digest, make_session, run_batch
+from ..metrics import classification_report
 from ..preprocess import ClaheSettings, InputSpec, model_input
-from .train import command_line, plot_curves, train_command
+from .qdq_float import float_graph_from_qdq
 
 MODEL_NAME = "kiosk-lite0"
 
@@ -70,6 +81,10 @@ class CalibrationReader:
     def rewind(self):
         self.reset()
 
+    def __iter__(self):  # qdq_loss_debug.collect_activations iterates the reader
+        self.reset()
+        return iter(self.get_next, None)
+
 
 def calibration_tensors(train_dir: Path, classes, spec: InputSpec, n: int, seed: int = 0):
     items, _ = list_images(train_dir, classes)
@@ -83,12 +98,20 @@ def write_card(model: Path, card: dict) -> None:
     model.with_suffix(".json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
 
 
-def quantize(prep: Path, out: Path, tensors, activation: str, exclude=()):
+def quantize(prep: Path, out: Path, tensors, activation: str, exclude=(), weight_bits: int = 7):
+    """Static QDQ, per-channel int8 weights; ``weight_bits=7`` is the recipe that survives AVX2.
+
+    x86-64 CPUs without VNNI multiply u8 activations by s8 weights with
+    VPMADDUBSW, which adds two products into an int16 and saturates: with
+    full 8-bit weights 2 x 255 x 127 = 64770 > 32767. With 7-bit weights
+    (reduce_range) the largest pair sum is 2 x 255 x 64 = 32640: no input can
+    saturate, so every CPU computes what the float reference computes.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
         str(prep), str(out), CalibrationReader(tensors),
-        quant_format=QuantFormat.QDQ, per_channel=True,
+        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=weight_bits == 7,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QInt8 if activation == "s8s8" else QuantType.QUInt8,
         calibrate_method=CalibrationMethod.MinMax,
@@ -122,49 +145,128 @@ def worst_nodes(fp32: Path, qdq: Path, tensors, work: Path, k: int) -> list[str]
 
 
 def latency_ms(model: Path, threads: int = 1, runs: int = 60) -> float:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    s = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    session = make_session(model, threads)
     x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
     for _ in range(5):
-        s.run(None, {"input": x})
+        run_batch(session, x)
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        s.run(None, {"input": x})
+        run_batch(session, x)
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
 
-def main(argv=None) -> int:
+def logits_on_avx2(model: Path, inputs: np.ndarray, work: Path) -> Optional[np.ndarray]:
+    """The model's logits on an AVX2-only CPU (``qemu-x86_64 -cpu Haswell``), or None without qemu."""
+    import platform
+    import subprocess
+
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None or platform.machine() != "x86_64":
+        print("qemu-x86_64 not found (apt-get install qemu-user): AVX2 figures not measured")
+        return None
+    x, y = work / "avx2-inputs.npy", work / "avx2-logits.npy"
+    np.save(x, inputs)
+    t = time.time()
+    subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-m", "kiosk.inference", "--model", str(model),
+                    "--inputs", str(x), "--out", str(y)], check=True)
+    print(f"AVX2 (qemu Haswell) logits for {model.name} in {time.time() - t:.0f} s")
+    return np.load(y)
+
+
+def path_figures(model: Path, val_x: np.ndarray, labels: list[int], classes, threads: int, work: Path) -> dict:
+    """val figures of one int8 file per path: the reference, this CPU's kernels, AVX2's kernels."""
+    ref = run_batch(make_session(model, threads, optimise=False), val_x)
+    paths = {"reference": ref, "native": run_batch(make_session(model, threads), val_x)}
+    avx2 = logits_on_avx2(model, val_x, work)
+    if avx2 is not None:
+        paths["avx2"] = avx2
+    out = {}
+    for name, logits in paths.items():
+        rep = classification_report(labels, logits.argmax(1).tolist(), classes)
+        out[name] = {"top1": rep["top1"], "macro_f1": rep["macro_f1"],
+                     "agrees_with_reference": float((logits.argmax(1) == ref.argmax(1)).mean()),
+                     "max_logit_diff": float(np.abs(logits - ref).max())}
+    return out
+
+
+def self_check(model: Path, spec: InputSpec, seed: int = 0, count: int = 8) -> dict:
+    """The golden inputs and the reference path's logits on them, for the card (see kiosk.inference)."""
+    import onnx
+    from onnx import numpy_helper
+
+    x = golden_inputs(seed, count, spec)
+    logits = run_batch(make_session(model, 1, optimise=False), x)
+    g = onnx.load(str(model)).graph
+    inits = {t.name: t for t in g.initializer}
+    out = g.output[0].name
+    dq = next(n for n in g.node if out in n.output)
+    step = float(numpy_helper.to_array(inits[dq.input[1]])) if dq.op_type == "DequantizeLinear" else 0.02
+    return {
+        "seed": seed, "count": count, "inputs": "kiosk.inference.golden_inputs(seed, count, card input spec)",
+        "inputs_sha256": inputs_digest(x),
+        "reference": "this file with onnxruntime graph optimisations off (QDQ computed in float)",
+        # 4 steps of the output's quantisation: rounding moves a logit by one step, saturation by many
+        "tolerance": round(max(4 * step, 0.05), 4),
+        "logits": [[round(float(v), 5) for v in row] for row in logits],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="kiosk export", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", default="build/train/best.pt")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default="build/train/best.pt")
+    src.add_argument("--from-qdq", default=None, metavar="ONNX",
+                     help="quantise again from an int8 QDQ model (its float graph is rebuilt; no checkpoint needed)")
     ap.add_argument("--data", default="../shared/data/trashnet")
     ap.add_argument("--out", default="models")
     ap.add_argument("--work", default="build/export")
     ap.add_argument("--calibration", type=int, default=300)
+    ap.add_argument("--weight-bits", type=int, choices=[7, 8], default=7,
+                    help="7: no int16 saturation on AVX2/AVX-512 without VNNI (see quantize); 8: only for comparison")
     ap.add_argument("--max-drop", type=float, default=1.0, help="allowed int8 top-1 loss in points")
     ap.add_argument("--form", choices=["s8s8", "u8s8", "fastest"], default="u8s8",
                     help="activation form of the shipped model (see the card's form_advice)")
     ap.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     import onnx
+    from .train import command_line, plot_curves, train_command  # train extra (PyTorch), as is onnx
+    import onnxruntime as ort
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     work, out, data = Path(args.work), Path(args.out), Path(args.data)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    history = json.loads((Path(args.checkpoint).parent / "history.json").read_text())
     spec = InputSpec()  # what train.py trained with
     fp32 = work / f"{MODEL_NAME}-fp32.onnx"
-    classes, ref = export_fp32(Path(args.checkpoint), fp32)
+    source = None
+    if args.from_qdq:
+        qdq = Path(args.from_qdq)
+        old_card = ModelCard.load(card_path(qdq))
+        classes = old_card.classes
+        history_file = qdq.with_name(f"{MODEL_NAME}-training-history.json")
+        history = json.loads(history_file.read_text())
+        float_graph_from_qdq(qdq, fp32)
+        source = {"requantized_from": qdq.name, "sha256": old_card.sha256,
+                  "how": "float graph rebuilt from the QDQ file (kiosk.training.qdq_float): int8 weights "
+                         "dequantized, activation Q/DQ pairs turned into Clips to their range"}
+    else:
+        history = json.loads((Path(args.checkpoint).parent / "history.json").read_text())
+        classes, ref = export_fp32(Path(args.checkpoint), fp32)
+        got = run_batch(make_session(fp32, 1), np.zeros((1, 3, 224, 224), np.float32))
+        print(f"fp32 ONNX vs PyTorch max |diff| {np.abs(got - ref).max():.2e}")
     onnx.checker.check_model(str(fp32))
     prep = work / f"{MODEL_NAME}-prep.onnx"
     quant_pre_process(str(fp32), str(prep), skip_symbolic_shape=False)
+    cpu = cpu_info()
+    print(f"measuring on {cpu.describe()}, onnxruntime {ort.__version__}")
 
     base_card = {
         "name": MODEL_NAME,
@@ -179,14 +281,11 @@ def main(argv=None) -> int:
     }
     write_card(fp32, base_card)
 
-    # Check the ONNX graph against PyTorch on the same input.
-    import onnxruntime as ort
-
-    got = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": np.zeros((1, 3, 224, 224), np.float32)})[0]
-    print(f"fp32 ONNX vs PyTorch max |diff| {np.abs(got - ref).max():.2e}")
-
-    val_images = [(read_rgb(p), c) for p, c in list_images(data / "val", classes)[0]]
-    fp32_rep = evaluate(OnnxClassifier(fp32, threads=args.threads), val_images)
+    val_items = list_images(data / "val", classes)[0]
+    val_images = [(read_rgb(p), c) for p, c in val_items]
+    val_x = np.stack([model_input(img, spec) for img, _ in val_images])
+    val_y = [c for _, c in val_images]
+    fp32_rep = classification_report(val_y, run_batch(make_session(fp32, args.threads), val_x).argmax(1).tolist(), classes)
     print(f"fp32 val top-1 {fp32_rep['top1'] * 100:.2f} %, macro-F1 {fp32_rep['macro_f1']:.4f}")
 
     t0 = time.time()
@@ -197,9 +296,9 @@ def main(argv=None) -> int:
         path = work / f"{MODEL_NAME}-int8-{form}.onnx"
         excluded: list[str] = []
         for attempt in range(4):
-            quantize(prep, path, tensors, form, excluded)
+            quantize(prep, path, tensors, form, excluded, args.weight_bits)
             write_card(path, base_card)
-            rep = evaluate(OnnxClassifier(path, threads=args.threads), val_images)
+            rep = classification_report(val_y, run_batch(make_session(path, args.threads), val_x).argmax(1).tolist(), classes)
             drop = (fp32_rep["top1"] - rep["top1"]) * 100
             print(f"int8 {form} (float kept: {excluded or 'none'}) val top-1 {rep['top1'] * 100:.2f} % (drop {drop:.2f} points)")
             if drop <= args.max_drop:
@@ -216,46 +315,65 @@ def main(argv=None) -> int:
     chosen = forms[form]
     final = out / f"{MODEL_NAME}-int8.onnx"
     shutil.copyfile(chosen["path"], final)
-    write_card(final, base_card)  # provisional card so the classifier can load it for the robustness run
+    check = self_check(final, spec)
+    write_card(final, dict(base_card, self_check=check))  # provisional card so the classifier can load it
+    per_path = path_figures(final, val_x, val_y, classes, args.threads, work)
+    for name, f in per_path.items():
+        print(f"{name:>9}: val top-1 {f['top1'] * 100:.2f} %, agrees with the reference on "
+              f"{f['agrees_with_reference'] * 100:.2f} %, max logit diff {f['max_logit_diff']:.3f}")
     clahe = spec.clahe
     rob = robustness(final, val_images, args.threads, ClaheSettings(clahe.enabled, clahe.clip_limit, clahe.tile_grid))
-    rep = chosen["report"]
+    rep = evaluate(OnnxClassifier(final, threads=args.threads), val_images)  # the kiosk's own path, on this CPU
     card = dict(base_card)
     card.update({
         "quantization": {
             "tool": f"onnxruntime {ort.__version__} quantize_static after quant_pre_process",
-            "format": "QDQ", "weights": "int8 per-channel, symmetric",
+            "format": "QDQ",
+            "weights": f"int8 per-channel, symmetric, {args.weight_bits}-bit range"
+                       + (" (reduce_range: no int16 saturation on x86 without VNNI)" if args.weight_bits == 7 else ""),
             "activations": "int8 symmetric (S8S8)" if form == "s8s8" else "uint8 asymmetric (U8S8)",
             "calibration": f"{len(tensors)} training images, MinMax, through kiosk.preprocess.model_input",
             "kept_in_float": chosen["excluded"],
+            "source": source or {"checkpoint": str(args.checkpoint)},
             "forms_measured_here": {
                 k: {"val_top1": v["report"]["top1"], "latency_1thread_ms": round(v["latency_1t_ms"], 2)} for k, v in forms.items()
             } | {"fp32": {"val_top1": fp32_rep["top1"], "latency_1thread_ms": round(fp32_ms, 2)}},
-            "measured_on": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "form_advice": "x86-64 (measured above): U8S8 is the fast form (AVX2/VNNI u8*s8 kernels); S8S8 "
+            "measured_on": dict(cpu.as_record(), onnxruntime=ort.__version__, numpy=np.__version__),
+            "form_advice": "x86-64 (measured above): U8S8 is the fast form (u8*s8 kernels); S8S8 "
                            "QDQ ran no faster than fp32 here. ARM64 (Raspberry Pi): onnxruntime runs both forms "
                            "with int8 kernels and recommends S8S8 QDQ first; not measured here (no ARM64 machine): "
                            "on a Pi, build both with `kiosk export --form s8s8|u8s8` and compare with "
                            "`kiosk bench --model`.",
         },
+        "val_top1_per_path": {
+            "what": "the shipped file on TrashNet val, per way of computing it: reference = graph optimisations "
+                    "off (QDQ in float, what every correct CPU must reproduce); native = onnxruntime's int8 "
+                    "kernels on the CPU in quantization.measured_on; avx2 = the same under qemu-x86_64 -cpu "
+                    "Haswell (AVX2, no VNNI). VNNI/AMX and ARM64 kernels were not run here; tests/test_kernels.py "
+                    "checks any CPU it runs on against the reference.",
+            **per_path,
+        },
+        "self_check": check,
         "training": {
             "data": "TrashNet (MIT), ../shared/data/trashnet: train split for training and calibration, "
                     "val split for checkpoint choice and every figure here",
             "recipe": history["args"],
             "best_epoch": history["best"],
             "epochs_minutes": round(sum(h["seconds"] for h in history["history"]) / 60, 1),
+            **({"precision": history["precision"]} if "precision" in history else {}),
         },
         "metrics_val": {
             "images": rep["count"],
             "fp32": {"top1": fp32_rep["top1"], "macro_f1": fp32_rep["macro_f1"]},
             "int8": {"top1": rep["top1"], "macro_f1": rep["macro_f1"], "per_class": rep["per_class"],
-                     "confusion": rep["confusion"]},
+                     "confusion": rep["confusion"], "path": "native (this CPU's int8 kernels, via OnnxClassifier)"},
         },
         "robustness_val_top1": rob,
         "commands": [
             "pip install -e '.[train]'",
             train_command(history["args"]),
-            command_line("kiosk export", ap, vars(args), always=("checkpoint", "data", "out")),
+            command_line("kiosk export", ap, vars(args), always=("data", "out")
+                         + (("from_qdq",) if args.from_qdq else ("checkpoint",))),
             "kiosk eval --config config.yaml --data ../shared/data/trashnet/val --robustness",
         ],
     })

@@ -15,6 +15,9 @@ Recipe (why each part is there):
   root of its frequency) rather than oversampling 95 photos into memorised
   copies.
 The checkpoint with the best val top-1 (plain or EMA weights) is kept.
+Precision follows the CPU (``--precision auto``): bf16 autocast where it has
+AMX, fp32 in channels-last memory elsewhere; the choice is logged and kept in
+the history (and so in the model card).
 Needs the ``train`` extra (PyTorch); the kiosk runtime never imports this.
 """
 
@@ -37,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..preprocess import InputSpec
 from ..dataset import list_images, read_rgb
 from ..metrics import classification_report
+from ..cpuinfo import cpu_info
 from .views import training_input
 
 FROZEN_BLOCKS = 3
@@ -141,11 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of training views without light/colour/blur/noise degradation (0..1)")
     ap.add_argument("--frozen-blocks", type=int, default=FROZEN_BLOCKS, help="stem plus this many blocks stay frozen")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="auto: bf16 autocast where the CPU has AMX (amx_bf16), else fp32 channels-last")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="use only N training images (smoke tests)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     return ap
+
+
+def choose_precision(requested: str, cpu) -> tuple[str, str]:
+    """``(precision, why)``. bf16 autocast is ~3x faster with AMX and ~8x slower without it (emulated);
+    fp32 in channels-last memory is ~3x faster than plain fp32 on AVX2 (issue "same answers", step times)."""
+    if requested == "bf16":
+        return "bf16", "asked for" + ("" if "amx_bf16" in cpu.flags else " (no amx_bf16 on this CPU: emulated, slow)")
+    if requested == "fp32":
+        return "fp32-channels-last", "asked for"
+    if "amx_bf16" in cpu.flags:
+        return "bf16", "auto: this CPU has amx_bf16"
+    return "fp32-channels-last", "auto: no amx_bf16 on this CPU (bf16 would be emulated)"
 
 
 def command_line(prog: str, ap: argparse.ArgumentParser, values: dict, always: tuple[str, ...]) -> str:
@@ -173,6 +191,10 @@ def main(argv=None):
 
     torch.manual_seed(args.seed), random.seed(args.seed), np.random.seed(args.seed)
     torch.set_num_threads(args.threads)
+    cpu = cpu_info()
+    precision, why = choose_precision(args.precision, cpu)
+    precision_record = {"chosen": precision, "why": why, **cpu.as_record()}
+    print(f"precision: {precision} ({why}) on {cpu.describe()}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     spec = InputSpec()
@@ -195,7 +217,7 @@ def main(argv=None):
     weights = weights / (weights * counts).sum() * counts.sum()
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=args.label_smoothing)
 
-    model = build_model(len(train_ds.classes))
+    model = build_model(len(train_ds.classes)).to(memory_format=torch.channels_last)
     for m in frozen_modules(model, args.frozen_blocks):
         for p in m.parameters():
             p.requires_grad = False
@@ -236,7 +258,9 @@ def main(argv=None):
             f = step / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
             for grp, lr in zip(opt.param_groups, base_lrs):
                 grp["lr"] = lr * f
-            loss = criterion(model(x), y)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = criterion(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -262,7 +286,8 @@ def main(argv=None):
                             "args": vars(args)}, out / "best.pt")
         torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "args": vars(args),
                     "ema_updates": ema.updates, "history": history, "best": best, "epoch": epoch}, out / "last.pt")
-        (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args)}, indent=1))
+        (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args),
+                                                      "precision": precision_record}, indent=1))
         plot_curves(history, out / "training_curve.png")
     print(f"best: {json.dumps(best)}; total {(time.time() - t0) / 60:.1f} min")
     return 0

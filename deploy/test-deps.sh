@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs beyond Python: qemu-user, so the int8
+# model is also checked on an emulated AVX2-only CPU (tests/test_kernels.py).
+# As root it runs apt-get itself; as a desktop user it asks sudo. Nothing to do
+# when everything is there already.
+set -euo pipefail
+need=()
+command -v qemu-x86_64 >/dev/null 2>&1 || need+=(qemu-user)
+[ ${#need[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "test-deps: not a Debian/Ubuntu system; install ${need[*]} yourself (those tests skip without it)" >&2
+	exit 0
+fi
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo)
+echo "test-deps: installing ${need[*]}"
+"${as_root[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
