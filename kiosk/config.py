@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .preprocess import ClaheSettings
 
 HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
 LANG = Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")]
@@ -51,14 +52,8 @@ class CameraConfig(Strict):
     retry_max_s: float = Field(30.0, ge=1, le=600, description="Longest wait between camera reconnect attempts.")
 
 
-class ClaheConfig(Strict):
-    enabled: bool = Field(True, description="Contrast-limited equalisation of the L channel before the model.")
-    clip_limit: float = Field(2.0, ge=0.5, le=10.0)
-    tile_grid: int = Field(8, ge=2, le=16, description="Tiles per side.")
-
-
 class EnhanceConfig(Strict):
-    clahe: ClaheConfig = ClaheConfig()
+    clahe: ClaheSettings = ClaheSettings()  # the preprocessing's own type, validated here
 
 
 class ModelConfig(Strict):
@@ -300,7 +295,7 @@ def _format_loc(loc) -> str:
 
 def _describe(err) -> str:
     msg = err["msg"]
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):  # models; dataclasses (enhance.clahe)
         msg = "unknown key (not allowed here; check spelling and indentation)"
     elif err["type"] == "missing":
         msg = "required key is missing"

@@ -9,6 +9,7 @@ the validation set. Pure numpy/OpenCV so evaluation needs no PyTorch.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -156,3 +157,84 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, out: int, clean: float = 
     if rng.random() < 0.2:
         img = occlude(img, rng)
     return img
+
+
+# ---- off the posterboard: TrashNet items on other backgrounds -----------------------------------
+# TrashNet photographs every item on the same near-white board, so a model can learn the board as
+# much as the material. The board is cheap to find (it is what the border looks like), so training
+# can cut the item out and set it on a generated background: floors, tables, walls, a kiosk housing.
+
+def item_mask(rgb: np.ndarray, threshold: float = 18.0) -> Optional[np.ndarray]:
+    """0..1 float mask of what is not the board, or None when the board cannot be seen.
+
+    The board is the pale, grey part of the border (OpenCV LAB: a, b near 128);
+    an item that fills most of the border (a box close up) leaves no board to find.
+    """
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    h, w = lab.shape[:2]
+    b = max(2, min(h, w) // 20)
+    border = np.concatenate([lab[:b].reshape(-1, 3), lab[-b:].reshape(-1, 3), lab[:, :b].reshape(-1, 3),
+                             lab[:, -b:].reshape(-1, 3)])
+    pale = border[(border[:, 0] > 150) & (np.abs(border[:, 1] - 128) < 8) & (np.abs(border[:, 2] - 128) < 10)]
+    if len(pale) < 0.4 * len(border):
+        return None
+    board = np.median(pale, axis=0)
+    dist = np.linalg.norm((lab - board) * np.array([0.5, 1.0, 1.0], np.float32), axis=2)  # light falloff is not item
+    mask = (dist > threshold).astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    mask = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_OPEN, k), cv2.MORPH_CLOSE, k, iterations=2)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if n > 1:  # keep the big parts (the item), drop specks of board texture
+        big = 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 0.02 * h * w)
+        mask = np.isin(labels, big).astype(np.uint8)
+    # fill holes (a label, a window in a bottle): flood the outside, everything else is item
+    flood = np.zeros((h + 2, w + 2), np.uint8)
+    outside = mask.copy()
+    cv2.floodFill(outside, flood, (0, 0), 2)
+    mask = np.where(outside == 2, 0, 1).astype(np.float32)
+    return cv2.GaussianBlur(mask, (0, 0), 1.5)
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A generated surface: a colour with a light gradient, a texture, sometimes stripes or tiles."""
+    grey = rng.uniform(25, 225)  # mostly muted surfaces, now and then a coloured one
+    base = np.clip(grey + rng.normal(0, 12 if rng.random() < 0.7 else 45, 3), 0, 255).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = (np.cos(angle) * xx / w + np.sin(angle) * yy / h)
+    img = base + rng.uniform(-60, 60) * ramp[..., None]
+    for cells, amp in ((4, rng.uniform(0, 40)), (16, rng.uniform(0, 25)), (64, rng.uniform(0, 12))):
+        tex = cv2.resize(rng.normal(0, 1, (cells, cells)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        img += amp * tex[..., None] * rng.uniform(0.8, 1.0, 3)  # texture in light, hardly in hue
+    kind = rng.integers(0, 4)
+    if kind == 1:  # stripes: wood grain, planks, a slatted housing
+        period = rng.uniform(6, 60)
+        phase = (np.cos(angle) * xx + np.sin(angle) * yy) / period
+        img += rng.uniform(10, 50) * np.sin(2 * math.pi * phase)[..., None]
+    elif kind == 2:  # tiles: a floor or a wall
+        s = int(rng.integers(20, 90))
+        grout = ((xx.astype(int) % s) < 2) | ((yy.astype(int) % s) < 2)
+        img[grout] = img[grout] * 0.55
+    return _clip(img)
+
+
+def composite(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The item cut from its board onto a generated background, with a soft contact shadow.
+
+    Returns the photo unchanged when the cut-out is implausible (nearly nothing,
+    or nearly everything: a sheet of paper filling the frame is its own board).
+    """
+    mask = item_mask(rgb)
+    if mask is None or not 0.04 <= float(mask.mean()) <= 0.7:
+        return rgb
+    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    if float((edge > 0.5).mean()) > 0.3:  # a sheet or box running off the photo: its cut is a guess, skip it
+        return rgb
+    h, w = rgb.shape[:2]
+    bg = background(rng, h, w).astype(np.float32)
+    shadow = cv2.GaussianBlur(mask, (0, 0), 8.0)
+    dx, dy = (int(v) for v in rng.integers(-8, 9, 2))
+    shadow = np.roll(np.roll(shadow, dy, 0), dx, 1)
+    bg *= (1.0 - rng.uniform(0.1, 0.45) * shadow)[..., None]
+    m = mask[..., None]
+    return _clip(rgb.astype(np.float32) * m + bg * (1.0 - m))

@@ -25,11 +25,10 @@ def check_config(path: str):
 
 def check_model(cfg):
     from .classifier import OnnxClassifier
-    from .preprocess import ClaheSettings
 
     t = time.perf_counter()
     clf = OnnxClassifier(cfg.model_path, threads=cfg.model.threads,
-                         clahe=ClaheSettings(**cfg.enhance.clahe.model_dump()))
+                         clahe=cfg.enhance.clahe)
     ms = (time.perf_counter() - t) * 1000
     return True, f"{cfg.model_path.name}: sha256 matches card, {len(clf.classes)} classes, loaded in {ms:.0f} ms", clf
 

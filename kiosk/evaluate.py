@@ -38,7 +38,7 @@ def evaluate(clf: OnnxClassifier, images, degradation: Optional[str] = None) -> 
 def robustness(model_path: Path, images, threads: int, clahe: ClaheSettings) -> dict:
     """Top-1 per degradation, CLAHE on vs off (same model, same images)."""
     on = OnnxClassifier(model_path, threads=threads, clahe=clahe)
-    off = OnnxClassifier(model_path, threads=threads, clahe=ClaheSettings(False, clahe.clip_limit, clahe.tile_grid))
+    off = OnnxClassifier(model_path, threads=threads, clahe=clahe.off())
     table = {}
     for name in degrade.DEGRADATIONS:
         table[name] = {"clahe_on": evaluate(on, images, name)["top1"], "clahe_off": evaluate(off, images, name)["top1"]}
@@ -91,9 +91,9 @@ def run_eval(args) -> int:
     model_path = Path(args.model_path) if args.model_path else None
     cfg = load_config(args.config, check_model=model_path is None)
     model_path = model_path or cfg.model_path
-    clahe = ClaheSettings(**cfg.enhance.clahe.model_dump())
+    clahe = cfg.enhance.clahe
     if args.no_clahe:
-        clahe = ClaheSettings(False, clahe.clip_limit, clahe.tile_grid)
+        clahe = clahe.off()
     clf = OnnxClassifier(model_path, threads=cfg.model.threads, clahe=clahe)
     try:
         images = load_images(data, clf.classes)
@@ -107,7 +107,7 @@ def run_eval(args) -> int:
     rep.update({"model": str(model_path), "data": str(data), "clahe": clahe.enabled, "degradation": args.degrade})
     print(format_report(rep))
     if getattr(args, "robustness", False):
-        rep["robustness"] = robustness(model_path, images, cfg.model.threads, ClaheSettings(**cfg.enhance.clahe.model_dump()))
+        rep["robustness"] = robustness(model_path, images, cfg.model.threads, cfg.enhance.clahe)
         print("\nrobustness (top-1 %)   CLAHE on   CLAHE off")
         for name, v in rep["robustness"].items():
             print(f"  {name:<20}{v['clahe_on'] * 100:>9.1f}{v['clahe_off'] * 100:>11.1f}")

@@ -26,13 +26,12 @@ from typing import Callable, Optional
 from .camera import EndOfStream, FrameSource
 from .classifier import Classifier
 from .config import KioskConfig
-from .datatypes import Decision, Frame, Presence, Prediction, Roi
+from .datatypes import Decision, Frame, Presence, Roi
 from .decision import Decider, Effect, State
 from .errors import CameraError, HardwareError, KioskError, ModelError
 from .inference import KERNEL_FALLBACK_CODE
 from .lifecycle import StopFlag
-from .presence import PresenceGate
-from .timing import NULL_TIMER
+from .pipeline import Pipeline
 from .view import Fault, View
 
 log = logging.getLogger(__name__)
@@ -41,34 +40,6 @@ FLAP_REFUSED_CODE = "E411"  # the hardware would not open a flap: the person was
 WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
 WORKER_HUNG_S = 60.0  # silent this long (longer than any service action): exit, systemd restarts
 SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
-
-
-class Pipeline:
-    """One frame through gate, model and engine: the code ``kiosk bench`` times too."""
-
-    def __init__(self, cfg: KioskConfig, classifier: Classifier, frame_size: tuple[int, int]):
-        self.cfg = cfg
-        self.classifier = classifier
-        self.gate = PresenceGate(cfg.presence, frame_size)
-        class_to_bin = {c: r.bin for c, r in cfg.rules.items()}
-        scaled = frozenset(b.id for b in cfg.bins if b.scale.type != "none")
-        self.decider = Decider(cfg.decision, class_to_bin, [b.id for b in cfg.bins], scaled)
-
-    def wants_prediction(self, presence: Presence) -> bool:
-        d = self.decider
-        return presence.present and presence.roi is not None and (
-            d.state is State.LOOKING or (d.state is State.IDLE and d.armed)
-        )
-
-    def step(self, frame: Frame, timer=NULL_TIMER) -> tuple[Presence, Optional[Prediction], list[Effect]]:
-        with timer.stage("presence"):
-            presence = self.gate.update(frame.image)
-        prediction = None
-        if self.wants_prediction(presence):
-            prediction = self.classifier.classify(presence.roi.crop(frame.image), timer=timer)
-        with timer.stage("decide"):
-            effects = self.decider.update(frame.t, presence.present, prediction)
-        return presence, prediction, effects
 
 
 def _to_screen(roi, frame: Optional[Frame]):
@@ -554,9 +525,8 @@ def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFla
     """The worker with the configured camera, model, hardware and event log."""
     from .camera import open_camera
     from .classifier import OnnxClassifier
-    from .preprocess import ClaheSettings
 
-    clahe = ClaheSettings(**cfg.enhance.clahe.model_dump())
+    clahe = cfg.enhance.clahe
 
     def load_classifier():
         return OnnxClassifier(cfg.model_path, threads=cfg.model.threads, clahe=clahe)

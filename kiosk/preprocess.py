@@ -9,21 +9,33 @@ screen shows the camera image untouched.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Annotated
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict, Field
 
 from .errors import ImageError
 
 
 @dataclass(frozen=True)
 class ClaheSettings:
-    """Contrast-limited adaptive histogram equalisation on the L channel."""
+    """Contrast-limited adaptive histogram equalisation on the L channel.
 
-    enabled: bool = True
-    clip_limit: float = 2.0
-    tile_grid: int = 8
+    The one CLAHE type: the config schema validates it in place
+    (``enhance.clahe``: pydantic reads the bounds below), the model card and
+    training build it directly.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    enabled: Annotated[bool, Field(description="Contrast-limited equalisation of the L channel before the model.")] = True
+    clip_limit: Annotated[float, Field(ge=0.5, le=10.0)] = 2.0
+    tile_grid: Annotated[int, Field(ge=2, le=16, description="Tiles per side.")] = 8
+
+    def off(self) -> "ClaheSettings":
+        return replace(self, enabled=False)
 
 
 @dataclass(frozen=True)

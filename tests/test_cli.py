@@ -127,3 +127,20 @@ def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys)
     assert rep["top1"] == 1.0 and set(rep) >= {"top1", "macro_f1", "per_class", "confusion"}
     assert rep["confusion"][1][1] == 3 and rep["per_class"]["metal"]["recall"] == 1.0
     assert "top-1: 100.00 %" in capsys.readouterr().out
+
+
+def test_every_command_family_imports_and_registers():
+    """A broken import must not silently drop commands such as `kiosk flaps close-all` (ExecStopPost)."""
+    import argparse
+    import importlib
+
+    from kiosk.cli import COMMAND_MODULES
+
+    for module in COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        assert sub.choices, module
+    from kiosk.cli import build_parser
+
+    names = build_parser()._subparsers._group_actions[0].choices
+    assert {"flaps", "snapshot", "doctor", "train", "export"} <= set(names)

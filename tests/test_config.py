@@ -137,3 +137,18 @@ def test_json_round_trip_of_defaults(tmp_path, config_dict):
     cfg = parse_config(config_dict, base_dir=tmp_path, check_model=False)
     again = parse_config(json.loads(cfg.model_dump_json(exclude={"base_dir"})), base_dir=tmp_path, check_model=False)
     assert again == cfg
+
+
+def test_clahe_is_one_type_validated_in_place(cfg_with, tmp_path, config_dict):
+    """enhance.clahe is the preprocessing's own ClaheSettings: bounds and unknown keys still checked."""
+    from kiosk.config import parse_config
+    from kiosk.errors import ConfigError
+    from kiosk.preprocess import ClaheSettings
+
+    cfg = cfg_with({"enhance.clahe.clip_limit": 3.0})
+    assert isinstance(cfg.enhance.clahe, ClaheSettings) and cfg.enhance.clahe.clip_limit == 3.0
+    for bad, words in (({"bogus": 1}, "unknown key"), ({"tile_grid": 0}, "greater than or equal to 2")):
+        data = dict(config_dict, enhance={"clahe": bad})
+        with pytest.raises(ConfigError) as e:
+            parse_config(data, base_dir=tmp_path, check_model=False)
+        assert any(p.startswith("enhance.clahe.") and words in p for p in e.value.problems), e.value.problems

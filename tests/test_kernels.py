@@ -31,7 +31,7 @@ from kiosk.inference import (
 )
 from kiosk.preprocess import InputSpec, model_input
 
-from .conftest import REPO, build_tiny_model
+from .conftest import REPO, SHARED_DATA, build_tiny_model
 
 MODEL = REPO / "models" / "kiosk-lite0-int8.onnx"
 CARD = json.loads(MODEL.with_suffix(".json").read_text())
@@ -58,10 +58,12 @@ def logits_under_qemu(model, inputs: np.ndarray, tmp_path, timeout=1500) -> np.n
 
 
 @pytest.fixture(scope="module")
-def val_inputs(trashnet):
+def val_inputs():
     from kiosk.dataset import list_images, read_rgb
 
-    items, _ = list_images(trashnet / "val", CARD["classes"])
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data/trashnet is not present")
+    items, _ = list_images(SHARED_DATA / "val", CARD["classes"])
     spec = OnnxClassifier(MODEL, threads=1).spec
     return np.stack([model_input(read_rgb(p), spec) for p, _ in items]), np.array([c for _, c in items])
 

@@ -41,7 +41,7 @@ from ..dataset import list_images, read_rgb
 from ..evaluate import evaluate, robustness
 from ..inference import golden_inputs, inputs_digest, make_session, run_batch
 from ..metrics import classification_report
-from ..preprocess import ClaheSettings, InputSpec, model_input
+from ..preprocess import InputSpec, model_input
 from .qdq_float import float_graph_from_qdq
 
 MODEL_NAME = "kiosk-lite0"
@@ -321,8 +321,7 @@ def main(argv=None) -> int:
     for name, f in per_path.items():
         print(f"{name:>9}: val top-1 {f['top1'] * 100:.2f} %, agrees with the reference on "
               f"{f['agrees_with_reference'] * 100:.2f} %, max logit diff {f['max_logit_diff']:.3f}")
-    clahe = spec.clahe
-    rob = robustness(final, val_images, args.threads, ClaheSettings(clahe.enabled, clahe.clip_limit, clahe.tile_grid))
+    rob = robustness(final, val_images, args.threads, spec.clahe)
     rep = evaluate(OnnxClassifier(final, threads=args.threads), val_images)  # the kiosk's own path, on this CPU
     card = dict(base_card)
     card.update({

@@ -49,19 +49,27 @@ FROZEN_BLOCKS = 3
 class FolderDataset(Dataset):
     """Decoded images kept in memory (TrashNet is ~0.5 GB decoded)."""
 
-    def __init__(self, root, spec: InputSpec, train: bool, classes=None, seed: int = 0, clean: float = 0.0):
+    def __init__(self, root, spec: InputSpec, train: bool, classes=None, seed: int = 0, clean: float = 0.0,
+                 composite: float = 0.0):
         self.items, self.classes = list_images(root, classes)
         self.images = [read_rgb(p) for p, _ in self.items]
         self.labels = [c for _, c in self.items]
+        self.composite = [composite] * len(self.items)  # per photo: only board photos are cut out
         self.spec, self.train, self.seed, self.clean = spec, train, seed, clean
         self.epoch = 0
+
+    def extend(self, other: "FolderDataset") -> None:
+        """Train on another source too (same classes), with its own composite share."""
+        for name in ("items", "images", "labels", "composite"):
+            getattr(self, name).extend(getattr(other, name))
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
-        return torch.from_numpy(training_input(self.images[i], self.spec, rng, self.clean)), self.labels[i]
+        x = training_input(self.images[i], self.spec, rng, self.clean, self.composite[i])
+        return torch.from_numpy(x), self.labels[i]
 
 
 def build_model(num_classes: int):
@@ -143,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--clean-fraction", type=float, default=0.4,
                     help="share of training views without light/colour/blur/noise degradation (0..1)")
+    ap.add_argument("--composite", type=float, default=0.0,
+                    help="share of TrashNet views set on a generated background instead of the board (0..1)")
+    ap.add_argument("--extra-data", default="",
+                    help="another image-folder set with train/ (and val/) to train on too, e.g. ../shared/data/taco-crops")
     ap.add_argument("--frozen-blocks", type=int, default=FROZEN_BLOCKS, help="stem plus this many blocks stay frozen")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -204,12 +216,21 @@ def main(argv=None):
         ap.error("--clean-fraction must be between 0 and 1")
     if not 0 <= args.frozen_blocks < 16:
         ap.error("--frozen-blocks must be between 0 and 15 (EfficientNet-Lite0 has 16 blocks)")
-    train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction)
+    if not 0.0 <= args.composite <= 1.0:
+        ap.error("--composite must be between 0 and 1")
+    train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
+                             composite=args.composite)
     val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
     if args.limit:
         keep = list(range(0, len(train_ds), max(1, len(train_ds) // args.limit)))[: args.limit]
-        for name in ("items", "images", "labels"):
+        for name in ("items", "images", "labels", "composite"):
             setattr(train_ds, name, [getattr(train_ds, name)[i] for i in keep])
+    extra_val = None
+    if args.extra_data:
+        extra = Path(args.extra_data)
+        train_ds.extend(FolderDataset(extra / "train", spec, train=True, classes=train_ds.classes))
+        if (extra / "val").is_dir():
+            extra_val = FolderDataset(extra / "val", spec, train=False, classes=train_ds.classes)
     print(f"loaded {len(train_ds)} train / {len(val_ds)} val images in {time.time() - t0:.0f} s; classes {train_ds.classes}")
 
     counts = np.bincount(train_ds.labels, minlength=len(train_ds.classes)).astype(np.float64)
@@ -240,7 +261,8 @@ def main(argv=None):
     history, best, start_epoch, step = [], {"val_top1": -1.0}, 1, 0
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
-        same = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks", "seed", "limit")
+        same = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks", "seed",
+                "limit", "composite", "extra_data")
         changed = [k for k in same if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
@@ -271,11 +293,16 @@ def main(argv=None):
         p, y = predict(model, val_dl)
         pe, _ = predict(ema.model, val_dl)
         rep, rep_e = classification_report(y, p, train_ds.classes), classification_report(y, pe, train_ds.classes)
+        extra_top1 = None
+        if extra_val is not None:  # reported, not chosen on: 41 soft photos are too few to pick a checkpoint by
+            pe_x, y_x = predict(ema.model, DataLoader(extra_val, batch_size=64, num_workers=0))
+            extra_top1 = classification_report(y_x, pe_x, train_ds.classes)["top1"]
         row = {
             "epoch": epoch, "train_loss": float(np.mean(losses)), "lr": base_lrs[0] * f,
             "val_top1": rep["top1"], "val_macro_f1": rep["macro_f1"],
             "val_top1_ema": rep_e["top1"], "val_macro_f1_ema": rep_e["macro_f1"],
             "seconds": round(time.time() - t_ep, 1),
+            **({"extra_val_top1_ema": extra_top1} if extra_top1 is not None else {}),
         }
         history.append(row)
         print(json.dumps(row), flush=True)

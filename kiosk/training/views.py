@@ -15,9 +15,16 @@ from ..preprocess import InputSpec, model_input
 
 
 def training_input(
-    rgb: np.ndarray, spec: InputSpec, rng: Optional[np.random.Generator] = None, clean: float = 0.0
+    rgb: np.ndarray, spec: InputSpec, rng: Optional[np.random.Generator] = None, clean: float = 0.0,
+    composite: float = 0.0,
 ) -> np.ndarray:
-    """Augmented when ``rng`` is given (training), plain for validation; then the shared path."""
+    """Augmented when ``rng`` is given (training), plain for validation; then the shared path.
+
+    ``composite``: share of views whose item is cut from TrashNet's board and set
+    on a generated background (``kiosk.degrade.composite``) before the rest.
+    """
     if rng is not None:
+        if composite > 0.0 and rng.random() < composite:
+            rgb = degrade.composite(rgb, rng)
         rgb = degrade.augment(rgb, rng, spec.size[0], clean)
     return model_input(rgb, spec)

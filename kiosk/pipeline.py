@@ -1,0 +1,46 @@
+"""The frame path: presence gate, then the model where something is, then the decision engine.
+
+One definition, run by the kiosk's worker (``kiosk.main``) and timed by
+``kiosk bench`` through the same ``step`` with a stage timer.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .classifier import Classifier
+from .config import KioskConfig
+from .datatypes import Frame, Prediction, Presence
+from .decision import Decider, Effect, State
+from .presence import PresenceGate
+from .timing import NULL_TIMER
+
+
+class Pipeline:
+    """One frame through gate, model and engine: the kiosk runs it, ``kiosk bench`` times it."""
+
+    def __init__(self, cfg: KioskConfig, classifier: Classifier, frame_size: tuple[int, int],
+                 classify_every_frame: bool = False):
+        self.cfg = cfg
+        self.classify_every_frame = classify_every_frame  # the benchmark's worst case
+        self.classifier = classifier
+        self.gate = PresenceGate(cfg.presence, frame_size)
+        class_to_bin = {c: r.bin for c, r in cfg.rules.items()}
+        scaled = frozenset(b.id for b in cfg.bins if b.scale.type != "none")
+        self.decider = Decider(cfg.decision, class_to_bin, [b.id for b in cfg.bins], scaled)
+
+    def wants_prediction(self, presence: Presence) -> bool:
+        d = self.decider
+        return presence.present and presence.roi is not None and (
+            self.classify_every_frame or d.state is State.LOOKING or (d.state is State.IDLE and d.armed)
+        )
+
+    def step(self, frame: Frame, timer=NULL_TIMER) -> tuple[Presence, Optional[Prediction], list[Effect]]:
+        with timer.stage("presence"):
+            presence = self.gate.update(frame.image)
+        prediction = None
+        if self.wants_prediction(presence):
+            prediction = self.classifier.classify(presence.roi.crop(frame.image), timer=timer)
+        with timer.stage("decide"):
+            effects = self.decider.update(frame.t, presence.present, prediction)
+        return presence, prediction, effects
