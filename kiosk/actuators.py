@@ -31,12 +31,12 @@ import logging
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Iterable, Optional
 
 from .config import BinConfig, FlapConfig
 from .errors import HardwareError
+from .faults import Fault, PartKind
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +217,6 @@ class FlapState(str, Enum):
     LOCKED_OUT = "locked_out"
 
 
-@dataclass(frozen=True)
-class FlapFault:
-    bin_id: str
-    code: str
-    message: str
-    t: float
-
-
 _ALL = object()
 
 
@@ -250,7 +242,7 @@ class FlapBank:
 
     def __init__(self, bins: Iterable[BinConfig], pin_factory, clock: Callable[[], float] = time.monotonic, *,
                  watchdog_s: Optional[float] = WATCHDOG_S, release_delay_s: float = RELEASE_DELAY_S,
-                 retry_open_s: float = RETRY_OPEN_S, on_fault: Optional[Callable[[FlapFault], None]] = None):
+                 retry_open_s: float = RETRY_OPEN_S, on_fault: Optional[Callable[[Fault], None]] = None):
         self.clock = clock
         self.release_delay_s = release_delay_s
         self.retry_open_s = retry_open_s
@@ -260,7 +252,7 @@ class FlapBank:
         bins = list(bins)
         self.bin_ids = [b.id for b in bins]
         self.flaps: dict[str, Flap] = {}
-        self.faults: list[FlapFault] = []
+        self.faults: list[Fault] = []
         try:
             for b in bins:
                 if b.flap is not None:
@@ -341,9 +333,9 @@ class FlapBank:
             except Exception as e:  # a pin that cannot be driven: lock the bin out, as after a jam
                 self._safe_close(flap)
                 self._state[bin_id] = FlapState.LOCKED_OUT
-                fault = FlapFault(bin_id, FlapJammed.code,
-                                  f"bin {bin_id}: flap could not be driven open ({e}); bin locked out until a "
-                                  "technician clears it", now)
+                fault = Fault(FlapJammed.code, PartKind.FLAP,
+                              f"bin {bin_id}: flap could not be driven open ({e}); bin locked out until a "
+                              "technician clears it", bin_id)
                 self.faults.append(fault)
                 log.error("%s [%s]", fault.message, fault.code)
             else:
@@ -424,7 +416,7 @@ class FlapBank:
             log.exception("bin %s: driving the flap closed failed", flap.bin_id)
 
     # ---- deadlines and the jam check ------------------------------------------------
-    def poll(self, now: Optional[float] = None) -> list[FlapFault]:
+    def poll(self, now: Optional[float] = None) -> list[Fault]:
         """Enforce deadlines and check closed switches. Safe from any thread; returns new faults."""
         new = []
         with self._lock:
@@ -450,10 +442,10 @@ class FlapBank:
                             self._until[b] = now + self.retry_open_s
                         else:
                             self._state[b] = FlapState.LOCKED_OUT
-                            fault = FlapFault(b, FlapJammed.code,
-                                              f"bin {b}: flap jammed, it did not report closed after a retry "
-                                              f"(switch GPIO{flap.cfg.closed_switch_pin}); bin locked out until a technician clears it",
-                                              now)
+                            fault = Fault(FlapJammed.code, PartKind.FLAP,
+                                          f"bin {b}: flap jammed, it did not report closed after a retry "
+                                          f"(switch GPIO{flap.cfg.closed_switch_pin}); bin locked out until a technician clears it",
+                                          b)
                             self.faults.append(fault)
                             new.append(fault)
                             log.error("%s [%s]", fault.message, fault.code)
@@ -570,5 +562,5 @@ class SimulatedFlapSwitch:
         self.flap_pin.listener = None
 
 
-__all__ = ["FlapJammed", "make_pin_factory", "on_raspberry_pi", "is_mock", "Flap", "FlapState", "FlapFault",
+__all__ = ["FlapJammed", "make_pin_factory", "on_raspberry_pi", "is_mock", "Flap", "FlapState",
            "FlapBank", "SimulatedFlapSwitch", "RELEASE_DELAY_S", "RETRY_OPEN_S"]

@@ -28,6 +28,7 @@ from .actuators import (RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapS
 from .calibration import BinCalibration, Calibration, calibration_path
 from .config import BinConfig, KioskConfig
 from .errors import HardwareError
+from .faults import Fault, PartKind
 from .hx711 import CHIP_POWER_DOWN_S, HX711, IIOHX711, LoadCellModel, SimulatedADC, SimulatedHX711
 from .scale import Drop, Scale, ScaleBank
 
@@ -212,16 +213,12 @@ class Hardware:
         """Bins that must refuse items: full, or flap locked out after a jam."""
         return self.scales.full_bins() | self.flaps.locked_out
 
-    def faults(self) -> list:
-        """Current faults as ``view.Fault`` (part ``scale:BIN`` / ``flap:BIN``); empty when all is well."""
-        from .view import Fault
-
-        out = [Fault(code, f"scale:{b}", msg) for b, (code, msg) in sorted(self.scales.faults().items())]
+    def faults(self) -> list[Fault]:
+        """Current faults, as the scales and flaps made them; empty when all is well."""
         latest = {f.bin_id: f for f in self.flaps.faults}
-        for b in sorted(self.flaps.locked_out):
-            f = latest.get(b)
-            out.append(Fault(FlapJammed.code, f"flap:{b}", f.message if f else f"bin {b}: flap locked out"))
-        return out
+        locked = [latest.get(b) or Fault(FlapJammed.code, PartKind.FLAP, f"bin {b}: flap locked out", b)
+                  for b in sorted(self.flaps.locked_out)]
+        return self.scales.faults() + locked
 
     def service(self, name: str, bin_id: Optional[str] = None) -> str:
         """Service-screen actions: tare, flap_test, reset_full, reset_lockout. Blocks a few seconds at most."""

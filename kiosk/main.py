@@ -32,7 +32,8 @@ from .errors import CameraError, HardwareError, KioskError, ModelError
 from .inference import KERNEL_FALLBACK_CODE
 from .lifecycle import StopFlag
 from .pipeline import Pipeline
-from .view import Fault, View
+from .faults import Fault, PartKind
+from .view import View
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class Worker:
         self.finished = threading.Event()
         self.error: Optional[BaseException] = None
         for f in startup_faults:  # parts that failed before the loop began: shown, never retried silently
-            (self.warnings if f.part == "eventlog" else self.faults)[f.part] = f
+            (self.faults if f.blocking else self.warnings)[f.part] = f
         self.last_frame: Optional[Frame] = None
         self.fps = 0.0
 
@@ -232,7 +233,7 @@ class Worker:
             self.stop.set("end of replay")
             return
         except CameraError as e:
-            self._fault("camera", e)
+            self._error(PartKind.CAMERA, e)
             self._close_camera()
             self._cam_backoff.failed(self.clock())
             self._publish(None, Presence(False))
@@ -262,17 +263,17 @@ class Worker:
                 self._clear("model")
                 check = getattr(self.classifier, "self_check", None)
                 if check is not None and check.fallback:  # sorting goes on, correctly but slower: tell the technician
-                    self._fault("model", ModelError(check.detail), code=KERNEL_FALLBACK_CODE, blocking=False)
+                    self._fault(Fault(KERNEL_FALLBACK_CODE, PartKind.MODEL, check.detail, blocking=False))
             except ModelError as e:
                 self._model_backoff.failed(now)
-                self._fault("model", e)
+                self._error(PartKind.MODEL, e)
         if self.camera is None and self._cam_backoff.due(now):
             try:
                 self.camera = self.open_camera()
                 self._cam_backoff.succeeded()
             except CameraError as e:
                 self._cam_backoff.failed(now)
-                self._fault("camera", e)
+                self._error(PartKind.CAMERA, e)
         if self.camera is None or self.classifier is None:
             return False
         if self.pipeline is None:
@@ -318,7 +319,7 @@ class Worker:
                     opened = self.hardware.open_flap(e.bin_id)
                 except HardwareError as err:
                     opened = False
-                    self._fault(f"flap:{e.bin_id}", err)
+                    self._error(PartKind.FLAP, err, e.bin_id)
                 if not opened:
                     self._flap_refused(e.bin_id, frame)
             elif e.kind == "close":
@@ -343,7 +344,8 @@ class Worker:
         disabled) instead of being told to use a flap that stays shut.
         """
         log.warning("flap %s did not open", bin_id)
-        self.eventlog.record_fault(FLAP_REFUSED_CODE, f"flap:{bin_id}", "flap refused to open; the person was offered the other bins")
+        f = Fault(FLAP_REFUSED_CODE, PartKind.FLAP, "flap refused to open; the person was offered the other bins", bin_id)
+        self.eventlog.record_fault(f.code, f.part, f.message)
         effects = self.pipeline.decider.refuse(self.clock() if frame is None else frame.t, bin_id) if self.pipeline else []
         if effects:
             self._apply(effects, frame)
@@ -353,22 +355,21 @@ class Worker:
     # ---- faults ---------------------------------------------------------------------
     # Blocking faults (camera, model, scales) take the kiosk out of service; flap
     # faults only lock out their bin (the hardware refuses it), the rest works on.
-    def _fault(self, part: str, err: BaseException, code: Optional[str] = None,
-               blocking: Optional[bool] = None) -> None:
-        code = code or getattr(err, "code", "E000")
-        msg = str(err)
+    def _fault(self, fault: Fault) -> None:
+        part = fault.part
         old = self.faults.get(part) or self.warnings.get(part)
-        if old is None or old.code != code:  # log a fault once, not every frame (messages may carry timings)
-            log.error("fault %s %s: %s", code, part, msg)
-            self.eventlog.record_fault(code, part, msg)
-        fault = Fault(code, part, msg)
-        if blocking is None:
-            blocking = not part.startswith("flap:")
-        if not blocking:
+        if old is None or old.code != fault.code:  # log a fault once, not every frame (messages may carry timings)
+            log.error("fault %s %s: %s", fault.code, part, fault.message)
+            self.eventlog.record_fault(fault.code, part, fault.message)
+        if not fault.blocking:
             self.warnings[part] = fault
         else:
             self.faults[part] = fault
             self._close_all()
+
+    def _error(self, kind: PartKind, err: KioskError, bin_id: Optional[str] = None) -> None:
+        """A part's raised error as its fault (the error's own code)."""
+        self._fault(Fault(getattr(err, "code", "E000"), kind, str(err), bin_id))
 
     def _close_all(self) -> None:
         if self.pipeline is not None:
@@ -384,11 +385,12 @@ class Worker:
 
     def _sync_hardware_faults(self) -> None:
         hw = {f.part: f for f in self.hardware.faults()}
-        known = list(self.faults) + list(self.warnings)
-        for part in [p for p in known if p.startswith(("scale:", "flap:")) and p not in hw]:
-            self._clear(part)
-        for part, f in hw.items():
-            self._fault(part, HardwareError(f.message), code=f.code)
+        known = list(self.faults.values()) + list(self.warnings.values())
+        for f in known:
+            if f.kind in (PartKind.SCALE, PartKind.FLAP) and f.part not in hw:
+                self._clear(f.part)
+        for f in hw.values():
+            self._fault(f)
 
     def _close_camera(self) -> None:
         if self.camera is not None:
@@ -422,7 +424,7 @@ class Worker:
             full_bin=self._full_bin(d),
             fill=self.hardware.fill_levels(),
             refused=frozenset(d.blocked) if d else frozenset(),
-            out_of_order=frozenset(p.split(":", 1)[1] for p in self.warnings if p.startswith("flap:"))
+            out_of_order=frozenset(f.bin_id for f in self.warnings.values() if f.kind is PartKind.FLAP)
             | (frozenset(d.refused_now) if d else frozenset()),
             faults=tuple(self.faults.values()) + tuple(self.warnings.values()),
             counts_today=dict(self.counts_today),
@@ -549,12 +551,12 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
                 hardware = open_hardware(cfg, demo)
             except KioskError as e:
                 log.error("flaps/scales did not start: %s", e)
-                faults.append(Fault(e.code, "hardware", str(e)))
+                faults.append(Fault(e.code, PartKind.HARDWARE, str(e)))
             try:
                 eventlog = open_eventlog(cfg)
             except KioskError as e:
                 log.error("event log did not open (decisions will not be recorded): %s", e)
-                faults.append(Fault(e.code, "eventlog", str(e)))
+                faults.append(Fault(e.code, PartKind.EVENTLOG, str(e)))
             worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog,
                                   startup_faults=faults)
             from .ui import KioskUI, open_display

@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Optional
 from .calibration import BinCalibration, Calibration, CalibrationError
 from .config import BinConfig
 from .datatypes import Reading
+from .faults import Fault, PartKind
 from .hx711 import Saturated, ScaleError
 
 log = logging.getLogger(__name__)
@@ -581,13 +582,13 @@ class ScaleBank:
                 self._emit("full_reset", bin_id, f"bin {bin_id}: full flag reset by a technician")
             return after
 
-    def faults(self) -> dict[str, tuple[str, str]]:
-        """Bins whose scale has a fault: bin -> (code, message)."""
-        out = {}
-        for b, s in self.scales.items():
+    def faults(self) -> list[Fault]:
+        """A fault for each bin whose scale has one, by bin id."""
+        out = []
+        for b, s in sorted(self.scales.items()):
             r, code = s.status()
             if r.fault:
-                out[b] = (code or ScaleError.code, r.fault)
+                out.append(Fault(code or ScaleError.code, PartKind.SCALE, r.fault, b))
         return out
 
     # ---- technician procedures (CLI and service screen) ----------------------

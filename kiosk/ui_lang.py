@@ -95,11 +95,11 @@ class Wording:
             return ""
         return str(self._table(lang, "materials").get(label) or label.replace("_", " "))
 
-    def part(self, lang: str, part: str) -> str:
-        """``scale:glass`` -> "Scale (Glass)", in ``lang``."""
-        kind, _, bin_id = part.partition(":")
+    def part(self, lang: str, fault) -> str:
+        """A fault's part in words: scale of bin glass -> "Scale (Glass)", in ``lang``."""
+        kind = fault.kind.value
         name = str(self._table(lang, "parts").get(kind) or kind)
-        return self.t(lang, "part_with_bin", part=name, bin=self.bin_name(lang, bin_id)) if bin_id else name
+        return self.t(lang, "part_with_bin", part=name, bin=self.bin_name(lang, fault.bin_id)) if fault.bin_id else name
 
     def guidance(self, lang: str, label: str | None) -> list[str]:
         rule = self.cfg.rules.get(label or "")

@@ -319,7 +319,7 @@ def _out_of_service(c: Ctx, s: pygame.Surface) -> None:
     box = L.out_codes
     pygame.draw.rect(s, th.PANEL, box, border_radius=L.px(14))
     inner = box.inflate(-L.px(32), -L.px(24))
-    lines = [c.t("out_code", code=f.code, part=c.words.part(c.lang, f.part)) for f in v.faults[:MAX_FAULT_LINES]]
+    lines = [c.t("out_code", code=f.code, part=c.words.part(c.lang, f)) for f in v.faults[:MAX_FAULT_LINES]]
     if len(v.faults) > MAX_FAULT_LINES:
         lines.append(c.t("service_more_faults", n=len(v.faults) - MAX_FAULT_LINES))
     h = inner.h // max(len(lines), 2)
@@ -342,7 +342,7 @@ def _service(c: Ctx, s: pygame.Surface) -> None:
     if not v.faults:
         c.draw(s, c.t("service_no_faults"), inner, 22, th.MUTED, min_size=11, valign="middle")
     else:
-        lines = [c.t("service_fault", code=f.code, part=c.words.part(c.lang, f.part), message=f.message)
+        lines = [c.t("service_fault", code=f.code, part=c.words.part(c.lang, f), message=f.message)
                  for f in v.faults[:MAX_FAULT_LINES]]
         if len(v.faults) > MAX_FAULT_LINES:
             lines[-1] = c.t("service_more_faults", n=len(v.faults) - MAX_FAULT_LINES + 1)

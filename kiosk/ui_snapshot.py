@@ -18,6 +18,7 @@ import numpy as np
 from .config import KioskConfig, load_config
 from .datatypes import Decision, Roi
 from .errors import ConfigError
+from .faults import PartKind
 from .view import SCREENS, Fault, View
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,9 @@ def sample_view(cfg: KioskConfig, state: str, lang: str, frame: np.ndarray | Non
         kw.update(decision=Decision(t=0.0, bin_id=None, label=label, score=0.93), full_bin=bin_id,
                   suggested_bin=suggested)
     elif state == "out_of_service":
-        kw.update(frame=None, faults=(Fault("E200", "camera", "camera not found: /dev/video0"),))
+        kw.update(frame=None, faults=(Fault("E200", PartKind.CAMERA, "camera not found: /dev/video0"),))
     elif state == "service":
-        kw.update(faults=(Fault("E400", f"scale:{ids[-1]}", "HX711 not ready for 2 s: check DOUT/SCK wiring"),))
+        kw.update(faults=(Fault("E400", PartKind.SCALE, "HX711 not ready for 2 s: check DOUT/SCK wiring", ids[-1]),))
     return View(**kw)
 
 

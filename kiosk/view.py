@@ -13,16 +13,10 @@ from typing import Optional
 import numpy as np
 
 from .datatypes import Decision, Roi
+from .faults import Fault  # noqa: F401  (the screens' fault record is the one the devices make)
 
 # Screens: the decision engine's states plus two of the app's own.
 SCREENS = ("idle", "looking", "decided", "await_drop", "thanks", "unsure", "bin_full", "out_of_service", "service")
-
-
-@dataclass(frozen=True)
-class Fault:
-    code: str  # short code a technician looks up, e.g. "E200"
-    part: str  # "camera", "model", "scale:glass", "flap:paper", "config"
-    message: str
 
 
 @dataclass(frozen=True, eq=False)

@@ -205,7 +205,7 @@ def test_scale_fault_closes_flaps_and_blocks_decisions(cfg_with, scene_model):
     for _ in range(int(3.2 * FPS)):
         w.step()
     assert hw.open == "glass"
-    hw.fault_list = [Fault("E410", "scale:glass", "HX711 data line stuck")]
+    hw.fault_list = [Fault("E410", "scale", "HX711 data line stuck", "glass")]
     w.step()
     assert hw.open is None and w.view().screen == "out_of_service"
     assert any(f.part == "scale:glass" for f in w.view().faults)
@@ -221,7 +221,7 @@ def test_scale_fault_closes_flaps_and_blocks_decisions(cfg_with, scene_model):
 def test_flap_fault_is_a_warning_not_out_of_service(cfg_with, scene_model):
     cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
     hw = FakeHardware()
-    hw.fault_list = [Fault("E420", "flap:glass", "flap did not close: locked out")]
+    hw.fault_list = [Fault("E420", "flap", "flap did not close: locked out", "glass")]
     w = make_worker(cfg, scene_model, hardware=hw)
     for _ in range(10):
         w.step()
@@ -270,7 +270,7 @@ def test_choice_opens_only_on_the_unsure_screen_and_never_while_out_of_service(c
     w.step()
     assert hw.log == []
     assert run_until(w, "unsure")
-    hw.fault_list = [Fault("E420", "scale:glass", "stuck")]
+    hw.fault_list = [Fault("E420", "scale", "stuck", "glass")]
     w.post(Choose("glass"))
     w.step()
     assert hw.log == [] and w.view().screen == "out_of_service"
@@ -291,7 +291,7 @@ def test_service_commands_need_the_service_screen_even_when_out_of_service(cfg_w
             return "done"
 
     hw = ServiceHardware()
-    hw.fault_list = [Fault("E425", "scale:glass", "not calibrated")]
+    hw.fault_list = [Fault("E425", "scale", "not calibrated", "glass")]
     w = unsure_worker(cfg_with, hw)
     w.post(Service("tare", "glass"))
     w.step()
@@ -329,7 +329,7 @@ def test_fault_is_logged_once_not_every_frame(cfg_with):
     w = unsure_worker(cfg_with, hw, eventlog=ev)
     assert w.counts_today == {"glass": 4}  # counts survive a restart
     for i in range(30):
-        hw.fault_list = [Fault("E426", "scale:glass", f"no reading for {i} s")]
+        hw.fault_list = [Fault("E426", "scale", f"no reading for {i} s", "glass")]
         w.step()
     assert ev.faults == [("E426", "scale:glass")]
 
