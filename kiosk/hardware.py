@@ -27,6 +27,7 @@ from .actuators import (RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapS
                         make_pin_factory)
 from .calibration import BinCalibration, Calibration, calibration_path
 from .config import BinConfig, KioskConfig
+from .commands import ServiceAction
 from .errors import HardwareError
 from .faults import Fault, PartKind
 from .hx711 import CHIP_POWER_DOWN_S, HX711, IIOHX711, LoadCellModel, SimulatedADC, SimulatedHX711
@@ -220,21 +221,25 @@ class Hardware:
                   for b in sorted(self.flaps.locked_out)]
         return self.scales.faults() + locked
 
-    def service(self, name: str, bin_id: Optional[str] = None) -> str:
-        """Service-screen actions: tare, flap_test, reset_full, reset_lockout. Blocks a few seconds at most."""
-        if name == "tare":
+    def service(self, action: ServiceAction, bin_id: Optional[str] = None) -> str:
+        """The service screen's actions (kiosk.commands.ServiceAction). Blocks a few seconds at most."""
+        if action is ServiceAction.TARE:
             bins = [bin_id] if bin_id else sorted(self.scales.bins)
             done = [f"{b} zero at raw {self.scales.tare(b, timeout_s=SERVICE_STABLE_WAIT_S).offset:.0f}" for b in bins]
             return "tared: " + ", ".join(done) if done else "no scale to tare"
-        if name == "flap_test":
+        if action is ServiceAction.FLAP_TEST:
             return self._flap_test(self._need_bin(bin_id))
-        if name == "reset_full":
-            self.scales.reset_full(self._need_bin(bin_id))
-            return f"{bin_id}: full flag reset"
-        if name == "reset_lockout":
-            self.flaps.reset_lockout(self._need_bin(bin_id))
-            return f"{bin_id}: lockout reset, closing and checking again"
-        raise HardwareError(f"unknown service action {name!r} (tare, flap_test, reset_full, reset_lockout)")
+        if action is ServiceAction.RESET:
+            b = self._need_bin(bin_id)
+            done = []
+            if b in self.scales.bins:
+                self.scales.reset_full(b)
+                done.append("full flag cleared")
+            if b in self.flaps.flaps:
+                self.flaps.reset_lockout(b)
+                done.append("flap lockout cleared, closing and checking again")
+            return f"{b}: " + ("; ".join(done) or "nothing to reset")
+        raise HardwareError(f"unknown service action {action!r} ({', '.join(a.value for a in ServiceAction)})")
 
     def _need_bin(self, bin_id: Optional[str]) -> str:
         if not bin_id:

@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 from .camera import EndOfStream, FrameSource
 from .classifier import Classifier
+from .commands import ChooseBin, Service, ServiceAction, ServiceMode, SetLanguage
 from .config import KioskConfig
 from .datatypes import Decision, Frame, Presence, Roi
 from .decision import Decider, Effect, State
@@ -79,8 +80,8 @@ class NullHardware:
     def faults(self) -> list[Fault]:
         return []
 
-    def service(self, name: str, bin_id: Optional[str]) -> str:
-        return f"{name}: no hardware"
+    def service(self, action: ServiceAction, bin_id: Optional[str]) -> str:
+        return f"{action.value}: no hardware"
 
     def close(self) -> None:
         pass
@@ -121,28 +122,6 @@ class Backoff:
 
     def succeeded(self) -> None:
         self.delay, self.next_try = 0.0, 0.0
-
-
-# Commands posted from the UI thread to the worker.
-@dataclass(frozen=True)
-class Choose:
-    bin_id: str
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    bin_id: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Language:
-    lang: str
-
-
-@dataclass(frozen=True)
-class ServiceMode:
-    on: bool
 
 
 class Worker:
@@ -289,11 +268,11 @@ class Worker:
                 cmd = self.commands.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(cmd, Choose):
+            if isinstance(cmd, ChooseBin):
                 if self.pipeline is not None and not self.faults and not self.service_mode:
                     t = self.last_frame.t if self.last_frame else now
                     self._apply(self.pipeline.decider.choose(t, cmd.bin_id), self.last_frame)
-            elif isinstance(cmd, Language):
+            elif isinstance(cmd, SetLanguage):
                 self.language = cmd.lang
             elif isinstance(cmd, ServiceMode):
                 self.service_mode = cmd.on
@@ -303,14 +282,14 @@ class Worker:
                 self.eventlog.record_service("service_screen", "open" if cmd.on else "closed")
             elif isinstance(cmd, Service):
                 if not self.service_mode:
-                    log.warning("service command %s ignored: the service screen is not open", cmd.name)
+                    log.warning("service command %s ignored: the service screen is not open", cmd.action.value)
                     continue
                 self._service_touched = now
                 try:
-                    result = self.hardware.service(cmd.name, cmd.bin_id)
+                    result = self.hardware.service(cmd.action, cmd.bin_id)
                 except KioskError as e:
                     result = f"failed: {e}"
-                self.eventlog.record_service(cmd.name, f"{cmd.bin_id or ''} {result}".strip())
+                self.eventlog.record_service(cmd.action.value, f"{cmd.bin_id or ''} {result}".strip())
 
     def _apply(self, effects: list[Effect], frame: Optional[Frame]) -> None:
         for e in effects:
@@ -473,7 +452,7 @@ class App:
                         self.stop.set("window closed")
                     elif self.ui is not None:
                         for action in self.ui.handle(event, view):
-                            self.worker.post(to_command(action))
+                            self.worker.post(action)
                 if self.ui is not None and surface is not None:
                     self.ui.draw(surface, view)
                     pygame.display.flip()
@@ -501,25 +480,6 @@ class App:
         if self.worker.error is not None or hung:
             return 1
         return 0
-
-
-def to_command(action):
-    """A UI action (kiosk.ui) -> a worker command."""
-    from . import ui
-
-    if isinstance(action, ui.ChooseBin):
-        return Choose(action.bin_id)
-    if isinstance(action, ui.SetLanguage):
-        return Language(action.lang)
-    if isinstance(action, ui.OpenService):
-        return ServiceMode(True)
-    if isinstance(action, ui.CloseService):
-        return ServiceMode(False)
-    if isinstance(action, ui.ServiceCommand):
-        if action.name == "set_default_language" and action.value:
-            return Language(action.value)
-        return Service(action.name, action.bin_id)
-    raise TypeError(f"unknown UI action {action!r}")
 
 
 def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFlag] = None,

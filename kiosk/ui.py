@@ -22,20 +22,21 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Optional, Union
+
+from typing import Callable, Optional
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame  # noqa: E402
 import pygame.freetype  # noqa: E402
 
+from .commands import ChooseBin, Command, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402,F401
 from .config import KioskConfig, UiConfig  # noqa: E402
 from .ui_layout import Layout, bin_order  # noqa: E402
 from .ui_lang import Wording, chrome  # noqa: E402
 from .ui_live import LiveView  # noqa: E402
 from .ui_pin import PinPad  # noqa: E402
-from .ui_screens import FULL_AT, PAINTERS, Ctx, make_plan, paint_dynamic, paint_static  # noqa: E402
+from .ui_screens import FULL_AT, PAINTERS, SERVICE_KINDS, Ctx, make_plan, paint_dynamic, paint_static  # noqa: E402
 from .ui_fonts import FontBook  # noqa: E402
 from .ui_text import TextPainter, Lru  # noqa: E402
 from .view import View  # noqa: E402
@@ -48,38 +49,8 @@ SERVICE_TAP_WINDOW_S = 3.0  # ... within this time ask for the service PIN
 
 # ------------------------------------------------------------- actions --
 
-@dataclass(frozen=True)
-class ChooseBin:
-    """The person picked a bin on the unsure or bin-full screen (a correction)."""
-
-    bin_id: str
-
-
-@dataclass(frozen=True)
-class SetLanguage:
-    lang: str
-
-
-@dataclass(frozen=True)
-class OpenService:
-    """The right PIN was entered: show the service screen."""
-
-
-@dataclass(frozen=True)
-class CloseService:
-    pass
-
-
-@dataclass(frozen=True)
-class ServiceCommand:
-    """``tare`` / ``flap_test`` (with ``bin_id``) or ``set_default_language`` (with ``value``)."""
-
-    name: str
-    bin_id: Optional[str] = None
-    value: Optional[str] = None
-
-
-UiAction = Union[ChooseBin, SetLanguage, OpenService, CloseService, ServiceCommand]
+# A touch becomes a kiosk.commands command, handed to the worker as it is.
+UiAction = Command
 
 
 # ------------------------------------------------------------- display --
@@ -213,19 +184,17 @@ class KioskUI:
         if b.kind == "lang":
             return [SetLanguage(b.arg)]
         if b.kind == "pin":
-            return [OpenService()] if self.pin.press(b.arg) else []
+            return [ServiceMode(True)] if self.pin.press(b.arg) else []
         if b.kind == "pin_cancel":
             self.pin.close()
             return []
         if b.kind == "service_bin":
             self.service_bin = b.arg
             return []
-        if b.kind in ("tare", "flap_test"):
-            return [ServiceCommand(b.kind, bin_id=self.service_bin)]
-        if b.kind == "default_language":
-            return [ServiceCommand("set_default_language", value=view.language)]
+        if b.kind in SERVICE_KINDS:
+            return [Service(ServiceAction(b.kind), bin_id=self.service_bin)]
         if b.kind == "close":
-            return [CloseService()]
+            return [ServiceMode(False)]
         return []
 
     # ---- internals -----------------------------------------------------------

@@ -17,6 +17,7 @@ import pygame
 
 from . import ui_shapes as shapes
 from . import ui_theme as th
+from .commands import ServiceAction
 from .ui_layout import Layout, direction
 from .ui_live import LiveView, map_roi
 
@@ -28,10 +29,12 @@ PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "ok")
 RESULT_SCREENS = ("decided", "await_drop", "thanks")
 
 
+SERVICE_KINDS = tuple(a.value for a in ServiceAction)  # one service-screen button per action
+
 @dataclass(frozen=True)
 class Button:
     rect: pygame.Rect
-    kind: str  # bin, lang, pin, pin_cancel, service_bin, tare, flap_test, default_language, close
+    kind: str  # bin, lang, pin, pin_cancel, service_bin, a ServiceAction value (tare, flap_test, reset), close
     arg: Optional[str] = None
     enabled: bool = True
 
@@ -100,7 +103,7 @@ def make_plan(c: Ctx) -> Plan:
         plan.buttons += [Button(r, "bin", b.id, b.id not in c.full) for r, b in zip(rects, c.bins)]
     elif v.screen == "service":
         plan.buttons += [Button(r, "service_bin", b.id) for r, b in zip(L.service_cards(n), c.bins)]
-        kinds = ("tare", "flap_test", "default_language", "close")
+        kinds = (*SERVICE_KINDS, "close")
         plan.buttons += [Button(r, k) for r, k in zip(L.service_buttons(len(kinds)), kinds)]
     return plan
 
@@ -354,7 +357,7 @@ def _service(c: Ctx, s: pygame.Surface) -> None:
     labels = {
         "tare": c.t("service_tare", bin=sel),
         "flap_test": c.t("service_flap_test", bin=sel),
-        "default_language": c.t("service_default_language", language=c.words.language_name(c.view.language)),
+        "reset": c.t("service_reset", bin=sel),
         "close": c.t("service_close"),
     }
     kinds = list(labels)

@@ -224,3 +224,15 @@ def test_self_test_rows_for_doctor(tmp_path, mock_factory):
         assert wait_for(lambda: hw.scales.reading("paper").fault is not None, 5.0)
         ok, detail = {n: (o, d) for n, o, d in hw.self_test(wait_s=0)}["scale paper"]
         assert not ok and "E422" in detail and "saturated" in detail
+
+
+def test_service_reset_clears_the_bins_flags_and_names_what_it_did(tmp_path, mock_factory):
+    from kiosk.commands import ServiceAction
+    from kiosk.errors import HardwareError
+
+    cfg = config(tmp_path)
+    with Hardware.from_config(cfg, pin_factory=mock_factory, simulate=True, release_delay_s=0.05, sim_rate_hz=50) as hw:
+        done = hw.service(ServiceAction.RESET, "paper")
+        assert done.startswith("paper: ") and "full flag cleared" in done and "lockout cleared" in done
+        with pytest.raises(HardwareError, match="choose a bin first"):
+            hw.service(ServiceAction.RESET, None)

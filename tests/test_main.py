@@ -7,7 +7,9 @@ import pytest
 from kiosk.camera import SyntheticCamera, SyntheticScene
 from kiosk.classifier import OnnxClassifier
 from kiosk.errors import CameraError, ModelError
-from kiosk.main import Backoff, Choose, NullEventLog, NullHardware, Worker
+from kiosk.commands import ChooseBin as Choose
+from kiosk.commands import Service, ServiceAction, ServiceMode
+from kiosk.main import Backoff, NullEventLog, NullHardware, Worker
 from kiosk.view import Fault
 
 FPS = 30
@@ -261,7 +263,6 @@ def unsure_worker(cfg_with, hw, **kw):
 
 
 def test_choice_opens_only_on_the_unsure_screen_and_never_while_out_of_service(cfg_with):
-    from kiosk.main import Choose
 
     hw = FakeHardware(drop_after=0)
     w = unsure_worker(cfg_with, hw)
@@ -283,21 +284,20 @@ def test_choice_opens_only_on_the_unsure_screen_and_never_while_out_of_service(c
 
 
 def test_service_commands_need_the_service_screen_even_when_out_of_service(cfg_with):
-    from kiosk.main import Service, ServiceMode
 
     class ServiceHardware(FakeHardware):
-        def service(self, name, bin_id):
-            self.log.append((name, bin_id))
+        def service(self, action, bin_id):
+            self.log.append((action.value, bin_id))
             return "done"
 
     hw = ServiceHardware()
     hw.fault_list = [Fault("E425", "scale", "not calibrated", "glass")]
     w = unsure_worker(cfg_with, hw)
-    w.post(Service("tare", "glass"))
+    w.post(Service(ServiceAction.TARE, "glass"))
     w.step()
     assert hw.log == [] and w.view().screen == "out_of_service"
     w.post(ServiceMode(True))
-    w.post(Service("tare", "glass"))
+    w.post(Service(ServiceAction.TARE, "glass"))
     w.step()
     assert hw.log == [("tare", "glass")] and w.view().screen == "service"
     w.post(ServiceMode(False))

@@ -21,8 +21,8 @@ import yaml  # noqa: E402
 
 from kiosk import ui_fonts, ui_text  # noqa: E402
 from kiosk.config import hash_pin, load_config  # noqa: E402
-from kiosk.ui import (ChooseBin, CloseService, KioskUI, OpenService, ServiceCommand, SetLanguage,  # noqa: E402
-                      register, sample_view)
+from kiosk.commands import ChooseBin, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402
+from kiosk.ui import KioskUI, register, sample_view  # noqa: E402
 from kiosk.ui_layout import MIN_TOUCH  # noqa: E402
 from kiosk.ui_theme import hex_rgb  # noqa: E402
 from kiosk.view import SCREENS  # noqa: E402
@@ -331,7 +331,7 @@ def test_hidden_gesture_and_pin_open_the_service_screen(cfg):
     assert type_pin(ui, view, "1111") == [] and ui.pin.message == "pin_wrong"
     _, record = draw_recorded(ui, view)
     assert ui.words.t("en", "pin_wrong") in [line for _, _, line in record]
-    assert type_pin(ui, view, "2468") == [OpenService()]
+    assert type_pin(ui, view, "2468") == [ServiceMode(True)]
     assert not ui.pin.is_open
 
 
@@ -351,7 +351,7 @@ def test_wrong_pins_lock_the_pad(cfg):
     tap_corner(ui, view, clock)
     assert type_pin(ui, view, "2468") == [] and ui.pin.lock_left() > 0
     clock.t += 30
-    assert type_pin(ui, view, "2468") == [OpenService()]
+    assert type_pin(ui, view, "2468") == [ServiceMode(True)]
 
 
 def test_without_a_configured_pin_the_service_screen_cannot_open(cfg):
@@ -373,10 +373,10 @@ def test_service_screen_buttons(cfg):
     view = sample_view(cfg, "service", "en")
     press = lambda kind, arg=None: ui.handle(finger(ui, button(ui, view, kind, arg).rect.center), view)  # noqa: E731
     assert press("service_bin", "glass") == []
-    assert press("tare") == [ServiceCommand("tare", bin_id="glass")]
-    assert press("flap_test") == [ServiceCommand("flap_test", bin_id="glass")]
-    assert press("default_language") == [ServiceCommand("set_default_language", value="en")]
-    assert press("close") == [CloseService()]
+    assert press("tare") == [Service(ServiceAction.TARE, bin_id="glass")]
+    assert press("flap_test") == [Service(ServiceAction.FLAP_TEST, bin_id="glass")]
+    assert press("reset") == [Service(ServiceAction.RESET, bin_id="glass")]  # full flag and lockout: reachable
+    assert press("close") == [ServiceMode(False)]
     _, record = draw_recorded(ui, view)
     drawn = " ".join(line for _, _, line in record)
     assert "E400" in drawn and "HX711" in drawn
