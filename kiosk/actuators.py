@@ -217,9 +217,6 @@ class FlapState(str, Enum):
     LOCKED_OUT = "locked_out"
 
 
-_ALL = object()
-
-
 def _close_at_exit(ref) -> None:
     bank = ref()
     if bank is not None:
@@ -351,16 +348,12 @@ class FlapBank:
                 log.exception("on_fault handler failed")
         return False
 
-    def close(self, bin_id=_ALL) -> None:
-        """``close(bin)`` closes one flap; ``close()`` shuts the bank down (closed first, then released).
+    def close(self) -> None:
+        """Shut the bank down: every flap closed first, then the pins released. Idempotent.
 
-        ``close(None)`` closes every flap but keeps the bank running.
+        (One flap: :meth:`close_flap`; every flap, bank still running: :meth:`close_all`.)
         """
-        if bin_id is _ALL:
-            return self._shutdown()
-        if bin_id is None:
-            return self.close_all()
-        return self.close_flap(bin_id)
+        self._shutdown()
 
     def close_flap(self, bin_id: str) -> None:
         """Command one flap closed (with a switch: verified by ``poll``)."""

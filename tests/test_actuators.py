@@ -84,7 +84,7 @@ def test_servo_starts_closed_and_moves_in_order(mock_factory):
         pin.clear_states()
         assert bank.open("b0")
         time.sleep(0.1)
-        bank.close("b0")
+        bank.close_flap("b0")
         time.sleep(0.1)
         pin.assert_states_and_times([(0.0, CLOSED), (0.0, OPEN), (0.1, CLOSED)])
         assert states(pin) == [CLOSED, OPEN, CLOSED]
@@ -111,7 +111,7 @@ def test_output_flap_starts_closed(mock_factory, active_high, closed_level):
             assert states(pin) == [0.0, 1.0]  # driven straight to its closed (high) level
         bank.open("b0")
         assert float(pin.state) == 1.0 - closed_level
-        bank.close("b0")
+        bank.close_flap("b0")
         assert float(pin.state) == closed_level
 
 
@@ -122,7 +122,7 @@ def test_only_one_flap_open(mock_factory):
         assert not bank.open("b1")
         assert bank.open("b0")  # already open: fine, deadline unchanged
         assert bank.open_bin == "b0"
-        bank.close("b0")
+        bank.close_flap("b0")
         assert bank.open("b1")
         assert [float(mock_factory.pin(p).state) for p in (12, 13, 18)] == [CLOSED, OPEN, CLOSED]
         with pytest.raises(KeyError, match="unknown bin"):
@@ -143,7 +143,7 @@ def test_never_two_open_under_concurrent_use(mock_factory):
                 if rng.random() < 0.5:
                     opened[0] += bank.open(b)
                 else:
-                    bank.close(b)
+                    bank.close_flap(b)
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
         for t in threads:
@@ -222,7 +222,7 @@ def test_jam_is_retried_once_then_locked_out(mock_factory, fake_clock):
         pin.clear_states()
         assert bank.open("b0")
         switch.drive_high()  # flap leaves the closed position...
-        bank.close("b0")  # ...and never gets back: something is wedged in it
+        bank.close_flap("b0")  # ...and never gets back: something is wedged in it
         assert not bank.open("b1"), "a flap that has not reported closed still counts as open"
         fake_clock.advance(1.0)
         bank.poll()
@@ -239,7 +239,7 @@ def test_jam_is_retried_once_then_locked_out(mock_factory, fake_clock):
         assert bank.locked_out == {"b0"}
         assert not bank.open("b0")
         assert bank.open("b1"), "the other bins work on"
-        bank.close("b1")
+        bank.close_flap("b1")
         switch.drive_low()  # technician clears it
         bank.reset_lockout("b0")
         bank.poll()
@@ -270,7 +270,7 @@ def test_retry_that_works_is_not_a_fault(mock_factory, fake_clock):
         bank.poll()
         bank.open("b0")
         switch.drive_high()
-        bank.close("b0")
+        bank.close_flap("b0")
         fake_clock.advance(1.0)
         bank.poll()
         assert bank.state("b0") is FlapState.RETRY
@@ -298,12 +298,12 @@ def test_simulated_switch_follows_the_flap(mock_factory, fake_clock):
         assert bank.state("b0") is FlapState.CLOSED
         bank.open("b0")
         assert mock_factory.pin(5).state  # open: switch released
-        bank.close("b0")
+        bank.close_flap("b0")
         bank.poll()
         assert bank.state("b0") is FlapState.CLOSED
         sw.jammed = True
         bank.open("b0")
-        bank.close("b0")
+        bank.close_flap("b0")
         for _ in range(4):
             fake_clock.advance(1.0)
             bank.poll()
