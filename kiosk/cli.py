@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own sub-commands (register(sub)); tests import each one.
-COMMAND_MODULES = ("kiosk.ui", "kiosk.hardware_cli", "kiosk.appliance_cli")
+COMMAND_MODULES = ("kiosk.ui_snapshot", "kiosk.hardware_cli", "kiosk.appliance_cli")
 
 
 def main(argv=None) -> int:

@@ -257,7 +257,3 @@ def _replace_screen(view: View, screen: str) -> View:
     from dataclasses import replace
 
     return replace(view, screen=screen)
-
-
-# Snapshot command (kept in its own module; exported here as the UI's API).
-from .ui_snapshot import register, sample_view, snapshot  # noqa: E402,F401

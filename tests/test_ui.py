@@ -22,7 +22,8 @@ import yaml  # noqa: E402
 from kiosk import ui_fonts, ui_text  # noqa: E402
 from kiosk.config import hash_pin, load_config  # noqa: E402
 from kiosk.commands import ChooseBin, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402
-from kiosk.ui import KioskUI, register, sample_view  # noqa: E402
+from kiosk.ui import KioskUI  # noqa: E402
+from kiosk.ui_snapshot import register, sample_view  # noqa: E402
 from kiosk.ui_layout import MIN_TOUCH  # noqa: E402
 from kiosk.ui_theme import hex_rgb  # noqa: E402
 from kiosk.view import SCREENS  # noqa: E402

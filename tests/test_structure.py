@@ -1,0 +1,56 @@
+"""The package's shape: no import cycles between kiosk modules (module-level imports)."""
+
+import ast
+from pathlib import Path
+
+KIOSK = Path(__file__).resolve().parents[1] / "kiosk"
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(KIOSK.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """kiosk modules imported when ``path`` is imported (imports inside functions are lazy by design)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        nodes = [node] + (list(ast.walk(node)) if isinstance(node, (ast.If, ast.Try)) else [])
+        for n in nodes:
+            if isinstance(n, ast.ImportFrom) and n.level:
+                base = package.rsplit(".", n.level - 1)[0] if n.level > 1 else package
+                target = f"{base}.{n.module}" if n.module else base
+                if n.module is None:  # from . import x
+                    out.update(f"{base}.{a.name}" for a in n.names)
+                else:
+                    out.add(target)
+            elif isinstance(n, ast.ImportFrom) and (n.module or "").startswith("kiosk"):
+                out.add(n.module)
+            elif isinstance(n, ast.Import):
+                out.update(a.name for a in n.names if a.name.startswith("kiosk"))
+    return out
+
+
+def test_no_import_cycles():
+    modules = {module_name(p): p for p in KIOSK.rglob("*.py")}
+    graph = {m: {t for t in top_level_imports(p) if t in modules and t != m} for m, p in modules.items()}
+    state, cycles = {}, []
+
+    def visit(m, stack):
+        state[m] = "open"
+        for t in sorted(graph[m]):
+            if state.get(t) == "open":
+                cycles.append(stack[stack.index(t):] + [t])
+            elif t not in state:
+                visit(t, stack + [t])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
