@@ -21,7 +21,6 @@ from typing import Iterable, Optional, Protocol
 
 import numpy as np
 
-from .config import card_path
 from .cpuinfo import cpu_info
 from .datatypes import Prediction
 from .errors import ModelError
@@ -90,6 +89,18 @@ class ModelCard:
         if problems:
             raise ModelError(f"model card {path.name}: " + "; ".join(problems))
         return cls(classes, spec, sha, output, raw)
+
+    @staticmethod
+    def write(model_path: Path, fields: dict) -> Path:
+        """Write the card beside ``model_path`` with the file's sha256 (export's one way to make a card)."""
+        path = card_path(model_path)
+        path.write_text(json.dumps(dict(fields, sha256=sha256_file(model_path)), indent=1, ensure_ascii=False) + "\n")
+        return path
+
+
+def card_path(model_path: Path) -> Path:
+    """The model card lies beside the model: ``x.onnx`` -> ``x.json``."""
+    return Path(model_path).with_suffix(".json")
 
 
 def sha256_file(path: Path) -> str:

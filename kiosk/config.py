@@ -8,7 +8,6 @@ spans sections lives in :func:`cross_check`. Problems are reported as
 
 from __future__ import annotations
 
-import json
 import re
 from enum import Enum
 from pathlib import Path
@@ -197,11 +196,6 @@ class KioskConfig(Strict):
         raise KeyError(bin_id)
 
 
-def card_path(model_path: Path) -> Path:
-    """The model card lies beside the model: ``x.onnx`` -> ``x.json``."""
-    return model_path.with_suffix(".json")
-
-
 def _gpio_pins(cfg: KioskConfig):
     for i, b in enumerate(cfg.bins):
         if b.flap:
@@ -275,13 +269,13 @@ def _check_model_classes(cfg: KioskConfig) -> list[str]:
     model = cfg.model_path
     if not model.is_file():
         return [f"model.path: model file not found: {model}"]
-    card = card_path(model)
-    if not card.is_file():
-        return [f"model.path: model card not found beside the model: {card}"]
+    from .classifier import ModelCard, card_path  # the card's one reader
+    from .errors import ModelError
+
     try:
-        classes = json.loads(card.read_text())["classes"]
-    except (ValueError, KeyError, TypeError) as e:
-        return [f"model.path: model card {card.name} is unreadable ({e.__class__.__name__}: {e})"]
+        classes = ModelCard.load(card_path(model)).classes
+    except ModelError as e:
+        return [f"model.path: {e}"]
     missing = [c for c in classes if c not in cfg.rules]
     extra = [c for c in cfg.rules if c not in classes]
     problems = [f"rules: class '{c}' of the model has no rule (which bin?)" for c in missing]

@@ -34,8 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..classifier import ModelCard, OnnxClassifier, sha256_file
-from ..config import card_path
+from ..classifier import ModelCard, OnnxClassifier, card_path
 from ..cpuinfo import cpu_info
 from ..dataset import list_images, read_rgb
 from ..evaluate import evaluate, robustness
@@ -91,11 +90,6 @@ def calibration_tensors(train_dir: Path, classes, spec: InputSpec, n: int, seed:
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(items), size=min(n, len(items)), replace=False)
     return [model_input(read_rgb(items[i][0]), spec) for i in sorted(pick)]
-
-
-def write_card(model: Path, card: dict) -> None:
-    card = dict(card, sha256=sha256_file(model))
-    model.with_suffix(".json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
 
 
 def quantize(prep: Path, out: Path, tensors, activation: str, exclude=(), weight_bits: int = 7):
@@ -279,7 +273,7 @@ def main(argv=None) -> int:
         "clahe": {"enabled": spec.clahe.enabled, "clip_limit": spec.clahe.clip_limit, "tile_grid": spec.clahe.tile_grid},
         "output": "logits",
     }
-    write_card(fp32, base_card)
+    ModelCard.write(fp32, base_card)
 
     val_items = list_images(data / "val", classes)[0]
     val_images = [(read_rgb(p), c) for p, c in val_items]
@@ -297,7 +291,7 @@ def main(argv=None) -> int:
         excluded: list[str] = []
         for attempt in range(4):
             quantize(prep, path, tensors, form, excluded, args.weight_bits)
-            write_card(path, base_card)
+            ModelCard.write(path, base_card)
             rep = classification_report(val_y, run_batch(make_session(path, args.threads), val_x).argmax(1).tolist(), classes)
             drop = (fp32_rep["top1"] - rep["top1"]) * 100
             print(f"int8 {form} (float kept: {excluded or 'none'}) val top-1 {rep['top1'] * 100:.2f} % (drop {drop:.2f} points)")
@@ -316,7 +310,7 @@ def main(argv=None) -> int:
     final = out / f"{MODEL_NAME}-int8.onnx"
     shutil.copyfile(chosen["path"], final)
     check = self_check(final, spec)
-    write_card(final, dict(base_card, self_check=check))  # provisional card so the classifier can load it
+    ModelCard.write(final, dict(base_card, self_check=check))  # provisional card so the classifier can load it
     per_path = path_figures(final, val_x, val_y, classes, args.threads, work)
     for name, f in per_path.items():
         print(f"{name:>9}: val top-1 {f['top1'] * 100:.2f} %, agrees with the reference on "
@@ -376,7 +370,7 @@ def main(argv=None) -> int:
             "kiosk eval --config config.yaml --data ../shared/data/trashnet/val --robustness",
         ],
     })
-    write_card(final, card)
+    ModelCard.write(final, card)
     # the run's log and curve travel with the model: the history read above, the one the card describes
     (out / f"{MODEL_NAME}-training-history.json").write_text(json.dumps(history, indent=1))
     plot_curves(history["history"], out / f"{MODEL_NAME}-training-curve.png")
