@@ -34,6 +34,11 @@ PROTOTYPES = {
 }
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes rather than seconds (emulated CPUs, chroots); "
+                            "`-m 'not slow'` for a quick run")
+
+
 @pytest.fixture
 def repo():
     return REPO

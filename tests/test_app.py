@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pygame
@@ -13,7 +14,7 @@ from kiosk.lifecycle import StopFlag
 from kiosk.main import App, Worker
 from kiosk.ui import KioskUI, open_display
 
-from .test_main import FakeHardware
+from .fakes import FakeHardware
 
 
 class Notifier:
@@ -68,10 +69,12 @@ def test_hung_worker_starves_the_watchdog_and_stops_the_app(cfg_with, scene_mode
     monkeypatch.setattr(kiosk_main, "WORKER_STALL_S", 0.3)
     monkeypatch.setattr(kiosk_main, "WORKER_HUNG_S", 1.0)
 
+    released = threading.Event()  # set when the test ends: no thread left sleeping behind it
+
     class HangingCamera(SyntheticCamera):
         def _make(self, index):
             if index == 20:
-                time.sleep(30)  # the worker hangs inside a camera read
+                released.wait(30)  # the worker hangs inside a camera read
             return super()._make(index)
 
     w = Worker(cfg, lambda: HangingCamera(cfg.camera, realtime=False).open(),
@@ -83,6 +86,7 @@ def test_hung_worker_starves_the_watchdog_and_stops_the_app(cfg_with, scene_mode
         code = App(cfg, w, ui=None, notifier=notifier).run(surface)
         elapsed = time.monotonic() - t0
     finally:
+        released.set()
         pygame.quit()
     assert code == 1 and w.stop.signal_name == "worker hung"
     assert elapsed < 20

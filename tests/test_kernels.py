@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from kiosk.classifier import OnnxClassifier, sha256_file
+from kiosk.classifier import OnnxClassifier
 from kiosk.errors import ModelError
 from kiosk.inference import (
     ModelMismatchError,
@@ -113,6 +113,7 @@ def test_int8_kernels_agree_with_the_reference_on_val_here(val_inputs, reference
     assert_agrees(native, reference_logits, val_inputs[1], "this CPU")
 
 
+@pytest.mark.slow
 def test_int8_kernels_agree_with_the_reference_on_val_on_avx2(val_inputs, reference_logits, tmp_path):
     avx2 = logits_under_qemu(MODEL, val_inputs[0], tmp_path)
     assert_agrees(avx2, reference_logits, val_inputs[1], f"qemu -cpu {QEMU_CPU} (AVX2, no VNNI)")
