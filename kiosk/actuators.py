@@ -17,7 +17,7 @@ Safety rules, all enforced here rather than trusted to callers:
   get there, then releases the pins. gpiozero's own ``close()`` turns pins
   into inputs, so a servo released while open would go limp where it is.
 
-SIGTERM: gpiozero cleans up only on an orderly exit; ``kiosk.lifecycle``
+SIGTERM: gpiozero cleans up only on an orderly exit; ``kiosk.appliance.lifecycle``
 turns SIGTERM into one, so ``with FlapBank(...)`` (or ``Hardware``) closes
 the flaps. An ``atexit`` hook covers a normal exit that forgot ``close()``,
 and ``kiosk flaps close-all`` (systemd ``ExecStopPost=``) covers the rest.
@@ -34,9 +34,9 @@ import weakref
 from enum import Enum
 from typing import Callable, Iterable, Optional
 
-from .config import BinConfig, FlapConfig
-from .errors import HardwareError
-from .faults import Fault, PartKind
+from kiosk.config import BinConfig, FlapConfig
+from kiosk.errors import HardwareError
+from kiosk.faults import Fault, PartKind
 
 log = logging.getLogger(__name__)
 
@@ -526,7 +526,7 @@ class SimulatedFlapSwitch:
     """
 
     def __init__(self, cfg: FlapConfig, *, pin_factory, jammed: bool = False):
-        from .simpins import driven_input, watched_output
+        from kiosk.devices.simpins import driven_input, watched_output
 
         if cfg.closed_switch_pin is None:
             raise ValueError("this flap has no closed_switch_pin")

@@ -23,9 +23,9 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .config import CameraBackend, CameraConfig
-from .datatypes import Frame
-from .errors import CameraError
+from kiosk.config import CameraBackend, CameraConfig
+from kiosk.datatypes import Frame
+from kiosk.errors import CameraError
 
 log = logging.getLogger(__name__)
 

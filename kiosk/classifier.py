@@ -4,9 +4,9 @@ The ONNX backend trusts nothing it is handed: the model card beside the
 ``.onnx`` must parse, the file's sha256 must match the card *before* a
 session is created, and the graph's input shape and class count must match
 the card. Any mismatch is a :class:`~kiosk.errors.ModelError` that says what
-differs. The session comes from :func:`kiosk.inference.make_session`; at load
+differs. The session comes from :func:`kiosk.model.sessions.make_session`; at load
 the card's golden inputs check that this CPU's int8 kernels compute what the
-card's reference computed (:func:`kiosk.inference.check_kernels`), and the
+card's reference computed (:func:`kiosk.model.sessions.check_kernels`), and the
 classifier falls back to the reference path when they do not.
 """
 
@@ -21,12 +21,12 @@ from typing import Iterable, Optional, Protocol
 
 import numpy as np
 
-from .cpuinfo import cpu_info
-from .datatypes import Prediction
-from .errors import ModelError
-from .inference import check_kernels, make_session
-from .preprocess import ClaheSettings, InputSpec, apply_clahe, center_square, check_rgb, normalise, resize_to
-from .timing import NULL_TIMER
+from kiosk.model.cpuinfo import cpu_info
+from kiosk.datatypes import Prediction
+from kiosk.errors import ModelError
+from kiosk.model.sessions import check_kernels, make_session
+from kiosk.preprocess import ClaheSettings, InputSpec, apply_clahe, center_square, check_rgb, normalise, resize_to
+from kiosk.timing import NULL_TIMER
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, KioskError
+from kiosk.errors import ConfigError, KioskError
 
 log = logging.getLogger("kiosk")
 
 
 def _default_config() -> str:
     try:
-        from .configpath import default_config_path
+        from kiosk.appliance.configpath import default_config_path
 
         return str(default_config_path())
     except Exception:  # no config anywhere yet: commands that need one say so when they load it
@@ -27,7 +27,7 @@ def _default_config() -> str:
 
 
 def cmd_check_config(args) -> int:
-    from .config import load_config
+    from kiosk.config import load_config
 
     try:
         load_config(args.path)
@@ -40,13 +40,13 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .main import run_from_path
+    from kiosk.main import run_from_path
 
     return run_from_path(args.config, max_frames=args.max_frames)
 
 
 def cmd_demo(args) -> int:
-    from .main import run
+    from kiosk.main import run
 
     cfg = demo_config(args.config, camera=args.camera)
     return run(cfg, demo=True, max_frames=args.max_frames)
@@ -56,7 +56,7 @@ def demo_config(path: str, camera: str | None = None):
     """The config with desktop defaults: auto camera, simulated GPIO, a window."""
     import yaml
 
-    from .config import load_config, parse_config
+    from kiosk.config import load_config, parse_config
 
     base = load_config(path, check_model=False)  # reports problems with the file's own key paths
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -69,7 +69,7 @@ def demo_config(path: str, camera: str | None = None):
 def cmd_hash_pin(args) -> int:
     import getpass
 
-    from .config import hash_pin
+    from kiosk.config import hash_pin
 
     pin = args.pin or getpass.getpass("Service PIN (4-12 digits): ")
     if not args.pin and getpass.getpass("Again: ") != pin:
@@ -84,19 +84,19 @@ def cmd_hash_pin(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_pipeline
+    from kiosk.model.bench import bench_pipeline
 
     return bench_pipeline(args)
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import run_eval
+    from kiosk.model.evaluate import run_eval
 
     return run_eval(args)
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import run_doctor
+    from kiosk.appliance.doctor import run_doctor
 
     return run_doctor(args)
 
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", default=None, help="write the confusion matrix as a PNG (needs matplotlib)")
     p.add_argument("--model", dest="model_path", default=None, help="a model other than the config's")
     p.add_argument("--no-clahe", action="store_true", help="switch CLAHE off (robustness comparison)")
-    p.add_argument("--degrade", default=None, help="apply one degradation (see kiosk.degrade) to every image")
+    p.add_argument("--degrade", default=None, help="apply one degradation (see kiosk.model.degrade) to every image")
     p.add_argument("--robustness", action="store_true", help="every degradation, CLAHE on vs off")
     p = add("doctor", cmd_doctor, "pass/fail checks of config, model, camera, display, GPIO, scales, disk, clock")
     for name, (_, help) in TORCH_COMMANDS.items():
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own sub-commands (register(sub)); tests import each one.
-COMMAND_MODULES = ("kiosk.ui_snapshot", "kiosk.hardware_cli", "kiosk.appliance_cli")
+COMMAND_MODULES = ("kiosk.screens.snapshot", "kiosk.appliance.hardware_cli", "kiosk.appliance.stats_cli")
 
 
 def main(argv=None) -> int:

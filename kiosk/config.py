@@ -16,8 +16,8 @@ from typing import Annotated, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigError
-from .preprocess import ClaheSettings
+from kiosk.errors import ConfigError
+from kiosk.preprocess import ClaheSettings
 
 HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
 LANG = Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")]
@@ -269,8 +269,8 @@ def _check_model_classes(cfg: KioskConfig) -> list[str]:
     model = cfg.model_path
     if not model.is_file():
         return [f"model.path: model file not found: {model}"]
-    from .classifier import ModelCard, card_path  # the card's one reader
-    from .errors import ModelError
+    from kiosk.classifier import ModelCard, card_path  # the card's one reader
+    from kiosk.errors import ModelError
 
     try:
         classes = ModelCard.load(card_path(model)).classes

@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Optional
 
-from .config import DecisionConfig
-from .datatypes import Decision, Prediction
+from kiosk.config import DecisionConfig
+from kiosk.datatypes import Decision, Prediction
 
 
 class State(str, Enum):

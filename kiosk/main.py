@@ -20,21 +20,22 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+
 from typing import Callable, Optional
 
-from .camera import EndOfStream, FrameSource
-from .classifier import Classifier
-from .commands import ChooseBin, Service, ServiceAction, ServiceMode, SetLanguage
-from .config import KioskConfig
-from .datatypes import Decision, Frame, Presence, Roi
-from .decision import Decider, Effect, State
-from .errors import CameraError, HardwareError, KioskError, ModelError
-from .inference import KERNEL_FALLBACK_CODE
-from .lifecycle import StopFlag
-from .pipeline import Pipeline
-from .faults import Fault, PartKind
-from .view import View
+from kiosk.camera import EndOfStream, FrameSource
+from kiosk.classifier import Classifier
+from kiosk.commands import ChooseBin, Service, ServiceAction, ServiceMode, SetLanguage
+from kiosk.config import KioskConfig
+from kiosk.datatypes import Decision, Frame, Presence, Roi
+from kiosk.decision import Decider, Effect, State
+from kiosk.errors import CameraError, HardwareError, KioskError, ModelError
+from kiosk.model.sessions import KERNEL_FALLBACK_CODE
+from kiosk.appliance.lifecycle import StopFlag
+from kiosk.pipeline import Pipeline
+from kiosk.supervision import Backoff, Supervised
+from kiosk.faults import Fault, PartKind
+from kiosk.view import View
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +105,6 @@ class NullEventLog:
         pass
 
 
-@dataclass
-class Backoff:
-    """Retry delays that double up to a limit, reset on success."""
-
-    first: float = 1.0
-    limit: float = 30.0
-    delay: float = 0.0
-    next_try: float = 0.0
-
-    def due(self, now: float) -> bool:
-        return now >= self.next_try
-
-    def failed(self, now: float) -> None:
-        self.delay = self.first if self.delay == 0 else min(self.delay * 2, self.limit)
-        self.next_try = now + self.delay
-
-    def succeeded(self) -> None:
-        self.delay, self.next_try = 0.0, 0.0
-
-
 class Worker:
     """Capture, gate, classify, decide and act on one thread; publish a View."""
 
@@ -132,14 +113,18 @@ class Worker:
                  stop: Optional[StopFlag] = None, clock: Callable[[], float] = time.monotonic,
                  on_decision: Optional[Callable[[Decision], None]] = None, startup_faults=()):
         self.cfg = cfg
-        self.open_camera, self.load_classifier = open_camera, load_classifier
         self.hardware = hardware if hardware is not None else NullHardware()
         self.eventlog = eventlog if eventlog is not None else NullEventLog()
         self.stop = stop if stop is not None else StopFlag()
         self.clock = clock
         self.on_decision = on_decision
-        self.camera: Optional[FrameSource] = None
-        self.classifier: Optional[Classifier] = None
+        # The parts the loop cannot run without, each kept alive by its own supervisor.
+        self._camera: Supervised[FrameSource] = Supervised(
+            open_camera, CameraError, Backoff(1.0, cfg.camera.retry_max_s),
+            on_failed=lambda e: self._error(PartKind.CAMERA, e))
+        self._model: Supervised[Classifier] = Supervised(
+            load_classifier, ModelError, Backoff(2.0, 60.0),
+            on_failed=lambda e: self._error(PartKind.MODEL, e), on_opened=self._model_opened)
         self.pipeline: Optional[Pipeline] = None
         self.faults: dict[str, Fault] = {}  # out of service while any is set
         self.warnings: dict[str, Fault] = {}  # shown to technicians, kiosk keeps working
@@ -153,8 +138,6 @@ class Worker:
         self.language = cfg.ui.default_language
         self._view = View(language=self.language)
         self._view_lock = threading.Lock()
-        self._cam_backoff = Backoff(1.0, cfg.camera.retry_max_s)
-        self._model_backoff = Backoff(2.0, 60.0)
         self._thread: Optional[threading.Thread] = None
         self.finished = threading.Event()
         self.error: Optional[BaseException] = None
@@ -212,9 +195,7 @@ class Worker:
             self.stop.set("end of replay")
             return
         except CameraError as e:
-            self._error(PartKind.CAMERA, e)
-            self._close_camera()
-            self._cam_backoff.failed(self.clock())
+            self._camera.failed(self.clock(), e)
             self._publish(None, Presence(False))
             return
         self._clear("camera")
@@ -234,26 +215,23 @@ class Worker:
         self._apply(effects, frame)
         self._publish(frame, presence)
 
+    @property
+    def camera(self) -> Optional[FrameSource]:
+        return self._camera.part
+
+    @property
+    def classifier(self) -> Optional[Classifier]:
+        return self._model.part
+
+    def _model_opened(self, classifier) -> None:
+        self._clear("model")
+        check = getattr(classifier, "self_check", None)
+        if check is not None and check.fallback:  # sorting goes on, correctly but slower: tell the technician
+            self._fault(Fault(KERNEL_FALLBACK_CODE, PartKind.MODEL, check.detail, blocking=False))
+
     def _ensure_parts(self, now: float) -> bool:
-        if self.classifier is None and self._model_backoff.due(now):
-            try:
-                self.classifier = self.load_classifier()
-                self._model_backoff.succeeded()
-                self._clear("model")
-                check = getattr(self.classifier, "self_check", None)
-                if check is not None and check.fallback:  # sorting goes on, correctly but slower: tell the technician
-                    self._fault(Fault(KERNEL_FALLBACK_CODE, PartKind.MODEL, check.detail, blocking=False))
-            except ModelError as e:
-                self._model_backoff.failed(now)
-                self._error(PartKind.MODEL, e)
-        if self.camera is None and self._cam_backoff.due(now):
-            try:
-                self.camera = self.open_camera()
-                self._cam_backoff.succeeded()
-            except CameraError as e:
-                self._cam_backoff.failed(now)
-                self._error(PartKind.CAMERA, e)
-        if self.camera is None or self.classifier is None:
+        model, camera = self._model.ensure(now), self._camera.ensure(now)
+        if camera is None or model is None:
             return False
         if self.pipeline is None:
             self.pipeline = Pipeline(self.cfg, self.classifier, tuple(self.cfg.camera.size))
@@ -371,11 +349,6 @@ class Worker:
         for f in hw.values():
             self._fault(f)
 
-    def _close_camera(self) -> None:
-        if self.camera is not None:
-            self.camera.close()
-            self.camera = None
-
     def _frame_rate(self, frame: Frame) -> None:
         if self.last_frame is not None and frame.t > self.last_frame.t:
             inst = 1.0 / (frame.t - self.last_frame.t)
@@ -417,13 +390,11 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Flaps first (they are the dangerous part), then the rest; never raise."""
-        for step in (self.hardware.close_all, self._close_camera):
+        for step in (self.hardware.close_all, self._camera.close, self._model.close):
             try:
                 step()
             except Exception:
                 log.exception("during shutdown")
-        if self.classifier is not None:
-            self.classifier.close()
 
 
 class App:
@@ -485,8 +456,8 @@ class App:
 def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFlag] = None,
                  hardware=None, eventlog=None, realtime: bool = True, startup_faults=()) -> Worker:
     """The worker with the configured camera, model, hardware and event log."""
-    from .camera import open_camera
-    from .classifier import OnnxClassifier
+    from kiosk.camera import open_camera
+    from kiosk.classifier import OnnxClassifier
 
     clahe = cfg.enhance.clahe
 
@@ -499,7 +470,7 @@ def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFla
 
 def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = None) -> int:
     """Run the kiosk until SIGTERM/SIGINT or the window closes. Devices are always closed."""
-    from .lifecycle import graceful_signals
+    from kiosk.appliance.lifecycle import graceful_signals
 
     stop = StopFlag()
     hardware = eventlog = None
@@ -519,7 +490,7 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
                 faults.append(Fault(e.code, PartKind.EVENTLOG, str(e)))
             worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog,
                                   startup_faults=faults)
-            from .ui import KioskUI, open_display
+            from kiosk.ui import KioskUI, open_display
 
             surface = open_display(cfg.ui)
             ui = KioskUI(cfg, surface.get_size())
@@ -541,20 +512,20 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
 
 def open_hardware(cfg: KioskConfig, demo: bool):
     """Flaps and scales from config; the demo simulates them on gpiozero's mock pins."""
-    from .hardware import open_hardware as _open
+    from kiosk.devices.hardware import open_hardware as _open
 
     return _open(cfg, simulate=demo)
 
 
 def open_eventlog(cfg: KioskConfig):
-    from .eventlog import EventLog
+    from kiosk.appliance.eventlog import EventLog
 
     return EventLog(cfg.data_dir / "events.db", capture_images=cfg.storage.capture_images,
                     retention_days=cfg.storage.retention_days)
 
 
 def open_notifier():
-    from .sdnotify import LoopNotifier
+    from kiosk.appliance.sdnotify import LoopNotifier
 
     return LoopNotifier()
 
@@ -567,9 +538,9 @@ def run_from_path(path: str, max_frames: Optional[int] = None) -> int:
 
     The file is re-read every few seconds; once it is valid the kiosk starts.
     """
-    from .config import load_config
-    from .errors import ConfigError
-    from .lifecycle import graceful_signals
+    from kiosk.config import load_config
+    from kiosk.errors import ConfigError
+    from kiosk.appliance.lifecycle import graceful_signals
 
     try:
         cfg = load_config(path)
@@ -590,9 +561,9 @@ def config_error_screen(path: str, error, stop: StopFlag, max_frames: Optional[i
     """
     import pygame
 
-    from .config import UiConfig, load_config
-    from .errors import ConfigError
-    from .ui import open_display
+    from kiosk.config import UiConfig, load_config
+    from kiosk.errors import ConfigError
+    from kiosk.ui import open_display
 
     log.error("config %s is invalid: %s", path, "; ".join(error.problems))
     headless = os.environ.get("DISPLAY") is None and os.environ.get("WAYLAND_DISPLAY") is None

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .classifier import Classifier
-from .config import KioskConfig
-from .datatypes import Frame, Prediction, Presence
-from .decision import Decider, Effect, State
-from .presence import PresenceGate
-from .timing import NULL_TIMER
+from kiosk.classifier import Classifier
+from kiosk.config import KioskConfig
+from kiosk.datatypes import Frame, Prediction, Presence
+from kiosk.decision import Decider, Effect, State
+from kiosk.presence import PresenceGate
+from kiosk.timing import NULL_TIMER
 
 
 class Pipeline:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from .errors import ImageError
+from kiosk.errors import ImageError
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .config import PresenceConfig
-from .datatypes import Presence, Roi
+from kiosk.config import PresenceConfig
+from kiosk.datatypes import Presence, Roi
 
 SHADOW = 127  # MOG2's label for shadow pixels
 

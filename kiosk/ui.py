@@ -30,16 +30,16 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 import pygame.freetype  # noqa: E402
 
-from .commands import ChooseBin, Command, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402,F401
-from .config import KioskConfig, UiConfig  # noqa: E402
-from .ui_layout import Layout, bin_order  # noqa: E402
-from .ui_lang import Wording, chrome  # noqa: E402
-from .ui_live import LiveView  # noqa: E402
-from .ui_pin import PinPad  # noqa: E402
-from .ui_screens import FULL_AT, PAINTERS, SERVICE_KINDS, Ctx, make_plan, paint_dynamic, paint_static  # noqa: E402
-from .ui_fonts import FontBook  # noqa: E402
-from .ui_text import TextPainter, Lru  # noqa: E402
-from .view import View  # noqa: E402
+from kiosk.commands import ChooseBin, Command, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402,F401
+from kiosk.config import KioskConfig, UiConfig  # noqa: E402
+from kiosk.screens.layout import Layout, bin_order  # noqa: E402
+from kiosk.screens.wording import Wording, chrome  # noqa: E402
+from kiosk.screens.live import LiveView  # noqa: E402
+from kiosk.screens.pin import PinPad  # noqa: E402
+from kiosk.screens.paint import FULL_AT, PAINTERS, SERVICE_KINDS, Ctx, make_plan, paint_dynamic, paint_static  # noqa: E402
+from kiosk.screens.fonts import FontBook  # noqa: E402
+from kiosk.screens.text import TextPainter, Lru  # noqa: E402
+from kiosk.view import View  # noqa: E402
 
 log = logging.getLogger(__name__)
 

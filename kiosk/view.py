@@ -12,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from .datatypes import Decision, Roi
-from .faults import Fault  # noqa: F401  (the screens' fault record is the one the devices make)
+from kiosk.datatypes import Decision, Roi
+from kiosk.faults import Fault  # noqa: F401  (the screens' fault record is the one the devices make)
 
 # Screens: the decision engine's states plus two of the app's own.
 SCREENS = ("idle", "looking", "decided", "await_drop", "thanks", "unsure", "bin_full", "out_of_service", "service")

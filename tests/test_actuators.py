@@ -20,7 +20,7 @@ from kiosk.actuators import FlapBank, FlapJammed, FlapState, SimulatedFlapSwitch
 from kiosk.errors import HardwareError
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
-from .conftest_hardware import make_bin, minimal_config_dict, wait_for  # noqa: E402
+from tests.conftest_hardware import make_bin, minimal_config_dict, wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]
 
@@ -69,7 +69,7 @@ def test_auto_on_a_pi_without_gpio_library_refuses():
 
 
 def test_no_hardware_library_imported_at_module_level():
-    code = "import sys, kiosk.actuators, kiosk.hx711, kiosk.scale, kiosk.hardware, kiosk.hardware_cli; " \
+    code = "import sys, kiosk.actuators, kiosk.weighing.hx711, kiosk.weighing.scale, kiosk.devices.hardware, kiosk.appliance.hardware_cli; " \
            "print([m for m in ('lgpio', 'RPi', 'RPi.GPIO', 'pigpio') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
@@ -352,7 +352,7 @@ SCRIPT = textwrap.dedent("""
     from gpiozero.pins.mock import MockFactory, MockPWMPin
     from kiosk.actuators import FlapBank
     from kiosk.config import BinConfig, FlapConfig
-    from kiosk.lifecycle import StopFlag, graceful_signals
+    from kiosk.appliance.lifecycle import StopFlag, graceful_signals
 
     f = MockFactory(pin_class=MockPWMPin)
     pin = f.pin(12)
@@ -405,7 +405,7 @@ def _cli(tmp_path, argv, bins):
 
     import yaml
 
-    from kiosk import hardware_cli
+    from kiosk.appliance import hardware_cli as hardware_cli
 
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(minimal_config_dict(str(tmp_path / "data"), bins)))

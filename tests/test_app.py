@@ -10,11 +10,11 @@ import pygame
 from kiosk import main as kiosk_main
 from kiosk.camera import SyntheticCamera
 from kiosk.classifier import OnnxClassifier
-from kiosk.lifecycle import StopFlag
+from kiosk.appliance.lifecycle import StopFlag
 from kiosk.main import App, Worker
 from kiosk.ui import KioskUI, open_display
 
-from .fakes import FakeHardware
+from tests.fakes import FakeHardware
 
 
 class Notifier:

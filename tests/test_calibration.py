@@ -10,8 +10,8 @@ import os
 import pytest
 import yaml
 
-from kiosk import hardware_cli
-from kiosk.calibration import (
+from kiosk.appliance import hardware_cli as hardware_cli
+from kiosk.weighing.calibration import (
     BinCalibration,
     Calibration,
     CalibrationError,
@@ -20,10 +20,10 @@ from kiosk.calibration import (
 )
 from kiosk.config import parse_config
 from kiosk.errors import KioskError
-from kiosk.hardware import Hardware, sim_model
+from kiosk.devices.hardware import Hardware, sim_model
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
-from .conftest_hardware import minimal_config_dict, wait_for  # noqa: E402
+from tests.conftest_hardware import minimal_config_dict, wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import configpath
+from kiosk.appliance import configpath as configpath
 from kiosk.config import load_config
-from kiosk.configpath import default_config_path, resolve_config_arg
+from kiosk.appliance.configpath import default_config_path, resolve_config_arg
 from kiosk.errors import ConfigError
 
 

@@ -146,9 +146,10 @@ def test_unit_runs_the_kiosk_and_closes_the_flaps(unit):
 
 def test_the_units_commands_find_the_config_by_themselves(tmp_path, monkeypatch):
     """The unit passes no --config: `kiosk run` and `kiosk flaps close-all` must pick the
-    boot partition's kiosk.yaml, else /etc/kiosk/config.yaml (kiosk.configpath)."""
-    from kiosk import cli, configpath
-    from kiosk.configpath import resolve_config_arg
+    boot partition's kiosk.yaml, else /etc/kiosk/config.yaml (kiosk.appliance.configpath)."""
+    from kiosk import cli
+    from kiosk.appliance import configpath as configpath
+    from kiosk.appliance.configpath import resolve_config_arg
 
     boot, etc = tmp_path / "kiosk.yaml", tmp_path / "config.yaml"
     etc.write_text("x")
@@ -426,7 +427,7 @@ def test_chroot_app_installed(installed):
     assert "Waste-sorting kiosk" in ch.run("kiosk", "--help").stdout
     assert "include-system-site-packages = true" in ch.path("/opt/kiosk/venv/pyvenv.cfg").read_text()
     r = ch.run("/opt/kiosk/venv/bin/python", "-c",
-               "import kiosk.sdnotify, kiosk.eventlog, kiosk.configpath, cv2, onnxruntime, pygame, numpy; print(numpy.__version__)")
+               "import kiosk.appliance.sdnotify, kiosk.appliance.eventlog, kiosk.appliance.configpath, cv2, onnxruntime, pygame, numpy; print(numpy.__version__)")
     assert int(r.stdout.strip().splitlines()[-1].split(".")[0]) < 2  # constraints.txt: apt's picamera2 needs numpy 1.x
     for f in (REPO / "models").glob("*"):
         assert ch.path(f"/opt/kiosk/models/{f.name}").exists()
@@ -456,7 +457,7 @@ def test_chroot_config(installed):
     assert data["storage"]["data_dir"] == "/var/lib/kiosk"
     assert data["model"]["path"] == "/opt/kiosk/models/kiosk-lite0-int8.onnx"
     r = ch.run("/opt/kiosk/venv/bin/python", "-c",
-               "from kiosk.configpath import default_config_path as d; print(d())")
+               "from kiosk.appliance.configpath import default_config_path as d; print(d())")
     assert r.stdout.strip() == "/boot/firmware/kiosk.yaml"
 
 

@@ -45,7 +45,7 @@ def test_doctor_shows_the_model_self_check(tmp_path, config_dict, tiny_model, ca
 
     import numpy as np
 
-    from kiosk.inference import golden_inputs, inputs_digest
+    from kiosk.model.sessions import golden_inputs, inputs_digest
     from kiosk.preprocess import InputSpec
 
     config = write(tmp_path, config_dict, tiny_model)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kiosk.datatypes import Decision
-from kiosk.eventlog import EVENTLOG_FILE, EventLog, EventLogError, eventlog_path
+from kiosk.appliance.eventlog import EVENTLOG_FILE, EventLog, EventLogError, eventlog_path
 
 
 class Clock:

@@ -7,7 +7,7 @@ import time
 import pytest
 from gpiozero import DigitalOutputDevice, InputDevice
 
-from kiosk.hx711 import (
+from kiosk.weighing.hx711 import (
     CODE_MAX,
     CODE_MIN,
     HX711,
@@ -30,7 +30,7 @@ from kiosk.hx711 import (
 )
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
-from .conftest_hardware import wait_for  # noqa: E402
+from tests.conftest_hardware import wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]
 

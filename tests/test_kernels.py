@@ -20,7 +20,7 @@ import pytest
 
 from kiosk.classifier import OnnxClassifier
 from kiosk.errors import ModelError
-from kiosk.inference import (
+from kiosk.model.sessions import (
     ModelMismatchError,
     check_kernels,
     golden_images,
@@ -31,7 +31,7 @@ from kiosk.inference import (
 )
 from kiosk.preprocess import InputSpec, model_input
 
-from .conftest import REPO, SHARED_DATA, build_tiny_model
+from tests.conftest import REPO, SHARED_DATA, build_tiny_model
 
 MODEL = REPO / "models" / "kiosk-lite0-int8.onnx"
 CARD = json.loads(MODEL.with_suffix(".json").read_text())
@@ -50,7 +50,7 @@ def qemu():
 def logits_under_qemu(model, inputs: np.ndarray, tmp_path, timeout=1500) -> np.ndarray:
     x, y = tmp_path / "inputs.npy", tmp_path / "logits.npy"
     np.save(x, inputs)
-    cmd = [qemu(), "-cpu", QEMU_CPU, sys.executable, "-m", "kiosk.inference", "--model", str(model),
+    cmd = [qemu(), "-cpu", QEMU_CPU, sys.executable, "-m", "kiosk.model.sessions", "--model", str(model),
            "--inputs", str(x), "--out", str(y)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -59,7 +59,7 @@ def logits_under_qemu(model, inputs: np.ndarray, tmp_path, timeout=1500) -> np.n
 
 @pytest.fixture(scope="module")
 def val_inputs():
-    from kiosk.dataset import list_images, read_rgb
+    from kiosk.model.dataset import list_images, read_rgb
 
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data/trashnet is not present")

@@ -11,7 +11,7 @@ from kiosk.commands import Service, ServiceAction, ServiceMode
 from kiosk.main import Backoff, NullEventLog, Worker
 from kiosk.view import Fault
 
-from .fakes import FakeHardware
+from tests.fakes import FakeHardware
 
 FPS = 30
 
@@ -216,7 +216,7 @@ def unsure_worker(cfg_with, hw, **kw):
     """A worker whose model never agrees with itself: the item ends on the unsure screen."""
     from kiosk.classifier import ScriptedClassifier
 
-    from .conftest import CLASSES
+    from tests.conftest import CLASSES
 
     cfg = cfg_with({"camera.backend": "synthetic", "decision.look_timeout_s": 1.0})
     clf = ScriptedClassifier(CLASSES, ["glass", "metal", "paper", "trash"])
@@ -297,8 +297,8 @@ def test_fault_is_logged_once_not_every_frame(cfg_with):
 
 def test_model_on_its_reference_path_keeps_sorting_and_tells_the_technician(cfg_with, scene_model, tmp_path):
     """A CPU whose int8 kernels disagree with the card: E301 shown and logged once, decisions go on."""
-    from kiosk.eventlog import EventLog
-    from kiosk.inference import SelfCheck
+    from kiosk.appliance.eventlog import EventLog
+    from kiosk.model.sessions import SelfCheck
 
     cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
 

@@ -8,7 +8,7 @@ import pytest
 from kiosk.classifier import OnnxClassifier, sha256_file
 from kiosk.config import load_config
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 MODEL = REPO / "models" / "kiosk-lite0-int8.onnx"
 CARD = MODEL.with_suffix(".json")
@@ -66,7 +66,7 @@ def test_default_config_uses_the_shipped_model():
 
 
 def test_val_accuracy_reproduces_the_card(trashnet, card):
-    from kiosk.evaluate import evaluate, load_images
+    from kiosk.model.evaluate import evaluate, load_images
 
     clf = OnnxClassifier(MODEL, threads=2)
     rep = evaluate(clf, load_images(trashnet / "val", clf.classes))

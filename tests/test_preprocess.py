@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk import degrade
+from kiosk.model import degrade as degrade
 from kiosk.classifier import OnnxClassifier
 from kiosk.preprocess import ClaheSettings, InputSpec, apply_clahe, model_input
 
@@ -65,7 +65,7 @@ def test_kiosk_runtime_feeds_the_model_exactly_model_input(tiny_model):
 
 def test_training_and_kiosk_preprocessing_are_identical(trashnet, tiny_model):
     """Same TrashNet photo through training's input function and through the running kiosk: same tensor."""
-    from kiosk.dataset import list_images, read_rgb
+    from kiosk.model.dataset import list_images, read_rgb
     from kiosk.training.views import training_input
 
     clf = OnnxClassifier(tiny_model, threads=1)
@@ -88,7 +88,7 @@ def test_training_and_kiosk_preprocessing_are_identical(trashnet, tiny_model):
 def test_training_dataset_uses_training_input(trashnet):
     """The PyTorch data set returns exactly training_input (needs the train extra)."""
     pytest.importorskip("torch")
-    from kiosk.dataset import read_rgb
+    from kiosk.model.dataset import read_rgb
     from kiosk.preprocess import InputSpec
     from kiosk.training.train import FolderDataset
     from kiosk.training.views import training_input

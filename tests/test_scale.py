@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from kiosk.calibration import BinCalibration, Calibration, CalibrationError
+from kiosk.weighing.calibration import BinCalibration, Calibration, CalibrationError
 from kiosk.datatypes import Reading
-from kiosk.hx711 import CODE_MAX, HX711, DataReadyTimeout, LoadCellModel, ScaleError, SimulatedHX711
-from kiosk.scale import DropDetector, FillLevel, Scale, ScaleBank, WeightFilter
+from kiosk.weighing.hx711 import CODE_MAX, HX711, DataReadyTimeout, LoadCellModel, ScaleError, SimulatedHX711
+from kiosk.weighing.scale import DropDetector, FillLevel, Scale, ScaleBank, WeightFilter
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
-from .conftest_hardware import make_bin, wait_for  # noqa: E402
+from tests.conftest_hardware import make_bin, wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from kiosk import sdnotify
-from kiosk.sdnotify import Watchdog
+from kiosk.appliance import sdnotify as sdnotify
+from kiosk.appliance.sdnotify import Watchdog
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kiosk import appliance_cli
+from kiosk.appliance import stats_cli as appliance_cli
 from kiosk.datatypes import Decision
-from kiosk.eventlog import EventLog, eventlog_path, read_connection
-from kiosk.stats import CSV_COLUMNS, compute, render, write_csv
+from kiosk.appliance.eventlog import EventLog, eventlog_path, read_connection
+from kiosk.appliance.stats import CSV_COLUMNS, compute, render, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 DAY1, DAY2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)

@@ -21,7 +21,7 @@ def test_train_command_reproduces_the_recorded_recipe():
 
 
 def test_precision_follows_the_cpu_flags():
-    from kiosk.cpuinfo import _parse, CpuInfo
+    from kiosk.model.cpuinfo import _parse, CpuInfo
     from kiosk.training.train import choose_precision
 
     amx = CpuInfo("x86_64", *_parse("model name : Xeon\nflags : avx2 avx512f avx512_vnni amx_bf16 amx_int8\n"), 2)

@@ -19,13 +19,15 @@ import pygame  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from kiosk import ui_fonts, ui_text  # noqa: E402
+from kiosk.screens import fonts as ui_fonts  # noqa: E402
+
+from kiosk.screens import text as ui_text  # noqa: E402
 from kiosk.config import hash_pin, load_config  # noqa: E402
 from kiosk.commands import ChooseBin, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402
 from kiosk.ui import KioskUI  # noqa: E402
-from kiosk.ui_snapshot import register, sample_view  # noqa: E402
-from kiosk.ui_layout import MIN_TOUCH  # noqa: E402
-from kiosk.ui_theme import hex_rgb  # noqa: E402
+from kiosk.screens.snapshot import register, sample_view  # noqa: E402
+from kiosk.screens.layout import MIN_TOUCH  # noqa: E402
+from kiosk.screens.theme import hex_rgb  # noqa: E402
 from kiosk.view import SCREENS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -413,7 +415,7 @@ def test_language_files_have_the_same_keys_and_every_key_used_exists():
 
     for lang, table in tables.items():
         assert keys(table) == keys(tables["en"]), f"{lang}.yaml differs from en.yaml"
-    source = "".join((REPO / "kiosk" / f).read_text() for f in ("ui_screens.py", "ui.py"))
+    source = "".join((REPO / "kiosk" / f).read_text() for f in ("screens/paint.py", "ui.py"))
     used = set(re.findall(r'\bt\("([a-z_]+)"', source)) | set(re.findall(r'"(pin_[a-z_]+|confidence_[a-z]+)"', source))
     missing = sorted(k for k in used if k not in tables["en"])
     assert not missing, f"keys used in code but not in en.yaml: {missing}"

@@ -34,14 +34,14 @@ from typing import Optional
 
 import numpy as np
 
-from ..classifier import ModelCard, OnnxClassifier, card_path
-from ..cpuinfo import cpu_info
-from ..dataset import list_images, read_rgb
-from ..evaluate import evaluate, robustness
-from ..inference import golden_inputs, inputs_digest, make_session, run_batch
-from ..metrics import classification_report
-from ..preprocess import InputSpec, model_input
-from .qdq_float import float_graph_from_qdq
+from kiosk.classifier import ModelCard, OnnxClassifier, card_path
+from kiosk.model.cpuinfo import cpu_info
+from kiosk.model.dataset import list_images, read_rgb
+from kiosk.model.evaluate import evaluate, robustness
+from kiosk.model.sessions import golden_inputs, inputs_digest, make_session, run_batch
+from kiosk.model.metrics import classification_report
+from kiosk.preprocess import InputSpec, model_input
+from kiosk.training.qdq_float import float_graph_from_qdq
 
 MODEL_NAME = "kiosk-lite0"
 
@@ -49,7 +49,7 @@ MODEL_NAME = "kiosk-lite0"
 def export_fp32(checkpoint: Path, out: Path) -> list[str]:
     import torch
 
-    from .train import build_model
+    from kiosk.training.train import build_model
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     classes = ck["classes"]
@@ -163,7 +163,7 @@ def logits_on_avx2(model: Path, inputs: np.ndarray, work: Path) -> Optional[np.n
     x, y = work / "avx2-inputs.npy", work / "avx2-logits.npy"
     np.save(x, inputs)
     t = time.time()
-    subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-m", "kiosk.inference", "--model", str(model),
+    subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-m", "kiosk.model.sessions", "--model", str(model),
                     "--inputs", str(x), "--out", str(y)], check=True)
     print(f"AVX2 (qemu Haswell) logits for {model.name} in {time.time() - t:.0f} s")
     return np.load(y)
@@ -186,7 +186,7 @@ def path_figures(model: Path, val_x: np.ndarray, labels: list[int], classes, thr
 
 
 def self_check(model: Path, spec: InputSpec, seed: int = 0, count: int = 8) -> dict:
-    """The golden inputs and the reference path's logits on them, for the card (see kiosk.inference)."""
+    """The golden inputs and the reference path's logits on them, for the card (see kiosk.model.sessions)."""
     import onnx
     from onnx import numpy_helper
 
@@ -198,7 +198,7 @@ def self_check(model: Path, spec: InputSpec, seed: int = 0, count: int = 8) -> d
     dq = next(n for n in g.node if out in n.output)
     step = float(numpy_helper.to_array(inits[dq.input[1]])) if dq.op_type == "DequantizeLinear" else 0.02
     return {
-        "seed": seed, "count": count, "inputs": "kiosk.inference.golden_inputs(seed, count, card input spec)",
+        "seed": seed, "count": count, "inputs": "kiosk.model.sessions.golden_inputs(seed, count, card input spec)",
         "inputs_sha256": inputs_digest(x),
         "reference": "this file with onnxruntime graph optimisations off (QDQ computed in float)",
         # 4 steps of the output's quantisation: rounding moves a logit by one step, saturation by many
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import onnx
-    from .train import command_line, plot_curves, train_command  # train extra (PyTorch), as is onnx
+    from kiosk.training.train import command_line, plot_curves, train_command  # train extra (PyTorch), as is onnx
     import onnxruntime as ort
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -5,7 +5,7 @@
 Recipe (why each part is there):
 - stem and first three blocks frozen: halves the step time on 2 cores, and
   those edge/texture filters transfer as they are;
-- kiosk-camera augmentation (``kiosk.degrade.augment``) before the shared
+- kiosk-camera augmentation (``kiosk.model.degrade.augment``) before the shared
   preprocessing (``kiosk.preprocess.model_input``, CLAHE included), so the
   model is trained on exactly what the kiosk will feed it; 40 % of the views
   keep the photo's own light (``--clean-fraction``): with none, the model
@@ -37,11 +37,11 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..preprocess import InputSpec
-from ..dataset import list_images, read_rgb
-from ..metrics import classification_report
-from ..cpuinfo import cpu_info
-from .views import training_input
+from kiosk.preprocess import InputSpec
+from kiosk.model.dataset import list_images, read_rgb
+from kiosk.model.metrics import classification_report
+from kiosk.model.cpuinfo import cpu_info
+from kiosk.training.views import training_input
 
 FROZEN_BLOCKS = 3
 

@@ -10,8 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from .. import degrade
-from ..preprocess import InputSpec, model_input
+from kiosk.model import degrade as degrade
+from kiosk.preprocess import InputSpec, model_input
 
 
 def training_input(
@@ -21,7 +21,7 @@ def training_input(
     """Augmented when ``rng`` is given (training), plain for validation; then the shared path.
 
     ``composite``: share of views whose item is cut from TrashNet's board and set
-    on a generated background (``kiosk.degrade.composite``) before the rest.
+    on a generated background (``kiosk.model.degrade.composite``) before the rest.
     """
     if rng is not None:
         if composite > 0.0 and rng.random() < composite:

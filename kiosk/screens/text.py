@@ -16,7 +16,7 @@ from typing import Optional
 
 import pygame
 
-from .ui_fonts import Face, FontBook
+from kiosk.screens.fonts import Face, FontBook
 
 log = logging.getLogger(__name__)
 

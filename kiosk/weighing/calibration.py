@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from .errors import KioskError
+from kiosk.errors import KioskError
 
 FILE_NAME = "calibration.json"
 SIMULATED_FILE_NAME = "calibration-simulated.json"  # --simulate never touches the real one

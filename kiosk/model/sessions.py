@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import ModelError
+from kiosk.errors import ModelError
 
 GOLDEN_GRIDS = (4, 7, 8, 14, 16, 28, 32, 56)  # block sizes that divide 224; coarse to fine structure
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -96,7 +96,7 @@ def golden_images(seed: int, count: int, size: tuple[int, int] = (224, 224)) -> 
 
 def golden_inputs(seed: int, count: int, spec) -> np.ndarray:
     """The golden pictures normalised as the model expects (no CLAHE: it is the kernels under test)."""
-    from .preprocess import normalise
+    from kiosk.preprocess import normalise
 
     return np.stack([normalise(img, spec) for img in golden_images(seed, count, spec.size)])
 
@@ -146,7 +146,7 @@ def check_kernels(session, make_reference: Callable[[], object], card_check: Opt
     inputs = golden_inputs(seed, count, spec)
     if inputs_digest(inputs) != digest:
         raise ModelError(f"{card_name}: the golden inputs made here differ from the card's "
-                         f"(sha256 {inputs_digest(inputs)[:12]}... vs {digest[:12]}...): kiosk.inference changed?")
+                         f"(sha256 {inputs_digest(inputs)[:12]}... vs {digest[:12]}...): kiosk.model.sessions changed?")
     if want.shape != (count, len(want[0]) if len(want) else 0):
         raise ModelError(f"{card_name}: self_check.logits has shape {want.shape}, expected {count} rows")
     d_opt = _max_diff(session, inputs, want)
@@ -173,7 +173,7 @@ def _input_shape(spec) -> tuple[int, int, int]:
 
 
 def main(argv=None) -> int:
-    """``python -m kiosk.inference --model M --inputs X.npy --out Y.npy``: logits for saved inputs.
+    """``python -m kiosk.model.sessions --model M --inputs X.npy --out Y.npy``: logits for saved inputs.
 
     Deliberately nothing but the session: the tests and ``kiosk export`` run it
     under ``qemu-x86_64 -cpu Haswell`` to see the AVX2 kernels from any x86
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     """
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m kiosk.inference", description=main.__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m kiosk.model.sessions", description=main.__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--inputs", required=True, help=".npy of model inputs, first axis = images")
     ap.add_argument("--out", required=True, help=".npy to write the logits to")

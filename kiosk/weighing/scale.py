@@ -24,11 +24,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from .calibration import BinCalibration, Calibration, CalibrationError
-from .config import BinConfig
-from .datatypes import Reading
-from .faults import Fault, PartKind
-from .hx711 import Saturated, ScaleError
+from kiosk.weighing.calibration import BinCalibration, Calibration, CalibrationError
+from kiosk.config import BinConfig
+from kiosk.datatypes import Reading
+from kiosk.faults import Fault, PartKind
+from kiosk.weighing.hx711 import Saturated, ScaleError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import HardwareError
+from kiosk.errors import HardwareError
 
 log = logging.getLogger(__name__)
 
@@ -547,7 +547,7 @@ class SimulatedHX711:
 
     def __init__(self, data_pin: int, clock_pin: int, *, pin_factory, model: Optional[LoadCellModel] = None,
                  rate_hz: float = 10.0, powerdown_s: float = CHIP_POWER_DOWN_S):
-        from .simpins import driven_input, watched_output
+        from kiosk.devices.simpins import driven_input, watched_output
 
         self.model = model or LoadCellModel()
         self.period = 1.0 / rate_hz

@@ -23,15 +23,15 @@ import threading
 import time
 from typing import Callable, Optional
 
-from .actuators import (RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapState, SimulatedFlapSwitch, is_mock,
+from kiosk.actuators import (RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapState, SimulatedFlapSwitch, is_mock,
                         make_pin_factory)
-from .calibration import BinCalibration, Calibration, calibration_path
-from .config import BinConfig, KioskConfig
-from .commands import ServiceAction
-from .errors import HardwareError
-from .faults import Fault, PartKind
-from .hx711 import CHIP_POWER_DOWN_S, HX711, IIOHX711, LoadCellModel, SimulatedADC, SimulatedHX711
-from .scale import Drop, Scale, ScaleBank
+from kiosk.weighing.calibration import BinCalibration, Calibration, calibration_path
+from kiosk.config import BinConfig, KioskConfig
+from kiosk.commands import ServiceAction
+from kiosk.errors import HardwareError
+from kiosk.faults import Fault, PartKind
+from kiosk.weighing.hx711 import CHIP_POWER_DOWN_S, HX711, IIOHX711, LoadCellModel, SimulatedADC, SimulatedHX711
+from kiosk.weighing.scale import Drop, Scale, ScaleBank
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .camera import SyntheticScene, open_camera
-from .classifier import OnnxClassifier
-from .cpuinfo import cpu_info
-from .inference import make_session, run_batch
-from .datatypes import Frame
-from .timing import StageTimer
+from kiosk.camera import SyntheticScene, open_camera
+from kiosk.classifier import OnnxClassifier
+from kiosk.model.cpuinfo import cpu_info
+from kiosk.model.sessions import make_session, run_batch
+from kiosk.datatypes import Frame
+from kiosk.timing import StageTimer
 
 STAGES = ["capture", "clahe", "presence", "preprocess", "inference", "decide"]
 
@@ -58,8 +58,8 @@ class PrerenderedSource:
 
 
 def bench_pipeline(args) -> int:
-    from .config import load_config
-    from .pipeline import Pipeline
+    from kiosk.config import load_config
+    from kiosk.pipeline import Pipeline
 
     cfg = load_config(args.config)
     clahe = cfg.enhance.clahe
@@ -133,7 +133,7 @@ def _time(fn, runs: int, warmup: int = 5):
 def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
     """int8 ONNX (and its reference path) vs fp32 ONNX vs PyTorch ResNet-50, per image, 1 and 2 threads.
 
-    Sessions come from :func:`kiosk.inference.make_session`, as in the kiosk;
+    Sessions come from :func:`kiosk.model.sessions.make_session`, as in the kiosk;
     ``compare`` adds other model files, timed in the same loop (side by side).
     """
     x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
@@ -152,7 +152,7 @@ def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
             s = make_session(path, threads, optimise=optimise)
             table.setdefault(name, {})[threads] = _time(lambda: run_batch(s, x), runs)
         try:  # PyTorch lives in the train extra, never in the kiosk runtime
-            from .training.resnet import resnet50_runner
+            from kiosk.training.resnet import resnet50_runner
         except ImportError:
             print("  ResNet-50 PyTorch: torch not installed (train extra); skipped")
             continue

@@ -2,7 +2,7 @@
 
 Each photo goes through ``OnnxClassifier.classify`` (centre square, resize,
 CLAHE, normalise, model) as the kiosk would run it. ``--degrade NAME`` applies
-one of :data:`kiosk.degrade.DEGRADATIONS` first; ``--robustness`` runs every
+one of :data:`kiosk.model.degrade.DEGRADATIONS` first; ``--robustness`` runs every
 degradation with CLAHE on and off and prints the comparison.
 """
 
@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from . import degrade
-from .classifier import OnnxClassifier
-from .dataset import list_images, read_rgb
-from .metrics import classification_report
-from .preprocess import ClaheSettings
+from kiosk.model import degrade as degrade
+from kiosk.classifier import OnnxClassifier
+from kiosk.model.dataset import list_images, read_rgb
+from kiosk.model.metrics import classification_report
+from kiosk.preprocess import ClaheSettings
 
 
 def load_images(data: Path, classes: list[str]):
@@ -82,7 +82,7 @@ def plot_confusion(rep: dict, path: str) -> None:
 
 
 def run_eval(args) -> int:
-    from .config import load_config
+    from kiosk.config import load_config
 
     data = Path(args.data)
     if not data.is_dir():

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import pygame
 
-from .datatypes import Roi
+from kiosk.datatypes import Roi
 
 try:  # a kiosk dependency, but the UI still works (slower) without it
     import cv2

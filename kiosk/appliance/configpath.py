@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from .errors import ConfigError
+from kiosk.errors import ConfigError
 
 BOOT_CONFIG = Path("/boot/firmware/kiosk.yaml")
 ETC_CONFIG = Path("/etc/kiosk/config.yaml")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .errors import ConfigError, HardwareError
+from kiosk.errors import ConfigError, HardwareError
 
 FLAP_TEST_OPEN_S = 1.5
 
@@ -68,11 +68,11 @@ def register(subparsers) -> None:
 
 # --------------------------------------------------------------------------
 def _config(args):
-    from .config import load_config
+    from kiosk.config import load_config
 
     path = getattr(args, "config", None)
     try:
-        from .configpath import resolve_config_arg
+        from kiosk.appliance.configpath import resolve_config_arg
     except ImportError:  # pragma: no cover
         path = path or "config.yaml"
     else:
@@ -81,7 +81,7 @@ def _config(args):
 
 
 def _pin_factory(cfg, simulate: bool):
-    from .actuators import make_pin_factory
+    from kiosk.actuators import make_pin_factory
 
     return make_pin_factory("mock" if simulate else cfg.gpio.pin_factory)
 
@@ -95,11 +95,11 @@ def _bin(cfg, bin_id: str):
 
 def cmd_flaps_close_all(args) -> int:
     """Constructing the bank drives every flap closed; closing it waits, then releases."""
-    from .hardware import build_flaps
+    from kiosk.devices.hardware import build_flaps
 
     cfg = _config(args)
     simulate = bool(getattr(args, "simulate", False))
-    from .actuators import FlapJammed
+    from kiosk.actuators import FlapJammed
 
     bank, switches = build_flaps(cfg, _pin_factory(cfg, simulate), simulate=simulate, watchdog_s=None)
     try:
@@ -121,9 +121,9 @@ def cmd_flaps_close_all(args) -> int:
 
 
 def cmd_flaps_test(args) -> int:
-    from .actuators import FlapState
-    from .hardware import build_flaps
-    from .lifecycle import StopFlag, graceful_signals
+    from kiosk.actuators import FlapState
+    from kiosk.devices.hardware import build_flaps
+    from kiosk.appliance.lifecycle import StopFlag, graceful_signals
 
     cfg = _config(args)
     b = _bin(cfg, args.bin)
@@ -164,15 +164,15 @@ def cmd_flaps_test(args) -> int:
 
 
 def _scales(cfg, args, bins):
-    from .hardware import build_scales
+    from kiosk.devices.hardware import build_scales
 
     simulate = bool(getattr(args, "simulate", False))
     return build_scales(cfg, _pin_factory(cfg, simulate), simulate=simulate, bins=bins)
 
 
 def cmd_scale_tare(args) -> int:
-    from .calibration import CalibrationError
-    from .errors import KioskError
+    from kiosk.weighing.calibration import CalibrationError
+    from kiosk.errors import KioskError
 
     cfg = _config(args)
     if args.bin:
@@ -206,7 +206,7 @@ def cmd_scale_tare(args) -> int:
 
 
 def cmd_scale_calibrate(args) -> int:
-    from .calibration import CalibrationError
+    from kiosk.weighing.calibration import CalibrationError
 
     cfg = _config(args)
     b = _bin(cfg, args.bin)

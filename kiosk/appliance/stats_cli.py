@@ -13,11 +13,11 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from .config import load_config
-from .configpath import resolve_config_arg
-from .errors import ConfigError
-from .eventlog import eventlog_path
-from .stats import StatsError, compute, render, write_csv
+from kiosk.config import load_config
+from kiosk.appliance.configpath import resolve_config_arg
+from kiosk.errors import ConfigError
+from kiosk.appliance.eventlog import eventlog_path
+from kiosk.appliance.stats import StatsError, compute, render, write_csv
 
 
 def _date(text: str) -> dt.date:

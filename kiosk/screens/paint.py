@@ -15,11 +15,11 @@ from typing import Optional
 
 import pygame
 
-from . import ui_shapes as shapes
-from . import ui_theme as th
-from .commands import ServiceAction
-from .ui_layout import Layout, direction
-from .ui_live import LiveView, map_roi
+from kiosk.screens import shapes as shapes
+from kiosk.screens import theme as th
+from kiosk.commands import ServiceAction
+from kiosk.screens.layout import Layout, direction
+from kiosk.screens.live import LiveView, map_roi
 
 FULL_AT = 1.0  # fill fraction at which a bin refuses items on the choice screens
 CONFIDENCE_STEPS = (0.75, 0.9)  # scores for two and three confidence dots

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, TextIO
 
-from .errors import KioskError
-from .eventlog import read_connection
+from kiosk.errors import KioskError
+from kiosk.appliance.eventlog import read_connection
 
 NO_BIN = "(none)"  # unsure items nobody placed
 NO_CLASS = "(none)"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import KioskConfig, load_config
-from .datatypes import Decision, Roi
-from .errors import ConfigError
-from .faults import PartKind
-from .view import SCREENS, Fault, View
+from kiosk.config import KioskConfig, load_config
+from kiosk.datatypes import Decision, Roi
+from kiosk.errors import ConfigError
+from kiosk.faults import PartKind
+from kiosk.view import SCREENS, Fault, View
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def snapshot(cfg: KioskConfig, state: str, lang: str, size: tuple[int, int], out
     """Render ``state`` in ``lang`` at ``size`` with sample data and save it as a PNG."""
     import pygame
 
-    from .ui import KioskUI
+    from kiosk.ui import KioskUI
 
     view = sample_view(cfg, state, lang)
     surface = pygame.Surface(tuple(size))

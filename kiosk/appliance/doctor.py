@@ -17,14 +17,14 @@ MIN_FREE_MB = 200
 
 
 def check_config(path: str):
-    from .config import load_config
+    from kiosk.config import load_config
 
     cfg = load_config(path, check_model=False)
     return True, f"{path}", cfg
 
 
 def check_model(cfg):
-    from .classifier import OnnxClassifier
+    from kiosk.classifier import OnnxClassifier
 
     t = time.perf_counter()
     clf = OnnxClassifier(cfg.model_path, threads=cfg.model.threads,
@@ -35,7 +35,7 @@ def check_model(cfg):
 
 def check_model_kernels(clf):
     """The load-time self-check: do this CPU's int8 kernels compute what the card's reference computed?"""
-    from .cpuinfo import cpu_info
+    from kiosk.model.cpuinfo import cpu_info
 
     check = clf.self_check
     where = f" [{cpu_info().describe()}]"
@@ -47,7 +47,7 @@ def check_model_kernels(clf):
 
 
 def check_camera(cfg):
-    from .camera import open_camera
+    from kiosk.camera import open_camera
 
     with open_camera(cfg.camera) as cam:
         f = cam.read(timeout=3.0)
@@ -67,7 +67,7 @@ def check_display(cfg):
 
 
 def check_gpio(cfg):
-    from .actuators import make_pin_factory
+    from kiosk.actuators import make_pin_factory
 
     factory = make_pin_factory(cfg.gpio.pin_factory)
     try:
@@ -112,7 +112,7 @@ def check_throttling(cfg):
 
 def hardware_checks(cfg, simulate: bool):
     """One check per scale and flap, from the hardware layer's own self-test."""
-    from .hardware import open_hardware
+    from kiosk.devices.hardware import open_hardware
 
     results = []
     with open_hardware(cfg, simulate=simulate) as hw:

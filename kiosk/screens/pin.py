@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Optional
 
-from .config import verify_pin
+from kiosk.config import verify_pin
 
 log = logging.getLogger(__name__)
 

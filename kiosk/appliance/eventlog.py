@@ -33,8 +33,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from .datatypes import Decision
-from .errors import KioskError
+from kiosk.datatypes import Decision
+from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from .config import KioskConfig
+from kiosk.config import KioskConfig
 
 log = logging.getLogger(__name__)
 
-LANG_DIR = Path(__file__).with_name("lang")
+LANG_DIR = Path(__file__).resolve().parents[1] / "lang"  # kiosk/lang (package data)
 BASE = "en"
 
 
