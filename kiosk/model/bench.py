@@ -141,7 +141,7 @@ def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
     candidates = {"int8 ONNX (shipped)": (int8_path, True),
                   "int8, reference path": (int8_path, False),  # the self-check's fallback: its cost
                   "fp32 ONNX (same net)": (fp32_path, True)}
-    candidates.update({f"{p.name}": (p, True) for p in compare})
+    candidates.update({str(p): (p, True) for p in compare})
     print(f"model latency on {cpu_info().describe()}")
     table = {}
     for threads in (1, 2):
