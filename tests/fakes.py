@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kiosk.main import NullHardware
+from kiosk.worker import NullHardware
 from kiosk.view import Fault
 
 

@@ -11,7 +11,9 @@ from kiosk import main as kiosk_main
 from kiosk.camera import SyntheticCamera
 from kiosk.classifier import OnnxClassifier
 from kiosk.appliance.lifecycle import StopFlag
-from kiosk.main import App, Worker
+from kiosk import worker as kiosk_worker
+from kiosk.main import App
+from kiosk.worker import Worker
 from kiosk.ui import KioskUI, open_display
 
 from tests.fakes import FakeHardware
@@ -66,7 +68,7 @@ def test_app_runs_headless_and_decides(cfg_with, scene_model):
 
 def test_hung_worker_starves_the_watchdog_and_stops_the_app(cfg_with, scene_model, monkeypatch):
     cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
-    monkeypatch.setattr(kiosk_main, "WORKER_STALL_S", 0.3)
+    monkeypatch.setattr(kiosk_worker, "WORKER_STALL_S", 0.3)
     monkeypatch.setattr(kiosk_main, "WORKER_HUNG_S", 1.0)
 
     released = threading.Event()  # set when the test ends: no thread left sleeping behind it

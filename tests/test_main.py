@@ -8,7 +8,8 @@ from kiosk.classifier import OnnxClassifier
 from kiosk.errors import CameraError, ModelError
 from kiosk.commands import ChooseBin as Choose
 from kiosk.commands import Service, ServiceAction, ServiceMode
-from kiosk.main import Backoff, NullEventLog, Worker
+from kiosk.supervision import Backoff
+from kiosk.worker import NullEventLog, Worker
 from kiosk.view import Fault
 
 from tests.fakes import FakeHardware

@@ -112,7 +112,7 @@ def _backend(b: BinConfig, index: int, pin_factory, simulate, models, sims, sim_
 
 
 class Hardware:
-    """Flaps + scales, with the interface the main loop drives (``kiosk.main.NullHardware``).
+    """Flaps + scales, with the interface the main loop drives (``kiosk.worker.NullHardware``).
 
     Per frame: ``poll(now)`` (flap deadlines and jams, fill levels, drop
     detection), then ``drops()``; ``open_flap``/``close_flap`` for the
