@@ -7,27 +7,11 @@ import time
 import pytest
 from gpiozero import DigitalOutputDevice, InputDevice
 
-from kiosk.weighing.hx711 import (
-    CODE_MAX,
-    CODE_MIN,
-    HX711,
-    DataLineStuckLow,
-    DataReadyTimeout,
-    IIOHX711,
-    LoadCellModel,
-    ReadTooSlow,
-    Saturated,
-    ScaleError,
-    SimulatedHX711,
-    bits_to_word,
-    check_code,
-    decode,
-    encode,
-    extra_pulses,
-    from_iio_raw,
-    unsettled,
-    word_to_bits,
-)
+from kiosk.weighing.hx711 import (CODE_MAX, CODE_MIN, HX711, DataLineStuckLow, DataReadyTimeout, ReadTooSlow, Saturated,
+                                  ScaleError, bits_to_word, check_code, decode, encode, extra_pulses, from_iio_raw,
+                                  word_to_bits)
+from kiosk.weighing.iio import IIOHX711
+from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedHX711, unsettled
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import wait_for  # noqa: E402

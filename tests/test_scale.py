@@ -9,7 +9,8 @@ import pytest
 
 from kiosk.weighing.calibration import BinCalibration, Calibration, CalibrationError
 from kiosk.datatypes import Reading
-from kiosk.weighing.hx711 import CODE_MAX, HX711, DataReadyTimeout, LoadCellModel, ScaleError, SimulatedHX711
+from kiosk.weighing.hx711 import CODE_MAX, HX711, DataReadyTimeout, ScaleError
+from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedHX711
 from kiosk.weighing.scale import DropDetector, FillLevel, Scale, ScaleBank, WeightFilter
 
 pytest.register_assert_rewrite("tests.conftest_hardware")

@@ -30,7 +30,9 @@ from kiosk.config import BinConfig, KioskConfig
 from kiosk.commands import ServiceAction
 from kiosk.errors import HardwareError
 from kiosk.faults import Fault, PartKind
-from kiosk.weighing.hx711 import CHIP_POWER_DOWN_S, HX711, IIOHX711, LoadCellModel, SimulatedADC, SimulatedHX711
+from kiosk.weighing.hx711 import CHIP_POWER_DOWN_S, HX711
+from kiosk.weighing.iio import IIOHX711
+from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedADC, SimulatedHX711
 from kiosk.weighing.scale import Drop, Scale, ScaleBank
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@
 The pure parts (``WeightFilter``, ``DropDetector``, ``FillLevel``) take
 plain numbers and ``Reading``s, so they are tested with scripted data. The
 ``Scale`` thread only moves raw codes from a backend (``hx711.HX711``,
-``hx711.IIOHX711`` or a simulation) into a ``WeightFilter`` and reports
+``iio.IIOHX711`` or a simulation) into a ``WeightFilter`` and reports
 ``Reading(grams, stable, t, fault)``; it never blocks the UI.
 
 Why medians: HX711 boards glitch now and then (a shifted bit is a spike of
