@@ -11,7 +11,8 @@ from kiosk.weighing.calibration import BinCalibration, Calibration, CalibrationE
 from kiosk.datatypes import Reading
 from kiosk.weighing.hx711 import CODE_MAX, HX711, DataReadyTimeout, ScaleError
 from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedHX711
-from kiosk.weighing.scale import DropDetector, FillLevel, Scale, ScaleBank, WeightFilter
+from kiosk.weighing.fill import DropDetector, FillLevel, WeightFilter
+from kiosk.weighing.scale import Scale, ScaleBank
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import make_bin, wait_for  # noqa: E402
