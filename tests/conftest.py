@@ -90,7 +90,7 @@ def build_tiny_model(path: Path, classes=CLASSES, size=(224, 224), clahe=True, s
 
 def fit_scene_prototypes(seconds: float = 18.0, fps: float = 30.0) -> dict:
     """Mean colour of the gate's crops of each synthetic item, after CLAHE."""
-    from kiosk.camera import SyntheticScene
+    from kiosk.devices.synthetic_camera import SyntheticScene
     from kiosk.config import PresenceConfig
     from kiosk.preprocess import InputSpec, crop_for_model
     from kiosk.presence import PresenceGate

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from kiosk.actuators import FlapBank, FlapJammed, FlapState, SimulatedFlapSwitch, make_pin_factory
+from kiosk.actuators import FlapBank, FlapJammed, FlapState
+from kiosk.devices.simpins import SimulatedFlapSwitch
+from kiosk.devices.pins import make_pin_factory
 from kiosk.errors import HardwareError
 
 pytest.register_assert_rewrite("tests.conftest_hardware")

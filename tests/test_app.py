@@ -8,7 +8,7 @@ import time
 import pygame
 
 from kiosk import main as kiosk_main
-from kiosk.camera import SyntheticCamera
+from kiosk.devices.synthetic_camera import SyntheticCamera
 from kiosk.classifier import OnnxClassifier
 from kiosk.appliance.lifecycle import StopFlag
 from kiosk import worker as kiosk_worker

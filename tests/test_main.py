@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from kiosk.camera import SyntheticCamera, SyntheticScene
+from kiosk.devices.synthetic_camera import SyntheticCamera, SyntheticScene
 from kiosk.classifier import OnnxClassifier
 from kiosk.errors import CameraError, ModelError
 from kiosk.commands import ChooseBin as Choose

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kiosk.camera import SyntheticScene
+from kiosk.devices.synthetic_camera import SyntheticScene
 from kiosk.config import PresenceConfig
 from kiosk.presence import PresenceGate, square_roi
 

@@ -67,7 +67,7 @@ def check_display(cfg):
 
 
 def check_gpio(cfg):
-    from kiosk.actuators import make_pin_factory
+    from kiosk.devices.pins import make_pin_factory
 
     factory = make_pin_factory(cfg.gpio.pin_factory)
     try:

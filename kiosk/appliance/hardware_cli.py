@@ -81,7 +81,7 @@ def _config(args):
 
 
 def _pin_factory(cfg, simulate: bool):
-    from kiosk.actuators import make_pin_factory
+    from kiosk.devices.pins import make_pin_factory
 
     return make_pin_factory("mock" if simulate else cfg.gpio.pin_factory)
 

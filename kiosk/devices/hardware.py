@@ -23,8 +23,9 @@ import threading
 import time
 from typing import Callable, Optional
 
-from kiosk.actuators import (RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapState, SimulatedFlapSwitch, is_mock,
-                        make_pin_factory)
+from kiosk.actuators import RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapState
+from kiosk.devices.simpins import SimulatedFlapSwitch
+from kiosk.devices.pins import is_mock, make_pin_factory
 from kiosk.weighing.calibration import BinCalibration, Calibration, calibration_path
 from kiosk.config import BinConfig, KioskConfig
 from kiosk.commands import ServiceAction

@@ -20,6 +20,8 @@ from typing import Callable, Optional
 
 from gpiozero.pins.mock import MockFactory, MockPin, PinState
 
+from kiosk.config import FlapConfig
+
 HISTORY = 4096  # state changes kept per simulated pin
 
 
@@ -125,3 +127,37 @@ def driven_input(factory: MockFactory, number: int, reader: Optional[Callable[[]
 
 
 __all__ = ["HISTORY", "watched_output", "driven_input", "MockPin"]
+
+
+class SimulatedFlapSwitch:
+    """Drives a flap's closed switch from what the flap's own pin is doing.
+
+    ``jammed = True`` makes it never report closed (the jam path).
+    """
+
+    def __init__(self, cfg: FlapConfig, *, pin_factory, jammed: bool = False):
+        if cfg.closed_switch_pin is None:
+            raise ValueError("this flap has no closed_switch_pin")
+        self.cfg = cfg
+        self.jammed = jammed
+        self.switch_pin = driven_input(pin_factory, cfg.closed_switch_pin)
+        self.flap_pin = watched_output(pin_factory, cfg.pin, self._on_flap)
+        self._on_flap(self.flap_pin._state)
+
+    def _is_closed_level(self, level) -> Optional[bool]:
+        c = self.cfg
+        if c.type == "servo":
+            if not level:
+                return None  # no pulses: the servo stays where it is
+            closed_duty = c.closed_pulse_ms / 20.0
+            return abs(float(level) - closed_duty) < 1e-6
+        return bool(level) != c.active_high
+
+    def _on_flap(self, level) -> None:
+        closed = self._is_closed_level(level)
+        if closed is None:
+            return
+        self.switch_pin.drive(not (closed and not self.jammed))  # low = pressed = closed
+
+    def close(self) -> None:
+        self.flap_pin.listener = None

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.camera import SyntheticScene, open_camera
+from kiosk.camera import open_camera
+from kiosk.devices.synthetic_camera import SyntheticScene
 from kiosk.classifier import OnnxClassifier
 from kiosk.model.cpuinfo import cpu_info
 from kiosk.model.sessions import make_session, run_batch
