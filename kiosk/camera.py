@@ -1,9 +1,10 @@
-"""Frame sources: Pi camera, USB webcam, replayed files, synthetic scenes.
+"""Frame sources: Pi camera, USB webcam here; replayed files and synthetic scenes as the
+backends ``kiosk.devices.replay_camera`` and ``kiosk.devices.synthetic_camera``.
 
 Every backend hands out :class:`~kiosk.datatypes.Frame` objects whose
 ``image`` is **RGB** uint8. The colour order is settled here, once:
-OpenCV and picamera2's ``RGB888`` deliver BGR byte order and are swapped in
-this module only (pinned by a known-colour test).
+OpenCV and picamera2's ``RGB888`` deliver BGR byte order and are swapped by
+:func:`bgr_to_rgb`, the one place (pinned by a known-colour test).
 
 ``read()`` always returns the newest frame, never a queued stale one: live
 backends grab on their own thread and keep only the latest; replay and
@@ -16,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import cv2
@@ -298,74 +298,6 @@ class PacedSource(FrameSource):
         raise NotImplementedError
 
 
-class ReplayCamera(PacedSource):
-    """A folder of images (sorted by name) or a video file, optionally looped."""
-
-    name = "replay"
-
-    def __init__(self, cfg: CameraConfig, realtime: bool = True):
-        super().__init__(cfg.fps, realtime)
-        self.cfg = cfg
-        self.path = Path(cfg.path or "")
-        self.files: list[Path] = []
-        self.cap = None
-        self._video_pos = 0
-
-    def _open(self) -> None:
-        p = self.path
-        if not p.exists():
-            raise CameraError(f"replay source not found: {p} (camera.path)")
-        if p.is_dir():
-            self.files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if not self.files:
-                raise CameraError(f"replay folder has no images: {p}")
-        elif p.suffix.lower() in VIDEO_SUFFIXES:
-            self.cap = cv2.VideoCapture(str(p))
-            if not self.cap.isOpened():
-                raise CameraError(f"cannot open replay video: {p}")
-        else:
-            raise CameraError(f"replay source is neither a folder nor a video file: {p}")
-
-    def _make(self, index: int) -> np.ndarray:
-        if self.files:
-            n = len(self.files)
-            if index >= n and not self.cfg.loop:
-                raise EndOfStream(f"replay reached the end of {self.path}")
-            f = self.files[index % n]
-            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise CameraError(f"replay image cannot be decoded: {f}")
-        else:
-            bgr = self._video_frame(index)
-        return self._fit(bgr_to_rgb(bgr))
-
-    def _video_frame(self, index: int) -> np.ndarray:
-        while True:
-            while self._video_pos < index:  # skip frames that are already late
-                if not self.cap.grab():
-                    break
-                self._video_pos += 1
-            ok, bgr = self.cap.read()
-            if ok:
-                self._video_pos += 1
-                return bgr
-            if not self.cfg.loop or self._video_pos == 0:
-                raise EndOfStream(f"replay reached the end of {self.path}")
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            index -= self._video_pos
-            self._video_pos = 0
-
-    def _fit(self, rgb: np.ndarray) -> np.ndarray:
-        w, h = self.cfg.size
-        if rgb.shape[:2] == (h, w):
-            return rgb
-        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-
-    def _close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-
-
 def open_camera(cfg: CameraConfig, realtime: bool = True, allow_synthetic: bool = False) -> FrameSource:
     """The configured backend, opened. ``auto``: picamera2, then opencv.
 
@@ -392,6 +324,7 @@ def open_camera(cfg: CameraConfig, realtime: bool = True, allow_synthetic: bool 
         from kiosk.devices.synthetic_camera import SyntheticCamera  # a backend of its own, loaded when used
 
         return SyntheticCamera(cfg, realtime=realtime).open()
+    from kiosk.devices.replay_camera import ReplayCamera
     from kiosk.devices.synthetic_camera import SyntheticCamera
 
     src = {

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.camera import EndOfStream, OpenCVCamera, Picamera2Camera, ReplayCamera, ThreadedSource, open_camera
+from kiosk.camera import EndOfStream, OpenCVCamera, Picamera2Camera, ThreadedSource, open_camera
+from kiosk.devices.replay_camera import ReplayCamera
 from kiosk.devices.synthetic_camera import SyntheticCamera, SyntheticScene
 from kiosk.config import CameraConfig
 from kiosk.errors import CameraError
