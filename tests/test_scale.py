@@ -12,7 +12,8 @@ from kiosk.datatypes import Reading
 from kiosk.weighing.hx711 import CODE_MAX, HX711, DataReadyTimeout, ScaleError
 from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedHX711
 from kiosk.weighing.fill import DropDetector, FillLevel, WeightFilter
-from kiosk.weighing.scale import Scale, ScaleBank
+from kiosk.weighing.bank import ScaleBank
+from kiosk.weighing.scale import Scale
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import make_bin, wait_for  # noqa: E402

@@ -34,7 +34,8 @@ from kiosk.faults import Fault, PartKind
 from kiosk.weighing.hx711 import CHIP_POWER_DOWN_S, HX711
 from kiosk.weighing.iio import IIOHX711
 from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedADC, SimulatedHX711
-from kiosk.weighing.scale import Drop, Scale, ScaleBank
+from kiosk.weighing.bank import Drop, ScaleBank
+from kiosk.weighing.scale import Scale
 
 log = logging.getLogger(__name__)
 
