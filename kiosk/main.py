@@ -149,9 +149,10 @@ def open_hardware(cfg: KioskConfig, demo: bool):
 
 
 def open_eventlog(cfg: KioskConfig):
+    from kiosk.appliance.eventdb import eventlog_path
     from kiosk.appliance.eventlog import EventLog
 
-    return EventLog(cfg.data_dir / "events.db", capture_images=cfg.storage.capture_images,
+    return EventLog(eventlog_path(cfg.data_dir), capture_images=cfg.storage.capture_images,
                     retention_days=cfg.storage.retention_days)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from kiosk.datatypes import Decision
-from kiosk.appliance.eventlog import EVENTLOG_FILE, EventLog, EventLogError, eventlog_path
+from kiosk.appliance.eventdb import EVENTLOG_FILE, eventlog_path
+from kiosk.appliance.eventlog import EventLog, EventLogError
 
 
 class Clock:

@@ -12,7 +12,8 @@ import yaml
 
 from kiosk.appliance import stats_cli as appliance_cli
 from kiosk.datatypes import Decision
-from kiosk.appliance.eventlog import EventLog, eventlog_path, read_connection
+from kiosk.appliance.eventdb import eventlog_path, read_connection
+from kiosk.appliance.eventlog import EventLog
 from kiosk.appliance.stats import CSV_COLUMNS, compute, render, write_csv
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,120 +25,25 @@ import io
 import json
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
+from kiosk.appliance.eventdb import SCHEMA_VERSION, SCHEMA, connect
 from kiosk.datatypes import Decision
 from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
 
-EVENTLOG_FILE = "events.db"
-SCHEMA_VERSION = 1
 PRUNE_EVERY_S = 6 * 3600
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    id             INTEGER PRIMARY KEY,
-    t              REAL    NOT NULL,  -- wall clock, UTC epoch seconds
-    label          TEXT,              -- the class the kiosk saw (NULL: none)
-    bin_id         TEXT,              -- the bin that opened (NULL: none)
-    score          REAL    NOT NULL,
-    scores         TEXT    NOT NULL,  -- JSON {class: score}
-    corrected      INTEGER NOT NULL,  -- 1: the person chose the bin
-    unsure         INTEGER NOT NULL,
-    weight_g       REAL,
-    drop_confirmed INTEGER            -- NULL: no scale to tell
-);
-CREATE INDEX IF NOT EXISTS decisions_t ON decisions(t);
-CREATE TABLE IF NOT EXISTS images (
-    decision_id INTEGER PRIMARY KEY REFERENCES decisions(id) ON DELETE CASCADE,
-    format      TEXT NOT NULL,  -- 'jpeg' or 'npy'
-    data        BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS faults (
-    id      INTEGER PRIMARY KEY,
-    t       REAL NOT NULL,
-    code    TEXT NOT NULL,
-    part    TEXT NOT NULL,
-    message TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS faults_t ON faults(t);
-CREATE TABLE IF NOT EXISTS service (
-    id     INTEGER PRIMARY KEY,
-    t      REAL NOT NULL,
-    action TEXT NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS service_t ON service(t);
-"""
 
 
 class EventLogError(KioskError):
     """The event log cannot be opened or is not a kiosk event log."""
 
     code = "E500"
-
-
-def eventlog_path(data_dir: str | Path) -> Path:
-    """Where the event log lives inside ``storage.data_dir``."""
-    return Path(data_dir).expanduser() / EVENTLOG_FILE
-
-
-def connect(path: str | Path, readonly: bool = False, timeout_s: float = 5.0, any_thread: bool = False) -> sqlite3.Connection:
-    """A connection with the settings every user of the file must share."""
-    path = Path(path)
-    kw = dict(timeout=timeout_s, isolation_level=None, check_same_thread=not any_thread)
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, **kw)
-    else:
-        conn = sqlite3.connect(str(path), **kw)
-    conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-    if not readonly:
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
-@contextmanager
-def read_connection(path: str | Path, timeout_s: float = 5.0) -> Iterator[sqlite3.Connection]:
-    """A read-only connection for reports (``kiosk stats``, ``kiosk doctor``).
-
-    Even a read-only reader of a WAL file creates the ``-wal`` and ``-shm``
-    files when they are missing. Run as root (``sudo kiosk stats``) those
-    would belong to root, and the kiosk, running as its own user, could no
-    longer open its log. So on the way out they are handed back to the log's
-    owner.
-    """
-    path = Path(path)
-    conn = connect(path, readonly=True, timeout_s=timeout_s)
-    try:
-        yield conn
-    finally:
-        conn.close()
-        _match_owner(path)
-
-
-def _match_owner(path: Path) -> None:
-    if os.geteuid() != 0:
-        return
-    try:
-        st = path.stat()
-    except OSError:
-        return
-    for suffix in ("-wal", "-shm", "-journal"):
-        side = path.with_name(path.name + suffix)
-        try:
-            sst = side.stat()
-            if (sst.st_uid, sst.st_gid) != (st.st_uid, st.st_gid):
-                os.chown(side, st.st_uid, st.st_gid)
-        except OSError:
-            pass
 
 
 def _encode_image(image) -> tuple[str, bytes]:
@@ -223,7 +128,7 @@ class EventLog:
         if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in _SCHEMA.split(";"):
+                for stmt in SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

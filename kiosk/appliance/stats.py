@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, TextIO
 
 from kiosk.errors import KioskError
-from kiosk.appliance.eventlog import read_connection
+from kiosk.appliance.eventdb import read_connection
 
 NO_BIN = "(none)"  # unsure items nobody placed
 NO_CLASS = "(none)"

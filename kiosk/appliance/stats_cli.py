@@ -16,7 +16,7 @@ from pathlib import Path
 from kiosk.config import load_config
 from kiosk.appliance.configpath import resolve_config_arg
 from kiosk.errors import ConfigError
-from kiosk.appliance.eventlog import eventlog_path
+from kiosk.appliance.eventdb import eventlog_path
 from kiosk.appliance.stats import StatsError, compute, render, write_csv
 
 
