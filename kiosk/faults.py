@@ -45,3 +45,8 @@ class Fault:
     def part(self) -> str:
         """``camera``, ``scale:glass``: the key a part's fault is kept under, and how logs spell it."""
         return f"{self.kind.value}:{self.bin_id}" if self.bin_id else self.kind.value
+
+    @classmethod
+    def from_error(cls, err: BaseException, kind: PartKind, bin_id: Optional[str] = None) -> "Fault":
+        """A part's raised error as its fault, under the error's own code (``KioskError.code``)."""
+        return cls(getattr(err, "code", "E000"), kind, str(err), bin_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kiosk.worker import NullHardware
+from kiosk.devices.front import NullHardware
 from kiosk.view import Fault
 
 

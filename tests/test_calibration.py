@@ -20,7 +20,8 @@ from kiosk.weighing.calibration import (
 )
 from kiosk.config import parse_config
 from kiosk.errors import KioskError
-from kiosk.devices.hardware import Hardware, sim_model
+from kiosk.devices.hardware import Hardware
+from kiosk.devices.simulation import Simulation, sim_model
 
 pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import minimal_config_dict, wait_for  # noqa: E402
@@ -168,14 +169,14 @@ def test_hardware_loads_stored_calibration_at_start(tmp_path):
     c.set_tare("paper", model.zero_code() - 100 * model.counts_per_gram(), 128, "hx711")  # "zero" 100 g low
     c.set_known_mass("paper", model.zero_code(), 100.0)
     c.save()
-    with Hardware.from_config(cfg, simulate=True, release_delay_s=0.05, sim_rate_hz=50) as hw:
+    with Hardware.from_config(cfg, simulation=Simulation(rate_hz=50), release_delay_s=0.05) as hw:
         assert wait_for(lambda: hw.scales.reading("paper").stable, 5.0)
         assert hw.scales.reading("paper").grams == pytest.approx(100.0, abs=2.0)
 
 
 def test_uncalibrated_real_scale_is_a_fault_with_its_code(tmp_path, mock_factory):
     cfg = config(tmp_path)
-    with Hardware.from_config(cfg, pin_factory=mock_factory, simulate=True, release_delay_s=0.05, sim_rate_hz=50) as hw:
+    with Hardware.from_config(cfg, simulation=Simulation(mock_factory, rate_hz=50), release_delay_s=0.05) as hw:
         # simulated cells come "factory calibrated"; take that away to see the fault
         hw.scales.scales["paper"].set_calibration(None, "bin paper: scale not calibrated")
         assert wait_for(lambda: any(f.part == "scale:paper" for f in hw.faults()), 5.0)
@@ -186,7 +187,7 @@ def test_uncalibrated_real_scale_is_a_fault_with_its_code(tmp_path, mock_factory
 def test_simulated_hardware_confirms_a_drop_with_weight(tmp_path, mock_factory):
     cfg = config(tmp_path)
     pin = mock_factory.pin(12)
-    with Hardware.from_config(cfg, pin_factory=mock_factory, simulate=True, release_delay_s=0.05, sim_rate_hz=50) as hw:
+    with Hardware.from_config(cfg, simulation=Simulation(mock_factory, rate_hz=50), release_delay_s=0.05) as hw:
         assert wait_for(lambda: hw.scales.reading("paper").stable, 5.0)
         assert hw.open_flap("paper")
         assert not hw.open_flap("glass")
@@ -205,7 +206,7 @@ def test_demo_config_builds_and_closes(tmp_path, repo):
     data = yaml.safe_load((repo / "config.yaml").read_text())
     data["storage"]["data_dir"] = str(tmp_path)
     cfg = parse_config(data, base_dir=repo, check_model=False)
-    hw = Hardware.from_config(cfg, simulate=True, release_delay_s=0.05)
+    hw = Hardware.from_config(cfg, simulation=Simulation(), release_delay_s=0.05)
     assert set(hw.flaps.flaps) == {"paper", "packaging", "glass", "residual"}
     assert hw.scales.bins == {"paper", "packaging", "glass", "residual"}
     hw.close()
@@ -215,12 +216,12 @@ def test_demo_config_builds_and_closes(tmp_path, repo):
 
 def test_self_test_rows_for_doctor(tmp_path, mock_factory):
     cfg = config(tmp_path)
-    with Hardware.from_config(cfg, pin_factory=mock_factory, simulate=True, release_delay_s=0.05, sim_rate_hz=50) as hw:
+    with Hardware.from_config(cfg, simulation=Simulation(mock_factory, rate_hz=50), release_delay_s=0.05) as hw:
         rows = {name: (ok, detail) for name, ok, detail in hw.self_test()}
         assert rows["scale paper"][0] and rows["scale paper"][1].endswith(" g")
         assert rows["flap glass"] == (True, "closed (servo on GPIO13, switch reads closed)")
         assert rows["flap paper"][0]
-        hw.models["paper"].grams = 1e6  # overload: saturated
+        hw.simulation.models["paper"].grams = 1e6  # overload: saturated
         assert wait_for(lambda: hw.scales.reading("paper").fault is not None, 5.0)
         ok, detail = {n: (o, d) for n, o, d in hw.self_test(wait_s=0)}["scale paper"]
         assert not ok and "E422" in detail and "saturated" in detail
@@ -231,7 +232,7 @@ def test_service_reset_clears_the_bins_flags_and_names_what_it_did(tmp_path, moc
     from kiosk.errors import HardwareError
 
     cfg = config(tmp_path)
-    with Hardware.from_config(cfg, pin_factory=mock_factory, simulate=True, release_delay_s=0.05, sim_rate_hz=50) as hw:
+    with Hardware.from_config(cfg, simulation=Simulation(mock_factory, rate_hz=50), release_delay_s=0.05) as hw:
         done = hw.service(ServiceAction.RESET, "paper")
         assert done.startswith("paper: ") and "full flag cleared" in done and "lockout cleared" in done
         with pytest.raises(HardwareError, match="choose a bin first"):

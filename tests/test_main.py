@@ -9,7 +9,8 @@ from kiosk.errors import CameraError, ModelError
 from kiosk.commands import ChooseBin as Choose
 from kiosk.commands import Service, ServiceAction, ServiceMode
 from kiosk.supervision import Backoff
-from kiosk.worker import NullEventLog, Worker
+from kiosk.appliance.eventlog import NullEventLog
+from kiosk.worker import Worker
 from kiosk.view import Fault
 
 from tests.fakes import FakeHardware

@@ -306,3 +306,22 @@ class EventLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class NullEventLog:
+    """Records nothing: a worker built without a log (tests, ``kiosk bench``)."""
+
+    def record_decision(self, decision: Decision, image=None) -> None:
+        pass
+
+    def record_fault(self, code: str, part: str, message: str) -> None:
+        pass
+
+    def record_service(self, action: str, detail: Any = None) -> None:
+        pass
+
+    def counts_today(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        pass

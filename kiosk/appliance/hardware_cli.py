@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import ExitStack, closing
 
 from kiosk.errors import ConfigError, HardwareError
 
@@ -70,20 +71,25 @@ def register(subparsers) -> None:
 def _config(args):
     from kiosk.config import load_config
 
-    path = getattr(args, "config", None)
-    try:
-        from kiosk.appliance.configpath import resolve_config_arg
-    except ImportError:  # pragma: no cover
-        path = path or "config.yaml"
-    else:
-        path = resolve_config_arg(path)  # None/"auto": the usual places; ConfigError naming them all
-    return load_config(path, check_model=False)
+    from kiosk.appliance.configpath import resolve_config_arg
+
+    # None/"auto": the usual places; ConfigError naming them all
+    return load_config(resolve_config_arg(getattr(args, "config", None)), check_model=False)
 
 
-def _pin_factory(cfg, simulate: bool):
+def _devices(cfg, args, stack: ExitStack):
+    """(pin factory, simulation or None): mock pins with simulated chips for --simulate, else the config's pins.
+
+    The simulation is closed by ``stack``, after the devices entered later.
+    """
+    if getattr(args, "simulate", False):
+        from kiosk.devices.simulation import Simulation
+
+        sim = stack.enter_context(Simulation())
+        return sim.pin_factory, sim
     from kiosk.devices.pins import make_pin_factory
 
-    return make_pin_factory("mock" if simulate else cfg.gpio.pin_factory)
+    return make_pin_factory(cfg.gpio.pin_factory), None
 
 
 def _bin(cfg, bin_id: str):
@@ -97,12 +103,12 @@ def cmd_flaps_close_all(args) -> int:
     """Constructing the bank drives every flap closed; closing it waits, then releases."""
     from kiosk.devices.hardware import build_flaps
 
-    cfg = _config(args)
-    simulate = bool(getattr(args, "simulate", False))
     from kiosk.actuators import FlapJammed
 
-    bank, switches = build_flaps(cfg, _pin_factory(cfg, simulate), simulate=simulate, watchdog_s=None)
-    try:
+    cfg = _config(args)
+    with ExitStack() as stack:
+        pins, sim = _devices(cfg, args, stack)
+        bank = stack.enter_context(closing(build_flaps(cfg, pins, simulation=sim, watchdog_s=None)))
         names = list(bank.flaps)
         # read the closed switches, but never poll(): a jam retry would open a flap
         flaps = [f for f in bank.flaps.values() if f.has_switch]
@@ -110,10 +116,6 @@ def cmd_flaps_close_all(args) -> int:
         while any(f.switch_closed() is False for f in flaps) and time.monotonic() < deadline:
             time.sleep(0.05)
         not_closed = [f.bin_id for f in flaps if f.switch_closed() is False]
-    finally:
-        bank.close()
-        for s in switches:
-            s.close()
     print(f"flaps closed and released: {', '.join(names) if names else '(no bin has a flap)'}")
     if not_closed:
         raise FlapJammed(f"driven closed, but the closed switch of {', '.join(not_closed)} does not read closed: check it")
@@ -129,10 +131,10 @@ def cmd_flaps_test(args) -> int:
     b = _bin(cfg, args.bin)
     if b.flap is None:
         raise HardwareError(f"bin {b.id} has no flap to test")
-    simulate = bool(getattr(args, "simulate", False))
     stop = StopFlag()
-    bank, switches = build_flaps(cfg, _pin_factory(cfg, simulate), simulate=simulate)
-    try:
+    with ExitStack() as stack:
+        pins, sim = _devices(cfg, args, stack)
+        bank = stack.enter_context(closing(build_flaps(cfg, pins, simulation=sim)))
         with graceful_signals(stop):
             # start-up check of the closed switches (every flap: another one not yet
             # confirmed closed blocks this one from opening)
@@ -150,12 +152,9 @@ def cmd_flaps_test(args) -> int:
             while bank.state(b.id) not in (FlapState.CLOSED, FlapState.LOCKED_OUT) and time.monotonic() < deadline:
                 time.sleep(0.05)  # the watchdog thread verifies the switch and retries
             st = bank.state(b.id)
-    finally:
-        bank.close()
-        for s in switches:
-            s.close()
+        faults = list(bank.faults)
     if st is FlapState.LOCKED_OUT:
-        raise HardwareError(bank.faults[-1].message if bank.faults else f"bin {b.id}: flap jammed")
+        raise HardwareError(faults[-1].message if faults else f"bin {b.id}: flap jammed")
     if st is not FlapState.CLOSED:
         raise HardwareError(f"bin {b.id}: flap did not confirm closed (state {st.value})")
     how = "switch confirms closed" if b.flap.closed_switch_pin is not None else "no closed switch fitted: check by eye"
@@ -163,11 +162,12 @@ def cmd_flaps_test(args) -> int:
     return 0
 
 
-def _scales(cfg, args, bins):
+def _scales(cfg, args, bins, stack: ExitStack):
+    """The scale bank for ``bins`` (closed by ``stack``) and the simulation, if any."""
     from kiosk.devices.hardware import build_scales
 
-    simulate = bool(getattr(args, "simulate", False))
-    return build_scales(cfg, _pin_factory(cfg, simulate), simulate=simulate, bins=bins)
+    pins, sim = _devices(cfg, args, stack)
+    return stack.enter_context(closing(build_scales(cfg, pins, simulation=sim, bins=bins))), sim
 
 
 def cmd_scale_tare(args) -> int:
@@ -184,9 +184,9 @@ def cmd_scale_tare(args) -> int:
         targets = [b.id for b in cfg.bins if b.scale.type != "none"]
         if not targets:
             raise CalibrationError("no bin has a scale")
-    bank, models = _scales(cfg, args, targets)
     done, failed = [], []
-    try:
+    with ExitStack() as stack:
+        bank, _ = _scales(cfg, args, targets, stack)
         for bin_id in targets:
             try:
                 cal = bank.tare(bin_id, timeout_s=args.timeout)
@@ -197,8 +197,6 @@ def cmd_scale_tare(args) -> int:
                 continue
             done.append(bin_id)
             print(f"{bin_id}: tared (zero at raw {cal.offset:.0f})", flush=True)
-    finally:
-        bank.close()
     if failed:
         raise CalibrationError(f"tared {', '.join(done) or 'nothing'}; refused: " + "; ".join(failed))
     print(f"saved to {bank.calibration.path}")
@@ -212,14 +210,12 @@ def cmd_scale_calibrate(args) -> int:
     b = _bin(cfg, args.bin)
     if b.scale.type == "none":
         raise CalibrationError(f"bin {b.id} has no scale (scale.type is none)")
-    bank, models = _scales(cfg, args, [b.id])
-    try:
-        if b.id in models:
-            models[b.id].grams += args.known_mass  # simulated technician puts the mass on
+    with ExitStack() as stack:
+        bank, sim = _scales(cfg, args, [b.id], stack)
+        if sim is not None:
+            sim.models[b.id].grams += args.known_mass  # simulated technician puts the mass on
             print(f"simulated: {args.known_mass:g} g put on bin {b.id}", flush=True)
         cal = bank.calibrate(b.id, args.known_mass, timeout_s=args.timeout)
-    finally:
-        bank.close()
     print(f"{b.id}: calibrated, {cal.scale:.3f} counts per gram; saved to {bank.calibration.path}")
     return 0
 

@@ -3,14 +3,12 @@
 ``Hardware.from_config(cfg)`` opens the flaps (all closed) and starts a
 reader thread per scale; ``close()`` closes the flaps first (they are the
 part that is unsafe to leave), then stops the scales. ``Hardware`` offers
-the interface ``kiosk.main`` drives (the one ``main.NullHardware`` stubs):
-open_flap / close_flap / close_all / poll / drops / fill_levels /
-refused_bins / faults / service / close.
+the interface the worker drives (``kiosk.devices.front.HardwareFront``).
 
-``simulate=True`` (``kiosk demo``, the ``--simulate`` CLI flags, tests)
-runs the same drivers on gpiozero MockFactory pins with simulated HX711
-chips attached, and lands an item of a few hundred grams ~0.5 s after a flap
-opens, so the whole open -> drop -> weigh -> close path runs on a desktop.
+With a ``kiosk.devices.simulation.Simulation`` (``kiosk demo``, the
+``--simulate`` CLI flags, tests) the same drivers run on gpiozero MockFactory
+pins with simulated chips attached; the simulation listens for flap openings
+to land items. Nothing here branches on it beyond asking it for backends.
 Simulated calibration lives in its own file so it never overwrites a real one.
 """
 
@@ -18,96 +16,69 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from typing import Callable, Optional
 
 from kiosk.actuators import RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapState
-from kiosk.devices.simpins import SimulatedFlapSwitch
-from kiosk.devices.pins import is_mock, make_pin_factory
-from kiosk.weighing.calibration import BinCalibration, Calibration, calibration_path
-from kiosk.config import BinConfig, KioskConfig
 from kiosk.commands import ServiceAction
+from kiosk.config import BinConfig, KioskConfig
+from kiosk.devices.pins import is_mock, make_pin_factory
+from kiosk.devices.simulation import Simulation
 from kiosk.errors import HardwareError
 from kiosk.faults import Fault, PartKind
+from kiosk.weighing.bank import Drop, ScaleBank
+from kiosk.weighing.calibration import Calibration, calibration_path
 from kiosk.weighing.hx711 import CHIP_POWER_DOWN_S, HX711
 from kiosk.weighing.iio import IIOHX711
-from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedADC, SimulatedHX711
-from kiosk.weighing.bank import Drop, ScaleBank
 from kiosk.weighing.scale import Scale
 
 log = logging.getLogger(__name__)
 
-SIM_PULSE_LIMIT_S = 0.02  # mock pins on a busy desktop: both the simulated chip and the driver use this
-SIM_RATE_HZ = 10.0  # HX711 with RATE tied low, as on most breakout boards
-SIM_DROP_DELAY_S = 0.5
-SIM_ITEM_G = (120.0, 450.0)
 SERVICE_STABLE_WAIT_S = 5.0  # the service screen blocks the worker while it waits
 SERVICE_FLAP_OPEN_S = 1.0
 SELF_TEST_WAIT_S = 4.0  # readings need ~1 s to settle, a dead HX711 ~2 s to time out
 
 
-def sim_model(index: int) -> LoadCellModel:
-    """A plausible load cell per bin (deterministic, so a simulated calibration stays valid)."""
-    return LoadCellModel(offset_mv=0.2 + 0.05 * index, noise_counts=15.0, seed=index)
-
-
-def build_flaps(cfg: KioskConfig, pin_factory, *, simulate: bool = False, clock: Callable[[], float] = time.monotonic,
-                watchdog_s: Optional[float] = WATCHDOG_S, release_delay_s: float = RELEASE_DELAY_S,
-                on_fault=None) -> tuple[FlapBank, list]:
-    """The flap bank, plus simulated closed switches when simulating (caller closes both)."""
-    switches = []
-    if simulate:
-        for b in cfg.bins:
-            if b.flap is not None and b.flap.closed_switch_pin is not None:
-                switches.append(SimulatedFlapSwitch(b.flap, pin_factory=pin_factory))
-    bank = FlapBank(cfg.bins, pin_factory, clock, watchdog_s=watchdog_s, release_delay_s=release_delay_s,
+def build_flaps(cfg: KioskConfig, pin_factory, *, simulation: Optional[Simulation] = None,
+                clock: Callable[[], float] = time.monotonic, watchdog_s: Optional[float] = WATCHDOG_S,
+                release_delay_s: float = RELEASE_DELAY_S, on_fault=None) -> FlapBank:
+    """The flap bank (every flap driven closed); with a simulation, its closed switches attached first."""
+    if simulation is not None:
+        pin_factory = simulation.pin_factory
+        simulation.attach_flap_switches(cfg.bins)
+    return FlapBank(cfg.bins, pin_factory, clock, watchdog_s=watchdog_s, release_delay_s=release_delay_s,
                     on_fault=on_fault)
-    return bank, switches
 
 
-def build_scales(cfg: KioskConfig, pin_factory, *, simulate: bool = False, bins: Optional[list[str]] = None,
-                 calibration: Optional[Calibration] = None, clock: Callable[[], float] = time.monotonic,
-                 sim_rate_hz: float = SIM_RATE_HZ, on_event=None) -> tuple[ScaleBank, dict[str, LoadCellModel]]:
-    """A ScaleBank for the bins with a scale (or just ``bins``), and the simulated load cells by bin."""
+def build_scales(cfg: KioskConfig, pin_factory, *, simulation: Optional[Simulation] = None,
+                 bins: Optional[list[str]] = None, calibration: Optional[Calibration] = None,
+                 clock: Callable[[], float] = time.monotonic, on_event=None) -> ScaleBank:
+    """A ScaleBank for the bins with a scale (or just ``bins``)."""
     if calibration is None:
-        calibration = Calibration.load(calibration_path(cfg.data_dir, simulate))
-    models: dict[str, LoadCellModel] = {}
+        calibration = Calibration.load(calibration_path(cfg.data_dir, simulation is not None))
     scales: dict[str, Scale] = {}
-    sims: list = []
     try:
         for i, b in enumerate(cfg.bins):
             if b.scale.type == "none" or (bins is not None and b.id not in bins):
                 continue
-            backend = _backend(b, i, pin_factory, simulate, models, sims, sim_rate_hz)
-            if simulate and calibration.get(b.id) is None:
-                m = models[b.id]  # a simulated cell is "factory calibrated" (in memory) until someone tares it
-                calibration.bins[b.id] = BinCalibration(offset=m.zero_code(b.scale.gain), scale=m.counts_per_gram(b.scale.gain),
-                                                        gain=b.scale.gain, source=b.scale.type)
+            if simulation is not None:
+                backend = simulation.scale_backend(b, i)
+                simulation.factory_calibrate(b, calibration)
+            else:
+                backend = _real_backend(b, pin_factory)
             cal, why = calibration.for_scale(b.id, b.scale.gain, b.scale.type)
             scales[b.id] = Scale(b.id, backend, cal, not_calibrated=why, clock=clock)
     except BaseException:
         for s in scales.values():
             s.close()
-        for sim in sims:
-            sim.close()
         raise
-    bank = ScaleBank(scales, cfg.bins, calibration=calibration, clock=clock, on_event=on_event, owned=sims)
-    return bank, models
+    return ScaleBank(scales, cfg.bins, calibration=calibration, clock=clock, on_event=on_event)
 
 
-def _backend(b: BinConfig, index: int, pin_factory, simulate, models, sims, sim_rate_hz):
+def _real_backend(b: BinConfig, pin_factory):
     sc = b.scale
     name = f"bin {b.id} scale"
-    if simulate:
-        models[b.id] = model = sim_model(index)
-        if sc.type == "iio":
-            return SimulatedADC(model, sc.gain, period_s=1.0 / sim_rate_hz, name=name)
-        sims.append(SimulatedHX711(sc.data_pin, sc.clock_pin, pin_factory=pin_factory, model=model,
-                                   rate_hz=sim_rate_hz, powerdown_s=SIM_PULSE_LIMIT_S))
-        return HX711(sc.data_pin, sc.clock_pin, sc.gain, pin_factory=pin_factory, name=name,
-                     max_pulse_s=SIM_PULSE_LIMIT_S)
     if sc.type == "iio":
         return IIOHX711(sc.iio_device, sc.gain, name=name)
     if is_mock(pin_factory):
@@ -116,7 +87,7 @@ def _backend(b: BinConfig, index: int, pin_factory, simulate, models, sims, sim_
 
 
 class Hardware:
-    """Flaps + scales, with the interface the main loop drives (``kiosk.worker.NullHardware``).
+    """Flaps + scales, with the interface the worker drives (``kiosk.devices.front.HardwareFront``).
 
     Per frame: ``poll(now)`` (flap deadlines and jams, fill levels, drop
     detection), then ``drops()``; ``open_flap``/``close_flap`` for the
@@ -124,49 +95,38 @@ class Hardware:
     ``faults()`` for the out-of-service screen and the log.
     """
 
-    def __init__(self, flaps: FlapBank, scales: ScaleBank, *, pin_factory=None, simulate: bool = False,
-                 models: Optional[dict[str, LoadCellModel]] = None, switches=(), seed: int = 0,
+    def __init__(self, flaps: FlapBank, scales: ScaleBank, *, simulation: Optional[Simulation] = None,
                  clock: Callable[[], float] = time.monotonic):
         self.flaps = flaps
         self.scales = scales
-        self.pin_factory = pin_factory
-        self.simulate = simulate
-        self.models = dict(models or {})
+        self.simulation = simulation  # closed last, after the devices on its pins
         self.clock = clock
-        self._switches = list(switches)
-        self._rng = random.Random(seed)
+        self.on_flap_opened: list[Callable[[str], None]] = [simulation.flap_opened] if simulation else []
         self._drops: list[Drop] = []
         self._lock = threading.Lock()
         self.closed = False
 
     @classmethod
-    def from_config(cls, cfg: KioskConfig, pin_factory=None, simulate: bool = False, *,
+    def from_config(cls, cfg: KioskConfig, pin_factory=None, *, simulation: Optional[Simulation] = None,
                     clock: Callable[[], float] = time.monotonic, watchdog_s: Optional[float] = WATCHDOG_S,
-                    release_delay_s: float = RELEASE_DELAY_S, sim_rate_hz: float = SIM_RATE_HZ,
-                    on_fault=None, on_event=None) -> "Hardware":
-        """Open everything the config describes. Every flap starts closed."""
-        if simulate:
-            if pin_factory is None:
-                pin_factory = make_pin_factory("mock")
-            elif not is_mock(pin_factory):
-                raise HardwareError("simulate needs gpiozero's MockFactory pins, not real ones")
-        elif pin_factory is None:
+                    release_delay_s: float = RELEASE_DELAY_S, on_fault=None, on_event=None) -> "Hardware":
+        """Open everything the config describes. Every flap starts closed. A given simulation is owned from here."""
+        if simulation is None and pin_factory is None:
             pin_factory = make_pin_factory(cfg.gpio.pin_factory)
-        calibration = Calibration.load(calibration_path(cfg.data_dir, simulate))
-        flaps = switches = None
+        calibration = Calibration.load(calibration_path(cfg.data_dir, simulation is not None))
+        flaps = None
         try:
-            flaps, switches = build_flaps(cfg, pin_factory, simulate=simulate, clock=clock, watchdog_s=watchdog_s,
-                                          release_delay_s=release_delay_s, on_fault=on_fault)
-            scales, models = build_scales(cfg, pin_factory, simulate=simulate, calibration=calibration, clock=clock,
-                                          sim_rate_hz=sim_rate_hz, on_event=on_event)
+            flaps = build_flaps(cfg, pin_factory, simulation=simulation, clock=clock, watchdog_s=watchdog_s,
+                                release_delay_s=release_delay_s, on_fault=on_fault)
+            scales = build_scales(cfg, pin_factory, simulation=simulation, calibration=calibration, clock=clock,
+                                  on_event=on_event)
         except BaseException:
             if flaps is not None:
                 flaps.close()
-            for s in switches or ():
-                s.close()
+            if simulation is not None:
+                simulation.close()
             raise
-        return cls(flaps, scales, pin_factory=pin_factory, simulate=simulate, models=models, switches=switches,
-                   clock=clock)
+        return cls(flaps, scales, simulation=simulation, clock=clock)
 
     # ---- the main loop's interface ---------------------------------------------------
     def open_flap(self, bin_id: str, now: Optional[float] = None) -> bool:
@@ -176,10 +136,8 @@ class Hardware:
         with self._lock:
             self._drops.clear()  # a drop seen before this open is not this item's
         self.scales.arm_drop(bin_id, self.clock() if now is None else now)
-        if self.simulate and bin_id in self.models:
-            grams = round(self._rng.uniform(*SIM_ITEM_G))
-            self.models[bin_id].add_load(grams, SIM_DROP_DELAY_S)
-            log.info("simulated: a %d g item will land in %s", grams, bin_id)
+        for listener in self.on_flap_opened:
+            listener(bin_id)
         return True
 
     def close_flap(self, bin_id: str) -> None:
@@ -316,14 +274,16 @@ class Hardware:
         try:
             self.flaps.close()
         finally:
-            self.scales.close()
-            for s in self._switches:
-                s.close()
+            try:
+                self.scales.close()
+            finally:
+                if self.simulation is not None:
+                    self.simulation.close()
 
 
-def open_hardware(cfg: KioskConfig, simulate: bool = False, pin_factory=None) -> Hardware:
-    """What ``kiosk.main`` calls: ``Hardware.from_config``."""
-    return Hardware.from_config(cfg, pin_factory=pin_factory, simulate=simulate)
+def open_hardware(cfg: KioskConfig, simulate: bool = False, **kw) -> Hardware:
+    """The config's hardware; ``simulate``: on a fresh ``Simulation`` (the demo, ``kiosk doctor`` on mock pins)."""
+    return Hardware.from_config(cfg, simulation=Simulation() if simulate else None, **kw)
 
 
-__all__ = ["Hardware", "open_hardware", "build_flaps", "build_scales", "sim_model", "SIM_PULSE_LIMIT_S"]
+__all__ = ["Hardware", "open_hardware", "build_flaps", "build_scales"]

@@ -47,10 +47,8 @@ class ScaleBank:
     """
 
     def __init__(self, scales: dict[str, Scale], bins: Iterable[BinConfig], *, calibration: Optional[Calibration] = None,
-                 clock: Callable[[], float] = time.monotonic, on_event: Optional[Callable[[str, str, str], None]] = None,
-                 owned: Iterable = ()):
+                 clock: Callable[[], float] = time.monotonic, on_event: Optional[Callable[[str, str, str], None]] = None):
         self.scales = dict(scales)
-        self._owned = list(owned)  # e.g. simulated chips: closed after the scales
         self.calibration = calibration
         self.clock = clock
         self.on_event = on_event
@@ -78,8 +76,6 @@ class ScaleBank:
         self.closed = True
         for s in self.scales.values():
             s.close()
-        for o in self._owned:
-            o.close()
 
     @property
     def bins(self) -> frozenset[str]:
