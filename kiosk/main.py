@@ -110,15 +110,15 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
         try:
             faults = []
             try:  # a part that cannot start is an out-of-service screen, not a crash loop
-                hardware = open_hardware(cfg, demo)
-            except KioskError as e:
-                log.error("flaps/scales did not start: %s", e)
-                faults.append(Fault(e.code, PartKind.HARDWARE, str(e)))
-            try:
                 eventlog = open_eventlog(cfg)
             except KioskError as e:
                 log.error("event log did not open (decisions will not be recorded): %s", e)
                 faults.append(Fault(e.code, PartKind.EVENTLOG, str(e)))
+            try:
+                hardware = open_hardware(cfg, demo, on_event=bin_event_recorder(eventlog))
+            except KioskError as e:
+                log.error("flaps/scales did not start: %s", e)
+                faults.append(Fault(e.code, PartKind.HARDWARE, str(e)))
             worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog,
                                   startup_faults=faults)
             from kiosk.ui import KioskUI, open_display
@@ -141,11 +141,25 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
                 pygame.quit()
 
 
-def open_hardware(cfg: KioskConfig, demo: bool):
+def open_hardware(cfg: KioskConfig, demo: bool, on_event=None):
     """Flaps and scales from config; the demo simulates them on gpiozero's mock pins."""
     from kiosk.devices.hardware import open_hardware as _open
 
-    return _open(cfg, simulate=demo)
+    return _open(cfg, simulate=demo, on_event=on_event)
+
+
+def bin_event_recorder(eventlog):
+    """``ScaleBank.on_event`` -> the event log's bin_events (``kiosk stats`` lists them); None without a log."""
+    from kiosk.weighing.bank import FILL_EVENTS  # a scale's faults reach the log through the worker's FaultBook
+
+    if eventlog is None:
+        return None
+
+    def record(kind: str, bin_id: str, message: str) -> None:
+        if kind in FILL_EVENTS:
+            eventlog.record_bin_event(bin_id, kind, message)
+
+    return record
 
 
 def open_eventlog(cfg: KioskConfig):

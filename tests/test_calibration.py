@@ -237,3 +237,21 @@ def test_service_reset_clears_the_bins_flags_and_names_what_it_did(tmp_path, moc
         assert done.startswith("paper: ") and "full flag cleared" in done and "lockout cleared" in done
         with pytest.raises(HardwareError, match="choose a bin first"):
             hw.service(ServiceAction.RESET, None)
+
+
+def test_a_full_bin_reaches_the_event_log_and_stats(tmp_path, mock_factory):
+    """ScaleBank events (full, emptied...) go through main's recorder into the log ``kiosk stats`` reads."""
+    from kiosk.appliance.eventdb import eventlog_path
+    from kiosk.appliance.eventlog import EventLog
+    from kiosk.appliance.stats import compute
+    from kiosk.main import bin_event_recorder
+
+    cfg = config(tmp_path)
+    with EventLog(eventlog_path(cfg.data_dir)) as log, Hardware.from_config(
+            cfg, simulation=Simulation(mock_factory, rate_hz=50), release_delay_s=0.05,
+            on_event=bin_event_recorder(log)) as hw:
+        assert wait_for(lambda: hw.scales.reading("paper").stable, 5.0)
+        hw.simulation.models["paper"].grams = 1100.0  # over capacity_kg 1.0
+        assert wait_for(lambda: (hw.poll(), "paper" in hw.refused_bins())[1], 6.0)
+    events = compute(eventlog_path(cfg.data_dir)).bin_events
+    assert events[("paper", "full")] == 1 and set(events) <= {("paper", "full"), ("paper", "near_full")}

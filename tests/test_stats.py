@@ -150,11 +150,46 @@ def test_cli_bad_config_names_the_key(tmp_path, capsys):
     assert "storage.retention_days" in err and "Traceback" not in err
 
 
-def test_cli_no_log_yet(tmp_path, capsys):
+def test_cli_no_log_yet_is_zeros_not_an_error(tmp_path, capsys):
     cfg = make_config(tmp_path, tmp_path / "nothing-here")
-    assert run_cli(["--config", str(cfg), "stats"]) == 1
-    err = capsys.readouterr().err
-    assert "no event log at" in err and "Traceback" not in err
+    assert run_cli(["--config", str(cfg), "stats"]) == 0  # a fresh kiosk: nothing recorded is not a failure
+    out = capsys.readouterr()
+    assert "0 items, 0 faults" in out.out and "No event log yet" in out.out and out.err == ""
+    assert not (tmp_path / "nothing-here").exists()  # reading statistics creates nothing
+
+
+def test_bin_events_are_counted_per_bin(tmp_path):
+    clock = Clock()
+    with EventLog(eventlog_path(tmp_path), clock=clock) as log:
+        for hour, bin_id, event in [(9, "glass", "near_full"), (10, "glass", "full"), (11, "glass", "emptied"),
+                                    (15, "glass", "emptied"), (12, "paper", "full_reset")]:
+            clock.t = at(DAY1, hour)
+            log.record_bin_event(bin_id, event, f"bin {bin_id}: {event}")
+    s = compute(eventlog_path(tmp_path))
+    assert s.bin_events == {("glass", "near_full"): 1, ("glass", "full"): 1, ("glass", "emptied"): 2,
+                            ("paper", "full_reset"): 1}
+    assert s.last_emptied["glass"].hour == 15 and "paper" not in s.last_emptied
+    text = render(s, bin_order=["paper", "glass"])
+    table = text.split("Bin events")[1].splitlines()
+    assert table[1].split() == ["bin", "near_full", "full", "emptied", "full_reset", "last", "emptied"]
+    assert table[2].split()[:2] == ["paper", "0"] and table[3].split()[:5] == ["glass", "1", "1", "2", "0"]
+
+
+def test_a_version_1_log_gains_bin_events_when_opened(tmp_path):
+    import sqlite3
+
+    db = eventlog_path(tmp_path)
+    conn = sqlite3.connect(db)
+    conn.executescript("CREATE TABLE decisions (id INTEGER PRIMARY KEY, t REAL NOT NULL, label TEXT, bin_id TEXT,"
+                       " score REAL NOT NULL, scores TEXT NOT NULL, corrected INTEGER NOT NULL, unsure INTEGER NOT NULL,"
+                       " weight_g REAL, drop_confirmed INTEGER);"
+                       "CREATE TABLE faults (id INTEGER PRIMARY KEY, t REAL NOT NULL, code TEXT NOT NULL,"
+                       " part TEXT NOT NULL, message TEXT NOT NULL); PRAGMA user_version = 1;")
+    conn.close()
+    assert compute(db).bin_events == {}  # an old file reads without the table
+    with EventLog(db) as log:
+        assert log.record_bin_event("glass", "full", "bin glass is full") is not None
+    assert compute(db).bin_events == {("glass", "full"): 1}
 
 
 def test_cli_unwritable_csv(tmp_path, capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 EVENTLOG_FILE = "events.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: bin_events (a v1 file gains the table when the kiosk opens it)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -52,6 +52,14 @@ CREATE TABLE IF NOT EXISTS service (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS service_t ON service(t);
+CREATE TABLE IF NOT EXISTS bin_events (
+    id      INTEGER PRIMARY KEY,
+    t       REAL NOT NULL,
+    bin_id  TEXT NOT NULL,
+    event   TEXT NOT NULL,  -- full, near_full, emptied, full_reset (kiosk.weighing.bank)
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bin_events_t ON bin_events(t);
 """
 
 

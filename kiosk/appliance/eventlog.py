@@ -232,6 +232,17 @@ class EventLog:
 
         return self._write("service action", insert)
 
+    def record_bin_event(self, bin_id: str, event: str, message: str) -> Optional[int]:
+        """Log what a bin's scale noticed: full, nearly full, emptied, full flag reset."""
+
+        def insert(conn):
+            return conn.execute(
+                "INSERT INTO bin_events (t, bin_id, event, message) VALUES (?, ?, ?, ?)",
+                (self.clock(), str(bin_id), str(event), str(message)),
+            ).lastrowid
+
+        return self._write("bin event", insert)
+
     # -- reading -------------------------------------------------------------
 
     def counts_today(self) -> dict[str, int]:
@@ -266,7 +277,7 @@ class EventLog:
 
         def delete(conn):
             n = 0
-            for table in ("decisions", "faults", "service"):  # images go with their decision (cascade)
+            for table in ("decisions", "faults", "service", "bin_events"):  # images go with their decision (cascade)
                 n += conn.execute(f"DELETE FROM {table} WHERE t < ?", (cutoff,)).rowcount
             return n
 
@@ -318,6 +329,9 @@ class NullEventLog:
         pass
 
     def record_service(self, action: str, detail: Any = None) -> None:
+        pass
+
+    def record_bin_event(self, bin_id: str, event: str, message: str) -> None:
         pass
 
     def counts_today(self) -> dict[str, int]:

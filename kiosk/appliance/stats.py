@@ -20,6 +20,7 @@ from typing import Iterable, Optional, Sequence, TextIO
 
 from kiosk.errors import KioskError
 from kiosk.appliance.eventdb import read_connection
+from kiosk.weighing.bank import FILL_EVENTS
 
 NO_BIN = "(none)"  # unsure items nobody placed
 NO_CLASS = "(none)"
@@ -52,6 +53,9 @@ class Stats:
     since: Optional[dt.date]
     groups: list[Group] = field(default_factory=list)
     faults: dict[dt.date, int] = field(default_factory=dict)
+    bin_events: dict[tuple[str, str], int] = field(default_factory=dict)  # (bin, event) -> count
+    last_emptied: dict[str, dt.datetime] = field(default_factory=dict)  # bin -> local time it was last emptied
+    exists: bool = True  # False: no event log yet (a fresh kiosk), every count is zero
 
     @property
     def days(self) -> list[dt.date]:
@@ -101,10 +105,13 @@ def _day_start(day: dt.date) -> float:
 def compute(db_path: str | Path, since: Optional[dt.date] = None) -> Stats:
     """Read the event log at ``db_path``; only days from ``since`` on."""
     db_path = Path(db_path)
-    if not db_path.is_file():
-        raise StatsError(f"no event log at {db_path} (the kiosk has not recorded anything there yet)")
-    start = _day_start(since) if since else float("-inf")
     stats = Stats(source=db_path, since=since)
+    if not db_path.exists():  # a fresh kiosk: nothing recorded yet is zero of everything, not an error
+        stats.exists = False
+        return stats
+    if not db_path.is_file():
+        raise StatsError(f"the event log {db_path} is not a file")
+    start = _day_start(since) if since else float("-inf")
     try:
         with read_connection(db_path) as conn:
             for day, bin_id, label, items, unsure, corrected, grams in conn.execute(
@@ -120,6 +127,14 @@ def compute(db_path: str | Path, since: Optional[dt.date] = None) -> Stats:
                 "SELECT date(t, 'unixepoch', 'localtime') AS day, COUNT(*) FROM faults WHERE t >= ? GROUP BY day", (start,)
             ):
                 stats.faults[dt.date.fromisoformat(day)] = n
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bin_events'").fetchone():  # schema 2 on
+                for bin_id, event, n, last in conn.execute(
+                    "SELECT bin_id, event, COUNT(*), MAX(t) FROM bin_events WHERE t >= ? GROUP BY bin_id, event",
+                    (start,),
+                ):
+                    stats.bin_events[(bin_id, event)] = n
+                    if event == "emptied":
+                        stats.last_emptied[bin_id] = dt.datetime.fromtimestamp(last)
     except sqlite3.Error as e:
         hint = ""
         if "unable to open" in str(e) or "readonly" in str(e) or "permission" in str(e).lower():
@@ -169,8 +184,11 @@ def render(stats: Stats, bin_order: Sequence[str] = ()) -> str:
     """The report ``kiosk stats`` prints."""
     since = f"since {stats.since.isoformat()}" if stats.since else "all days"
     out = [f"Event log {stats.source}, {since}"]
-    if not stats.groups and not stats.faults:
-        out.append("No decisions recorded.")
+    if not stats.exists:
+        out.append("No event log yet: the kiosk has not recorded anything. 0 items, 0 faults.")
+        return "\n".join(out) + "\n"
+    if not stats.groups and not stats.faults and not stats.bin_events:
+        out.append("No decisions recorded. 0 items, 0 faults.")
         return "\n".join(out) + "\n"
     out.append("unsure = the kiosk was not sure; corrected = the person chose the bin (both out of all items)")
     bins = stats.bins(bin_order)
@@ -197,4 +215,13 @@ def render(stats: Stats, bin_order: Sequence[str] = ()) -> str:
 
     out += ["", "Kilograms per bin"]
     out += _table(["bin", "kg"], [[b, f"{stats.kg(bin_id=b):.3f}"] for b in bins] + [["total", f"{stats.kg():.3f}"]])
+
+    if stats.bin_events:
+        out += ["", "Bin events (from the scales)"]
+        scaled = [b for b in bin_order if any(k[0] == b for k in stats.bin_events)]
+        scaled += sorted({k[0] for k in stats.bin_events} - set(scaled))
+        out += _table(["bin"] + list(FILL_EVENTS) + ["last emptied"],
+                      [[b] + [stats.bin_events.get((b, e), 0) for e in FILL_EVENTS]
+                       + [stats.last_emptied[b].strftime("%Y-%m-%d %H:%M") if b in stats.last_emptied else "-"]
+                       for b in scaled])
     return "\n".join(out) + "\n"

@@ -25,6 +25,10 @@ from kiosk.weighing.scale import STABLE_WAIT_S, Scale
 log = logging.getLogger(__name__)
 
 
+# What a bin's scale reports about the bin itself (its faults are Faults): logged, listed by ``kiosk stats``.
+FILL_EVENTS = ("near_full", "full", "emptied", "full_reset")
+
+
 @dataclass(frozen=True)
 class Drop:
     """A confirmed drop: ``grams`` landed in ``bin_id`` (reading time ``t``)."""
