@@ -48,12 +48,21 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
     from kiosk.main import run
 
-    cfg = demo_config(args.config, camera=args.camera)
-    return run(cfg, demo=True, max_frames=args.max_frames)
+    import tempfile
+
+    if args.data_dir:
+        return run(demo_config(args.config, camera=args.camera, data_dir=args.data_dir), demo=True,
+                   max_frames=args.max_frames)
+    # A throw-away data dir: the demo's decisions never land in the real event log or kiosk stats.
+    with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as scratch:
+        logging.getLogger(__name__).info("demo data (event log, calibration) in %s, removed at exit; "
+                                         "--data-dir DIR keeps it", scratch)
+        return run(demo_config(args.config, camera=args.camera, data_dir=scratch), demo=True,
+                   max_frames=args.max_frames)
 
 
-def demo_config(path: str, camera: str | None = None):
-    """The config with desktop defaults: auto camera, simulated GPIO, a window."""
+def demo_config(path: str, camera: str | None = None, data_dir: str | None = None):
+    """The config with desktop defaults: auto camera, simulated GPIO, a window (and ``data_dir``, if given)."""
     import yaml
 
     from kiosk.config import load_config, parse_config
@@ -63,6 +72,8 @@ def demo_config(path: str, camera: str | None = None):
     data.setdefault("camera", {})["backend"] = camera or "auto"
     data.setdefault("gpio", {})["pin_factory"] = "mock"
     data.setdefault("ui", {})["fullscreen"] = False
+    if data_dir is not None:
+        data.setdefault("storage", {})["data_dir"] = str(data_dir)
     return parse_config(data, base_dir=base.base_dir, source=path)
 
 
@@ -71,8 +82,13 @@ def cmd_hash_pin(args) -> int:
 
     from kiosk.config import hash_pin
 
-    pin = args.pin or getpass.getpass("Service PIN (4-12 digits): ")
-    if not args.pin and getpass.getpass("Again: ") != pin:
+    if args.pin:
+        pin = args.pin
+    elif not sys.stdin.isatty():  # from a pipe: one line, no prompt (getpass would warn it cannot hide input)
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = getpass.getpass("Service PIN (4-12 digits): ")
+    if not args.pin and sys.stdin.isatty() and getpass.getpass("Again: ") != pin:
         print("error: the PINs differ", file=sys.stderr)
         return 1
     try:
@@ -154,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
     p = add("demo", cmd_demo, "run on a desktop: webcam or synthetic camera, simulated GPIO, a window")
     p.add_argument("--camera", choices=["auto", "opencv", "synthetic"], default=None)
+    p.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="keep the demo's event log and calibration here (default: a throw-away folder, "
+                   "so the demo never shows up in kiosk stats)")
     p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
     p = add("check-config", cmd_check_config, "validate a config file: prints OK or each problem", config=False)
     p.add_argument("path")

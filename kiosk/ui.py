@@ -64,7 +64,10 @@ def open_display(ui_cfg: UiConfig) -> pygame.Surface:
     desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if ui_cfg.fullscreen and not desktop and not os.environ.get("SDL_VIDEODRIVER"):
         os.environ["SDL_VIDEODRIVER"] = "kmsdrm"  # the Pi with no desktop: straight to the display
-    pygame.init()
+    # Only what the kiosk uses: pygame.init() would also open the mixer, and on a Pi with no
+    # sound card ALSA prints "Unknown PCM default" lines into the journal at every start.
+    pygame.display.init()
+    pygame.font.init()
     flags = pygame.FULLSCREEN if ui_cfg.fullscreen else 0
     try:
         surface = pygame.display.set_mode(tuple(ui_cfg.size), flags)

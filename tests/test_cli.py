@@ -60,10 +60,11 @@ def wait_for(proc, text, timeout):
     return proc.log_path.read_text()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_the_demo_in_order(tmp_path, config_dict, scene_model, sig):
+@pytest.mark.parametrize("sig,keep", [(signal.SIGTERM, True), (signal.SIGINT, False)])
+def test_signal_stops_the_demo_in_order(tmp_path, config_dict, scene_model, sig, keep):
     cfg = write_config(tmp_path, config_dict, scene_model)
-    proc = start(tmp_path, "demo", "--camera", "synthetic", "--config", str(cfg))
+    keep_args = ["--data-dir", str(tmp_path / "demo-data")] if keep else []
+    proc = start(tmp_path, "demo", "--camera", "synthetic", "--config", str(cfg), *keep_args)
     try:
         log = wait_for(proc, "UI 800x480", timeout=60)
         assert "UI 800x480" in log, log
@@ -77,7 +78,12 @@ def test_signal_stops_the_demo_in_order(tmp_path, config_dict, scene_model, sig)
     assert code == 0, log
     assert f"stopped: {signal.Signals(sig).name}" in log
     assert "Traceback" not in log
-    assert (tmp_path / "data" / "events.db").exists()
+    assert not (tmp_path / "data" / "events.db").exists()  # never the config's (the real) event log
+    if keep:
+        assert (tmp_path / "demo-data" / "events.db").exists()
+    else:
+        scratch = log.split("demo data (event log, calibration) in ")[1].split(",")[0]
+        assert "kiosk-demo-" in scratch and not os.path.exists(scratch)  # thrown away at exit
 
 
 def test_bad_config_shows_out_of_service_and_keeps_running(tmp_path, config_dict, scene_model):
@@ -109,6 +115,15 @@ def test_hash_pin_command(capsys):
 
     assert verify_pin("2468", capsys.readouterr().out.strip())
     assert cli_main(["hash-pin", "--pin", "12"]) == 1
+
+
+def test_hash_pin_from_a_pipe_reads_one_line_without_warnings(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "kiosk.cli", "hash-pin"], input="97531\n",
+                       capture_output=True, text=True, env=kiosk_env(tmp_path), timeout=60)
+    from kiosk.config import verify_pin
+
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert verify_pin("97531", r.stdout.strip())
 
 
 def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys):

@@ -463,5 +463,6 @@ def test_open_display_respects_the_dummy_driver(cfg):
         assert os.environ["SDL_VIDEODRIVER"] == "dummy"  # not switched to kmsdrm
         ui = KioskUI(cfg, surface.get_size(), clock=Clock())  # fullscreen may get the display's own size
         ui.draw(surface, sample_view(cfg, "idle", "en"))
+        assert pygame.mixer.get_init() is None  # no sound opened: no ALSA lines in the journal on a Pi
     finally:
         pygame.display.quit()

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Optional
 
 from kiosk.actuators import RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, FlapState
+from kiosk.closing import Closable
 from kiosk.commands import ServiceAction
 from kiosk.config import BinConfig, KioskConfig
 from kiosk.devices.pins import is_mock, make_pin_factory
@@ -86,7 +87,7 @@ def _real_backend(b: BinConfig, pin_factory):
     return HX711(sc.data_pin, sc.clock_pin, sc.gain, pin_factory=pin_factory, name=name, max_pulse_s=CHIP_POWER_DOWN_S)
 
 
-class Hardware:
+class Hardware(Closable):
     """Flaps + scales, with the interface the worker drives (``kiosk.devices.front.HardwareFront``).
 
     Per frame: ``poll(now)`` (flap deadlines and jams, fill levels, drop
@@ -260,17 +261,8 @@ class Hardware:
         return bool(r.fault) or r.stable
 
     # ---- shutdown -----------------------------------------------------------------------
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
-        """Flaps first (closed, then released), then scales. Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
+    def _close(self) -> None:
+        """Flaps first (closed, then released), then scales, then the simulation under them."""
         try:
             self.flaps.close()
         finally:

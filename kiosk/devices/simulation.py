@@ -16,6 +16,7 @@ import logging
 import random
 from typing import Optional
 
+from kiosk.closing import Closable
 from kiosk.config import BinConfig
 from kiosk.devices.pins import is_mock, make_pin_factory
 from kiosk.devices.simpins import SimulatedFlapSwitch
@@ -37,7 +38,7 @@ def sim_model(index: int) -> LoadCellModel:
     return LoadCellModel(offset_mv=0.2 + 0.05 * index, noise_counts=15.0, seed=index)
 
 
-class Simulation:
+class Simulation(Closable):
     """Mock pins with simulated chips attached, and the items that land in the bins."""
 
     def __init__(self, pin_factory=None, *, rate_hz: float = SIM_RATE_HZ, seed: int = 0):
@@ -85,16 +86,6 @@ class Simulation:
             model.add_load(grams, SIM_DROP_DELAY_S)
             log.info("simulated: a %d g item will land in %s", grams, bin_id)
 
-    def close(self) -> None:
-        """Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
+    def _close(self) -> None:
         for thing in reversed(self._owned):
             thing.close()
-
-    def __enter__(self) -> "Simulation":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

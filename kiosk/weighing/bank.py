@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
+from kiosk.closing import Closable
 from kiosk.config import BinConfig
 from kiosk.datatypes import Reading
 from kiosk.faults import Fault, PartKind
@@ -38,7 +39,7 @@ class Drop:
     t: float
 
 
-class ScaleBank:
+class ScaleBank(Closable):
     """Every bin's scale, its fill level, and drop confirmation for the open flap.
 
     Main-loop use, once per frame::
@@ -67,17 +68,8 @@ class ScaleBank:
         self._lock = threading.Lock()
         self.closed = False
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
-        """Stop every reader. Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
+    def _close(self) -> None:
+        """Stop every reader."""
         for s in self.scales.values():
             s.close()
 

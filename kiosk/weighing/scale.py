@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from kiosk.closing import Closable
 from kiosk.weighing.calibration import BinCalibration
 from kiosk.datatypes import Reading
 from kiosk.weighing.fill import MEDIAN_WINDOW, STABLE_G, STABLE_S, WeightFilter
@@ -41,7 +42,7 @@ CLOSED_CODE = "E427"
 # --------------------------------------------------------------------------
 # The reader thread
 # --------------------------------------------------------------------------
-class Scale:
+class Scale(Closable):
     """Reads one backend on its own thread; ``reading`` is the latest Reading.
 
     ``grams`` is NaN (and ``fault`` says why) while the bin has no usable
@@ -81,17 +82,8 @@ class Scale:
             self._thread = threading.Thread(target=self._run, name=f"scale-{self.bin_id}", daemon=True)
             self._thread.start()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
-        """Stop the thread and release the backend. Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
+    def _close(self) -> None:
+        """Stop the thread and release the backend."""
         self._stop.set()
         t = self._thread
         if t is not None and t is not threading.current_thread():
