@@ -443,3 +443,30 @@ def test_cli_close_all_reports_a_switch_that_does_not_read_closed(tmp_path, caps
     with pytest.raises(FlapJammed, match="closed switch of paper does not read closed"):
         _cli(tmp_path, ["flaps", "close-all"], CLI_BINS)
     assert "closed and released: paper, glass" in capsys.readouterr().out  # still closed and released
+
+
+def test_cli_without_gpio_and_without_simulate_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    """Pretend pins must never report that a real flap closed: no GPIO is E402, exit non-zero."""
+    from kiosk.devices import pins
+    from kiosk.devices.pins import NoGpio
+
+    monkeypatch.setattr(pins, "on_raspberry_pi", lambda: False)  # this machine, said out loud
+    bins = [dict(b) for b in CLI_BINS]
+    import yaml
+
+    cfg = minimal_config_dict(str(tmp_path / "data"), bins)
+    cfg["gpio"] = {"pin_factory": "auto"}
+    (tmp_path / "auto.yaml").write_text(yaml.safe_dump(cfg))
+    from kiosk.cli import main as cli_main
+
+    try:
+        import lgpio  # noqa: F401
+        pytest.skip("this machine has lgpio: auto finds real pins")
+    except ImportError:
+        pass
+    assert cli_main(["flaps", "close-all", "--config", str(tmp_path / "auto.yaml")]) != 0
+    out = capsys.readouterr()
+    assert "closed and released" not in out.out and "E402" in out.err and "--simulate" in out.err
+    with pytest.raises(NoGpio):
+        pins.make_pin_factory("auto", fallback_to_mock=False)
+    assert _cli(tmp_path, ["flaps", "close-all", "--simulate"], CLI_BINS) == 0  # the desktop way still works

@@ -1,3 +1,4 @@
+import pytest
 import yaml
 
 from kiosk.cli import main as cli_main
@@ -63,3 +64,22 @@ def test_doctor_shows_the_model_self_check(tmp_path, config_dict, tiny_model, ca
     r = rows(out)
     assert code == 1 and r["model"] == "FAIL" and "no path matches the card" in out
     assert r["model-kernels"] == "SKIP"
+
+
+def test_doctor_without_gpio_says_what_is_missing_and_checks_no_pretend_flaps(tmp_path, config_dict, tiny_model,
+                                                                              capsys, monkeypatch):
+    from kiosk.devices import pins
+
+    try:
+        import lgpio  # noqa: F401
+        pytest.skip("this machine has lgpio")
+    except ImportError:
+        pass
+    monkeypatch.setattr(pins, "on_raspberry_pi", lambda: False)
+    p = write(tmp_path, config_dict, tiny_model)
+    p.write_text(p.read_text().replace("pin_factory: mock", "pin_factory: auto"))
+    assert cli_main(["doctor", "--config", str(p)]) == 1
+    out = capsys.readouterr().out
+    r = rows(out)
+    assert r["gpio"] == "FAIL" and "no GPIO" in out and "--simulate" in out
+    assert r["scales/flaps"] == "SKIP" and not any(k.startswith("flap") and v == "PASS" for k, v in r.items())

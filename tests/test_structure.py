@@ -56,3 +56,23 @@ def test_no_import_cycles():
         if m not in state:
             visit(m, [m])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_every_fault_code_the_code_can_raise_is_in_the_readme_table():
+    """One table for technicians: a code on the screen that the README does not explain is a dead end."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    used = set()
+    for path in (repo / "kiosk").rglob("*.py"):
+        used |= set(re.findall(r'(?:code|_CODE)\s*=\s*"(E\d{3})"', path.read_text(encoding="utf-8")))
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Fault codes")[1].split("\n## ")[0]
+    listed = set()
+    for row in table.splitlines():
+        cell = row.split("|")[1] if row.startswith("|") else ""
+        for a, b in re.findall(r"E(\d{3})(?:\s*[–-]\s*E(\d{3}))?", cell):
+            listed |= {f"E{n:03d}" for n in range(int(a), int(b or a) + 1)}
+        listed |= set(re.findall(r"E\d{3}", cell))
+    assert len(used) > 15, used  # the scan finds the codes
+    assert sorted(used - listed) == []

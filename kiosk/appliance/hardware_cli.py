@@ -89,7 +89,7 @@ def _devices(cfg, args, stack: ExitStack):
         return sim.pin_factory, sim
     from kiosk.devices.pins import make_pin_factory
 
-    return make_pin_factory(cfg.gpio.pin_factory), None
+    return make_pin_factory(cfg.gpio.pin_factory, fallback_to_mock=False), None
 
 
 def _bin(cfg, bin_id: str):

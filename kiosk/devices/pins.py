@@ -15,6 +15,12 @@ from kiosk.errors import HardwareError
 log = logging.getLogger(__name__)
 
 
+
+class NoGpio(HardwareError):
+    """Asked for real pins on a machine that has none (a desktop without --simulate)."""
+
+    code = "E402"
+
 def _mock_factory():
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
@@ -32,12 +38,15 @@ def on_raspberry_pi() -> bool:
     return False
 
 
-def make_pin_factory(name: str, *, on_pi: Optional[bool] = None):
+def make_pin_factory(name: str, *, on_pi: Optional[bool] = None, fallback_to_mock: bool = True):
     """A gpiozero pin factory for ``gpio.pin_factory``; hardware libraries are imported only here.
 
     ``auto`` tries lgpio; off a Raspberry Pi it falls back to MockFactory
     (MockPWMPin, so servos work) with a warning. On a Pi it tries RPi.GPIO
     next and then fails: a real kiosk must not run its flaps on pretend pins.
+    ``fallback_to_mock=False`` (the technician's flap and scale commands,
+    ``kiosk doctor``) fails off a Pi too: pretend pins must never report that
+    a real flap closed.
     """
     if name == "mock":
         return _mock_factory()
@@ -75,6 +84,9 @@ def make_pin_factory(name: str, *, on_pi: Optional[bool] = None):
     if pi:
         raise HardwareError("gpio.pin_factory auto: no GPIO library works on this Raspberry Pi ("
                             + "; ".join(errors) + "): install python3-lgpio")
+    if not fallback_to_mock:
+        raise NoGpio("this machine has no GPIO (gpio.pin_factory auto: " + "; ".join(errors) + "): "
+                     "flaps and scales cannot be reached here; on a desktop add --simulate")
     log.warning("gpio.pin_factory auto: no GPIO hardware (%s); using simulated pins (MockFactory)", "; ".join(errors))
     return _mock_factory()
 
