@@ -4,11 +4,22 @@ Every error carries a short ``code`` that the out-of-service screen shows and
 that a technician can look up in the README.
 """
 
+from __future__ import annotations
+
 
 class KioskError(Exception):
-    """Root of every error the kiosk raises on purpose."""
+    """Root of every error the kiosk raises on purpose.
+
+    ``code=`` overrides the class's code for one instance: a refusal that is
+    really a part's fault (a tare on a dead chip) carries that fault's code.
+    """
 
     code = "E000"
+
+    def __init__(self, *args, code: str | None = None):
+        super().__init__(*args)
+        if code is not None:
+            self.code = code
 
 
 class ConfigError(KioskError):

@@ -255,3 +255,25 @@ def test_a_full_bin_reaches_the_event_log_and_stats(tmp_path, mock_factory):
         assert wait_for(lambda: (hw.poll(), "paper" in hw.refused_bins())[1], 6.0)
     events = compute(eventlog_path(cfg.data_dir)).bin_events
     assert events[("paper", "full")] == 1 and set(events) <= {("paper", "full"), ("paper", "near_full")}
+
+
+def test_tare_on_a_chip_that_never_answers_fails_fast_under_its_own_code(tmp_path, capsys):
+    """Mock pins, no simulated chip: the reader declares E421 and tare says so, not after the whole wait."""
+    import time
+
+    bins = [dict(BINS[0]), dict(BINS[0], id="glass", flap=None,
+                                scale={"type": "hx711", "data_pin": 22, "clock_pin": 23, "drop_min_g": 5})]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(minimal_config_dict(str(tmp_path / "data"), bins)))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config")
+    hardware_cli.register(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(["--config", str(cfg), "scale", "tare", "--timeout", "60"])
+    t0 = time.monotonic()
+    with pytest.raises(KioskError) as e:
+        args.func(args)
+    assert time.monotonic() - t0 < 30  # not the 60 s wait per bin
+    assert e.value.code == "E421" and "not tared: paper, glass" in str(e.value)
+    lines = [x for x in capsys.readouterr().err.splitlines() if "not tared" in x]
+    assert [x.split()[:4] for x in lines] == [["paper:", "not", "tared", "[E421]"], ["glass:", "not", "tared", "[E421]"]]
+    assert all(len(x) < 250 for x in lines), lines

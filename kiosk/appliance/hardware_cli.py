@@ -22,6 +22,7 @@ which calls the same ``ScaleBank.tare``/``calibrate`` in-process).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from contextlib import ExitStack, closing
 
@@ -193,12 +194,14 @@ def cmd_scale_tare(args) -> int:
             except KioskError as e:
                 if len(targets) == 1:
                     raise
-                failed.append(f"{bin_id}: {e}")
+                failed.append((bin_id, e))
+                print(f"{bin_id}: not tared [{e.code}] {e}", file=sys.stderr, flush=True)  # one line per bin
                 continue
             done.append(bin_id)
             print(f"{bin_id}: tared (zero at raw {cal.offset:.0f})", flush=True)
     if failed:
-        raise CalibrationError(f"tared {', '.join(done) or 'nothing'}; refused: " + "; ".join(failed))
+        raise CalibrationError(f"tared {', '.join(done) or 'nothing'}; not tared: {', '.join(b for b, _ in failed)}",
+                               code=failed[0][1].code)
     print(f"saved to {bank.calibration.path}")
     return 0
 

@@ -200,12 +200,12 @@ class Scale(Closable):
                       and since is not None and since >= t_start)
             if ok:
                 return median
-            if time.monotonic() >= deadline:
-                break
+            if fault is not None or time.monotonic() >= deadline:
+                break  # a scale in fault will not settle by waiting: say so now, under its own code
             if self._stop.wait(poll_s):
                 raise ScaleError(f"bin {self.bin_id}: scale closed while waiting for stable readings")
         if fault:
-            raise ScaleError(f"bin {self.bin_id}: scale fault, cannot weigh: {fault}")
+            raise ScaleError(f"cannot weigh: {fault}", code=self._fault_code)
         if spread is None:
             raise ScaleError(f"bin {self.bin_id}: not enough readings within {timeout_s:g} s (got {self.samples}): "
                              f"is the scale connected? last error: {self._last_error}")
