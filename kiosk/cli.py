@@ -130,6 +130,10 @@ def run_torch_command(name: str, argv: list[str]) -> int:
     try:
         mod = importlib.import_module(TORCH_COMMANDS[name][0])
     except ImportError as e:
+        if {"-h", "--help"} & set(argv):  # help is help, not an error, even before the extra is installed
+            print(f"usage: kiosk {name} [options]\n\n{TORCH_COMMANDS[name][1]}.\nIt needs the train extra: "
+                  f"pip install -e '.[train]' (not installed here: {e}); then `kiosk {name} --help` lists its options.")
+            return 0
         print(f"error: `kiosk {name}` needs the train extra (pip install -e '.[train]'): {e}", file=sys.stderr)
         return 1
     try:
@@ -155,14 +159,18 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kiosk import __version__
+    from kiosk.appliance.configpath import CONFIG_HELP
+
     ap = argparse.ArgumentParser(prog="kiosk", description="Waste-sorting kiosk.")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log debug lines too")
+    ap.add_argument("--version", action="version", version=f"kiosk {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help, config=True):
         p = sub.add_parser(name, help=help, description=help)
         if config:
-            p.add_argument("--config", default=_default_config(), help="config file (default: %(default)s)")
+            p.add_argument("--config", default=_default_config(), metavar="FILE", help=CONFIG_HELP)
         p.set_defaults(func=func)
         return p
 

@@ -167,3 +167,41 @@ def test_every_command_family_imports_and_registers():
 
     names = build_parser()._subparsers._group_actions[0].choices
     assert {"flaps", "snapshot", "doctor", "train", "export"} <= set(names)
+
+
+def _subcommands(parser, prefix=()):
+    """Every command path the parser knows, nested ones included (flaps close-all...)."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _subcommands(sub, (*prefix, name))
+
+
+def test_every_subcommand_help_runs_and_names_the_config_search_order(capsys):
+    from kiosk.cli import build_parser
+
+    commands = list(_subcommands(build_parser()))
+    assert {("run",), ("demo",), ("train",), ("flaps", "close-all"), ("scale", "tare"), ("stats",)} <= set(commands)
+    for cmd in commands:
+        try:
+            code = cli_main([*cmd, "--help"])
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        assert code == 0 and "usage:" in out.out and "Traceback" not in out.err, (cmd, out.err[-500:])
+        if "--config" in out.out:
+            assert "$KIOSK_CONFIG" in out.out and "/etc/kiosk/config.yaml" in out.out, cmd
+
+
+def test_version_and_verbose_have_help(capsys):
+    from kiosk import __version__
+
+    with pytest.raises(SystemExit) as e:
+        cli_main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"kiosk {__version__}"
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    assert "log debug lines too" in capsys.readouterr().out

@@ -25,6 +25,9 @@ ENV_VAR = "KIOSK_CONFIG"
 AUTO = "auto"
 
 DEFAULT_CANDIDATES: tuple[Path, ...] = (BOOT_CONFIG, ETC_CONFIG, LOCAL_CONFIG)
+# Every command's --config help says the same thing (argparse fills in %(default)s where there is one).
+CONFIG_HELP = (f"config file (default: ${ENV_VAR} if set, else the first that exists of {BOOT_CONFIG}, "
+               f"{ETC_CONFIG}, ./{LOCAL_CONFIG})")
 
 
 def default_config_path(

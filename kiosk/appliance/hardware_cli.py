@@ -33,8 +33,9 @@ FLAP_TEST_OPEN_S = 1.5
 
 def _add_common(p) -> None:
     # SUPPRESS: a --config given to a parent parser is not overwritten by this one's default
-    p.add_argument("--config", default=argparse.SUPPRESS,
-                   help="config file, or auto (default: $KIOSK_CONFIG, the boot partition, /etc/kiosk, ./config.yaml)")
+    from kiosk.appliance.configpath import CONFIG_HELP
+
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help=CONFIG_HELP)
     p.add_argument("--simulate", action="store_true",
                    help="use simulated pins and devices (desktop; never touches real GPIO or the real calibration)")
 

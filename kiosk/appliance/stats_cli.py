@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from kiosk.config import load_config
-from kiosk.appliance.configpath import resolve_config_arg
+from kiosk.appliance.configpath import CONFIG_HELP, resolve_config_arg
 from kiosk.errors import ConfigError
 from kiosk.appliance.eventdb import eventlog_path
 from kiosk.appliance.stats import StatsError, compute, render, write_csv
@@ -36,9 +36,7 @@ def register(subparsers) -> None:
         "correction rate (the person chose the bin) and kilograms per bin.",
     )
     # SUPPRESS: a --config given to a parent parser is not overwritten by this one's default.
-    p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
-                   help="config file (default: /boot/firmware/kiosk.yaml, /etc/kiosk/config.yaml or ./config.yaml, "
-                   "the first that exists)")
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help=CONFIG_HELP)
     p.add_argument("--since", type=_date, metavar="YYYY-MM-DD", help="only days from this date on")
     p.add_argument("--csv", metavar="FILE", help="also write one row per day, bin and class to FILE ('-' for stdout only)")
     p.set_defaults(func=stats_command)
