@@ -234,9 +234,12 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
-        print(f"error: config {e.path or ''}".rstrip(), file=sys.stderr)
-        for p in e.problems:
-            print(f"  {p}", file=sys.stderr)
+        if e.path:  # the file has problems: name it, then each key
+            print(f"error [{e.code}]: config {e.path}", file=sys.stderr)
+            for p in e.problems:
+                print(f"  {p}", file=sys.stderr)
+        else:  # a wrong argument (an unknown bin) checked against the config: just say what is wrong
+            print(f"error: {'; '.join(e.problems)}", file=sys.stderr)
         return 1
     except KioskError as e:
         print(f"error [{e.code}]: {e}", file=sys.stderr)

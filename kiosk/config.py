@@ -331,8 +331,13 @@ def load_config(path: str | Path, check_model: bool = True) -> KioskConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
+        # The parser often notices a mistake on the next line (an unclosed quote or bracket, a
+        # missing colon); context_mark is where the broken construct began: the line to fix.
         mark = getattr(e, "problem_mark", None)
+        start = getattr(e, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        if mark and start and start.line < mark.line:
+            where = f"line {start.line + 1} (noticed at line {mark.line + 1}, column {mark.column + 1})"
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError([f"YAML syntax error at {where}: {problem}"], str(path)) from None
     return parse_config(data, base_dir=path.resolve().parent, source=str(path), check_model=check_model)

@@ -205,3 +205,10 @@ def test_version_and_verbose_have_help(capsys):
     with pytest.raises(SystemExit):
         cli_main(["--help"])
     assert "log debug lines too" in capsys.readouterr().out
+
+
+def test_an_unknown_bin_is_an_argument_error_not_a_config_error(tmp_path, config_dict, scene_model, capsys):
+    cfg = write_config(tmp_path, config_dict, scene_model)
+    assert cli_main(["flaps", "test", "bottles", "--simulate", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown bin 'bottles' (bins are ") and "error: config" not in err

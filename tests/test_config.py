@@ -152,3 +152,11 @@ def test_clahe_is_one_type_validated_in_place(cfg_with, tmp_path, config_dict):
         with pytest.raises(ConfigError) as e:
             parse_config(data, base_dir=tmp_path, check_model=False)
         assert any(p.startswith("enhance.clahe.") and words in p for p in e.value.problems), e.value.problems
+
+
+def test_yaml_errors_name_the_line_to_fix_not_the_line_after(tmp_path):
+    p = tmp_path / "k.yaml"
+    p.write_text("camera:\n  fps: 10\n  size [640, 480]\nui:\n  fullscreen: false\n")  # line 3 lacks its colon
+    with pytest.raises(ConfigError) as e:
+        load_config(p, check_model=False)
+    assert e.value.problems[0].startswith("YAML syntax error at line 3 "), e.value.problems

@@ -72,3 +72,16 @@ def test_val_accuracy_reproduces_the_card(trashnet, card):
     rep = evaluate(clf, load_images(trashnet / "val", clf.classes))
     assert abs(rep["top1"] - card["metrics_val"]["int8"]["top1"]) <= 0.005
     assert abs(rep["macro_f1"] - card["metrics_val"]["int8"]["macro_f1"]) <= 0.005
+
+
+def test_eval_report_prints_whole_class_names_in_the_confusion_header():
+    from kiosk.model.evaluate import format_report
+
+    classes = ["cardboard", "glass", "residual_waste"]
+    per = {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1} for c in classes}
+    text = format_report({"classes": classes, "count": 3, "top1": 1.0, "macro_f1": 1.0, "per_class": per,
+                          "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
+    header = text.split("columns: predicted)\n")[1].splitlines()[0]
+    assert header.split() == classes
+    rows = text.split("columns: predicted)\n")[1].splitlines()[1:]
+    assert [r.split()[0] for r in rows] == classes and rows[2].split()[1:] == ["0", "0", "1"]

@@ -54,9 +54,11 @@ def format_report(rep: dict) -> str:
     for c in classes:
         p = rep["per_class"][c]
         lines.append(f"{c:<12}{p['precision']:>10.3f}{p['recall']:>10.3f}{p['f1']:>8.3f}{p['support']:>6}")
-    lines += ["", "confusion (rows: true, columns: predicted)", " " * 12 + "".join(f"{c[:7]:>8}" for c in classes)]
+    w = max(8, *(len(c) + 2 for c in classes))  # whole class names: "cardboard", never "cardboa"
+    lead = max(12, *(len(c) + 2 for c in classes))
+    lines += ["", "confusion (rows: true, columns: predicted)", " " * lead + "".join(f"{c:>{w}}" for c in classes)]
     for c, row in zip(classes, rep["confusion"]):
-        lines.append(f"{c:<12}" + "".join(f"{v:>8}" for v in row))
+        lines.append(f"{c:<{lead}}" + "".join(f"{v:>{w}}" for v in row))
     return "\n".join(lines)
 
 
