@@ -160,3 +160,22 @@ def test_yaml_errors_name_the_line_to_fix_not_the_line_after(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p, check_model=False)
     assert e.value.problems[0].startswith("YAML syntax error at line 3 "), e.value.problems
+
+
+def test_check_config_passes_the_images_own_kiosk_yaml_on_a_laptop(tmp_path, repo, capsys):
+    """The SD card's kiosk.yaml names /opt/kiosk/models/...: absent on a laptop, and not a mistake there."""
+    import subprocess
+    import sys
+
+    made = subprocess.run([sys.executable, str(repo / "deploy" / "image_config.py"), str(repo / "config.yaml"),
+                           "--data-dir", "/var/lib/kiosk", "--model", "/opt/kiosk/models/kiosk-lite0-int8.onnx"],
+                          capture_output=True, text=True, check=True).stdout
+    card = tmp_path / "bootfs" / "kiosk.yaml"  # a copy outside the repository
+    card.parent.mkdir()
+    card.write_text(made)
+    assert cli_main(["check-config", str(card)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK (model not checked here: /opt/kiosk/models/kiosk-lite0-int8.onnx")
+    card.write_text(made.replace("fps: ", "fps: -", 1))  # a real mistake still fails
+    assert cli_main(["check-config", str(card)]) == 1
+    assert "camera.fps" in capsys.readouterr().out
