@@ -77,8 +77,10 @@ def draw_recorded(ui, view):
     return surface, ui.text.record
 
 
-def cjk_font_present() -> bool:
-    return any(ui_fonts.find_font(f) for f in ui_fonts.LANG_FAMILIES["zh"])
+def cjk_font_present(cfg) -> bool:
+    from kiosk.screens.wording import Wording
+
+    return ui_fonts.FontBook.can_show("zh", Wording(cfg).all_text("zh"))
 
 
 # ---------------------------------------------------------------- rendering --
@@ -108,7 +110,7 @@ def test_every_screen_renders_in_both_languages_with_text_inside_its_box(cfg, si
 
 
 def test_chinese_screens_use_chinese_words_when_a_cjk_font_is_installed(cfg):
-    if not cjk_font_present():
+    if not cjk_font_present(cfg):
         pytest.skip("no CJK font on this system (Debian: fonts-noto-cjk)")
     ui = KioskUI(cfg, (800, 480), clock=Clock())
     assert ui.fonts.renders("zh")
@@ -466,3 +468,18 @@ def test_open_display_respects_the_dummy_driver(cfg):
         assert pygame.mixer.get_init() is None  # no sound opened: no ALSA lines in the journal on a Pi
     finally:
         pygame.display.quit()
+
+
+def test_an_installed_cjk_family_without_the_glyphs_is_not_a_usable_font(cfg, monkeypatch):
+    """Droid Sans Fallback (pulled in by ImageMagick) is a CJK family that may lack the words: not usable."""
+    from kiosk.screens.wording import Wording
+
+    dejavu = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    if not os.path.isfile(dejavu):
+        pytest.skip("needs DejaVu Sans (fonts-dejavu-core)")
+    fake = ((dejavu, 0, ("Droid Sans Fallback",), "Regular"), (dejavu, 0, ("DejaVu Sans",), "Book"))
+    monkeypatch.setattr(ui_fonts, "system_fonts", lambda: fake)
+    monkeypatch.setattr(ui_fonts, "KNOWN_FILES", {})
+    assert ui_fonts.find_font("Droid Sans Fallback") is not None  # "installed"
+    assert not ui_fonts.FontBook.can_show("zh", Wording(cfg).all_text("zh"))  # but it cannot show the words
+    assert ui_fonts.FontBook.can_show("de", Wording(cfg).all_text("de"))

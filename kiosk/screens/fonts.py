@@ -158,6 +158,8 @@ class FontBook:
     """
 
     def __init__(self, needs: dict[str, str]):
+        if not ft.get_init():  # idempotent; a FontBook may be made before any display (tests, snapshots)
+            ft.init()
         self._by_file: dict[tuple, Face] = {}
         self.faces: dict[str, Face] = {}
         self.problems: dict[str, str] = {}
@@ -174,6 +176,16 @@ class FontBook:
 
     def face(self, lang: str) -> Face:
         return self.faces.get(lang, self.default)
+
+    @classmethod
+    def can_show(cls, lang: str, text: str) -> bool:
+        """The one definition of "an installed font can show this language's words".
+
+        The UI chooses with it; tests skip with it (a font that is installed
+        but lacks the glyphs, such as Droid Sans Fallback for some words, is
+        not one).
+        """
+        return cls({lang: text}).renders(lang)
 
     def renders(self, lang: str) -> bool:
         return lang in self.faces
