@@ -215,6 +215,17 @@ class FlapBank:
             for b in self.flaps:
                 self._begin_close(b, now, attempt=1, reason="close-all")
 
+    def lock_out(self, bin_id: str, reason: str) -> None:
+        """Keep a bin locked out (a lockout from before a restart): driven closed, refused until reset."""
+        self._check_bin(bin_id)
+        with self._lock:
+            if self._closed or self._state.get(bin_id) is FlapState.LOCKED_OUT:
+                return
+            self._safe_close(self.flaps[bin_id])
+            self._state[bin_id] = FlapState.LOCKED_OUT
+            self.faults.append(Fault(FlapJammed.code, PartKind.FLAP, f"bin {bin_id}: {reason}", bin_id))
+            log.warning("bin %s: locked out (%s)", bin_id, reason)
+
     def reset_lockout(self, bin_id: str) -> None:
         """A technician cleared the jam: close and verify again."""
         self._check_bin(bin_id)

@@ -277,3 +277,24 @@ def test_tare_on_a_chip_that_never_answers_fails_fast_under_its_own_code(tmp_pat
     lines = [x for x in capsys.readouterr().err.splitlines() if "not tared" in x]
     assert [x.split()[:4] for x in lines] == [["paper:", "not", "tared", "[E421]"], ["glass:", "not", "tared", "[E421]"]]
     assert all(len(x) < 250 for x in lines), lines
+
+
+def test_a_lockout_survives_a_restart_and_kiosk_flaps_reset_clears_it_live(tmp_path, capsys):
+    from kiosk.devices.lockouts import LockoutStore, lockouts_path
+
+    cfg = config(tmp_path)
+    store_path = lockouts_path(cfg.data_dir, simulated=True)
+    with Hardware.from_config(cfg, simulation=Simulation(rate_hz=50), release_delay_s=0.05) as hw:
+        hw.flaps.lock_out("glass", "flap jammed (test)")
+        assert wait_for(lambda: (hw.poll(), "glass" in LockoutStore(store_path).load())[1], 5.0)
+    with Hardware.from_config(cfg, simulation=Simulation(rate_hz=50), release_delay_s=0.05) as hw:  # a restart
+        assert "glass" in hw.refused_bins()
+        (f,) = [f for f in hw.faults() if f.part == "flap:glass"]
+        assert f.code == "E410" and "before the restart" in f.message
+        assert cli(tmp_path, "flaps", "reset", "glass", "--simulate") == 0  # while the kiosk runs
+        assert "glass: lockout cleared" in capsys.readouterr().out
+        assert wait_for(lambda: (hw.poll(), "glass" not in hw.refused_bins())[1], 5.0)
+    assert LockoutStore(store_path).load() == {}
+    assert cli(tmp_path, "flaps", "reset", "glass", "--simulate") == 0
+    assert "glass: not locked out" in capsys.readouterr().out
+    assert not lockouts_path(cfg.data_dir).exists()  # the simulated kiosk never touched the real file

@@ -8,6 +8,9 @@ and propagate: the top-level CLI prints ``error: ...`` and exits 1.
   For systemd's ``ExecStopPost=``, so the flaps close even if the kiosk was
   killed without a chance to clean up.
 - ``kiosk flaps test BIN``: open one flap, close it, check its switch.
+- ``kiosk flaps reset BIN``: clear a jammed bin's lockout (kept on the data
+  partition across restarts); a running kiosk picks it up within a second.
+  Needs no pins, so it works while the kiosk runs.
 - ``kiosk scale tare [BIN]``: zero empty bins (all bins with a scale if no BIN).
 - ``kiosk scale calibrate BIN --known-mass GRAMS``: counts per gram from a
   known mass on a tared bin.
@@ -52,6 +55,10 @@ def register(subparsers) -> None:
     p.add_argument("--open-s", type=float, default=FLAP_TEST_OPEN_S, help="how long to hold it open (seconds)")
     _add_common(p)
     p.set_defaults(func=cmd_flaps_test)
+    p = fsub.add_parser("reset", help="clear a bin's flap lockout after a jam was cleared (works while the kiosk runs)")
+    p.add_argument("bin", metavar="BIN", help="bin id, as in the config")
+    _add_common(p)
+    p.set_defaults(func=cmd_flaps_reset)
 
     scale = subparsers.add_parser("scale", help="load cells: tare, calibrate")
     ssub = scale.add_subparsers(dest="scale_command", metavar="COMMAND")
@@ -164,6 +171,23 @@ def cmd_flaps_test(args) -> int:
     return 0
 
 
+def cmd_flaps_reset(args) -> int:
+    from kiosk.devices.lockouts import LockoutStore, lockouts_path
+
+    cfg = _config(args)
+    b = _bin(cfg, args.bin)
+    store = LockoutStore(lockouts_path(cfg.data_dir, simulated=bool(getattr(args, "simulate", False))))
+    locked = store.load()
+    if b.id not in locked:
+        print(f"{b.id}: not locked out")
+        return 0
+    del locked[b.id]
+    store.save(locked)
+    print(f"{b.id}: lockout cleared; the kiosk closes and checks the flap again (at its next start, or within "
+          "a second if it is running). A jam that is still there locks the bin out again.")
+    return 0
+
+
 def _scales(cfg, args, bins, stack: ExitStack):
     """The scale bank for ``bins`` (closed by ``stack``) and the simulation, if any."""
     from kiosk.devices.hardware import build_scales
@@ -224,4 +248,5 @@ def cmd_scale_calibrate(args) -> int:
     return 0
 
 
-__all__ = ["register", "cmd_flaps_close_all", "cmd_flaps_test", "cmd_scale_tare", "cmd_scale_calibrate"]
+__all__ = ["register", "cmd_flaps_close_all", "cmd_flaps_test", "cmd_flaps_reset", "cmd_scale_tare",
+           "cmd_scale_calibrate"]
