@@ -196,15 +196,20 @@ class KioskConfig(Strict):
         raise KeyError(bin_id)
 
 
+def bin_key(bin_id: object, index: int) -> str:
+    """How an error names a bin: by its id (``bins[glass]``), by position only when it has none."""
+    return f"bins[{bin_id}]" if isinstance(bin_id, str) and bin_id else f"bins.{index}"
+
+
 def _gpio_pins(cfg: KioskConfig):
     for i, b in enumerate(cfg.bins):
         if b.flap:
-            yield f"bins.{i}.flap.pin", b.flap.pin
+            yield f"{bin_key(b.id, i)}.flap.pin", b.flap.pin
             if b.flap.closed_switch_pin is not None:
-                yield f"bins.{i}.flap.closed_switch_pin", b.flap.closed_switch_pin
+                yield f"{bin_key(b.id, i)}.flap.closed_switch_pin", b.flap.closed_switch_pin
         if b.scale.type == "hx711":
-            yield f"bins.{i}.scale.data_pin", b.scale.data_pin
-            yield f"bins.{i}.scale.clock_pin", b.scale.clock_pin
+            yield f"{bin_key(b.id, i)}.scale.data_pin", b.scale.data_pin
+            yield f"{bin_key(b.id, i)}.scale.clock_pin", b.scale.clock_pin
 
 
 def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
@@ -218,17 +223,17 @@ def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
     for i, b in enumerate(cfg.bins):
         for lang in langs:
             if lang not in b.name:
-                problems.append(f"bins.{i}.name: no name in language '{lang}'")
+                problems.append(f"{bin_key(b.id, i)}.name: no name in language '{lang}'")
         if b.scale.type == "hx711" and (b.scale.data_pin is None or b.scale.clock_pin is None):
-            problems.append(f"bins.{i}.scale: hx711 needs data_pin and clock_pin")
+            problems.append(f"{bin_key(b.id, i)}.scale: hx711 needs data_pin and clock_pin")
         if b.scale.type == "iio" and not b.scale.iio_device:
-            problems.append(f"bins.{i}.scale.iio_device: required for an iio scale")
+            problems.append(f"{bin_key(b.id, i)}.scale.iio_device: required for an iio scale")
         open_needed = cfg.decision.decided_s + cfg.decision.drop_timeout_s
         if b.flap and b.flap.max_open_s < open_needed:
-            problems.append(f"bins.{i}.flap.max_open_s: {b.flap.max_open_s} s is shorter than decision.decided_s + "
+            problems.append(f"{bin_key(b.id, i)}.flap.max_open_s: {b.flap.max_open_s} s is shorter than decision.decided_s + "
                             f"decision.drop_timeout_s ({open_needed:g} s): the flap would close while the screen says 'drop it'")
         if b.flap and b.flap.type == "servo" and b.flap.open_pulse_ms == b.flap.closed_pulse_ms:
-            problems.append(f"bins.{i}.flap: open_pulse_ms equals closed_pulse_ms, the flap would never move")
+            problems.append(f"{bin_key(b.id, i)}.flap: open_pulse_ms equals closed_pulse_ms, the flap would never move")
     for cls, rule in cfg.rules.items():
         if rule.bin not in bin_ids:
             problems.append(f"rules.{cls}.bin: unknown bin '{rule.bin}' (bins are {', '.join(sorted(bin_ids))})")
@@ -283,11 +288,14 @@ def _check_model_classes(cfg: KioskConfig) -> list[str]:
     return problems
 
 
-def _format_loc(loc) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
+def _format_loc(loc, bin_ids=()) -> str:
+    parts = [str(p) for p in loc]
+    if len(loc) >= 2 and loc[0] == "bins" and isinstance(loc[1], int):
+        parts[:2] = [bin_key(bin_ids[loc[1]] if loc[1] < len(bin_ids) else None, loc[1])]
+    return ".".join(parts) or "(top level)"
 
 
-def _describe(err) -> str:
+def _describe(err, bin_ids=()) -> str:
     msg = err["msg"]
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):  # models; dataclasses (enhance.clahe)
         msg = "unknown key (not allowed here; check spelling and indentation)"
@@ -298,7 +306,7 @@ def _describe(err) -> str:
         if len(value) > 40:
             value = value[:37] + "..."
         msg = f"{msg} (got {value})"
-    return f"{_format_loc(err['loc'])}: {msg}"
+    return f"{_format_loc(err['loc'], bin_ids)}: {msg}"
 
 
 def parse_config(data, base_dir: Path = Path("."), source: str | None = None, check_model: bool = True) -> KioskConfig:
@@ -310,7 +318,9 @@ def parse_config(data, base_dir: Path = Path("."), source: str | None = None, ch
     try:
         cfg = KioskConfig.model_validate({**data, "base_dir": Path(base_dir)})
     except ValidationError as e:
-        raise ConfigError([_describe(err) for err in e.errors()], source) from None
+        bins = data.get("bins")
+        ids = [b.get("id") if isinstance(b, dict) else None for b in bins] if isinstance(bins, list) else []
+        raise ConfigError([_describe(err, ids) for err in e.errors()], source) from None
     problems = cross_check(cfg, check_model=check_model)
     if problems:
         raise ConfigError(problems, source)

@@ -99,7 +99,7 @@ def test_bad_config_shows_out_of_service_and_keeps_running(tmp_path, config_dict
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "bins.2.flap.pin: GPIO12 is already used by bins.0.flap.pin" in log
+    assert "bins[glass].flap.pin: GPIO12 is already used by bins[paper].flap.pin" in log
     assert code == 0 and "Traceback" not in log
 
 

@@ -31,7 +31,7 @@ def test_unknown_key_is_named_with_its_path(tmp_path, config_dict):
     config_dict["bins"][1]["flap"]["speed"] = 3
     probs = problems_of(tmp_path, config_dict)
     assert any(p.startswith("camera.bakend: unknown key") for p in probs)
-    assert any(p.startswith("bins.1.flap.speed: unknown key") for p in probs)
+    assert any(p.startswith("bins[packaging].flap.speed: unknown key") for p in probs)
 
 
 def test_bounds_and_enums(tmp_path, config_dict):
@@ -41,7 +41,7 @@ def test_bounds_and_enums(tmp_path, config_dict):
     probs = problems_of(tmp_path, config_dict)
     assert any(p.startswith("decision.threshold:") and "1.5" in p for p in probs)
     assert any(p.startswith("camera.backend:") and "kinect" in p for p in probs)
-    assert any(p.startswith("bins.0.colour:") for p in probs)
+    assert any(p.startswith("bins[paper].colour:") for p in probs)
 
 
 def test_cross_checks_gpio_bins_languages(tmp_path, config_dict):
@@ -50,7 +50,7 @@ def test_cross_checks_gpio_bins_languages(tmp_path, config_dict):
     del config_dict["rules"]["paper"]["guidance"]["zh"]
     config_dict["decision"]["min_votes"] = 9
     probs = problems_of(tmp_path, config_dict)
-    assert "bins.2.flap.pin: GPIO12 is already used by bins.0.flap.pin" in probs
+    assert "bins[glass].flap.pin: GPIO12 is already used by bins[paper].flap.pin" in probs
     assert any(p.startswith("rules.glass.bin: unknown bin 'bottles'") for p in probs)
     assert "rules.paper.guidance: no guidance in language 'zh'" in probs
     assert any(p.startswith("decision.min_votes:") for p in probs)
@@ -179,3 +179,12 @@ def test_check_config_passes_the_images_own_kiosk_yaml_on_a_laptop(tmp_path, rep
     card.write_text(made.replace("fps: ", "fps: -", 1))  # a real mistake still fails
     assert cli_main(["check-config", str(card)]) == 1
     assert "camera.fps" in capsys.readouterr().out
+
+
+def test_a_bin_without_a_usable_id_is_named_by_position(tmp_path, config_dict):
+    config_dict["bins"][1]["id"] = ""  # an empty id: the error cannot use it
+    config_dict["bins"][3]["colour"] = "blue-ish"
+    with pytest.raises(ConfigError) as e:
+        parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    probs = e.value.problems
+    assert any(p.startswith("bins.1.id") for p in probs) and any(p.startswith("bins[residual].colour") for p in probs)
