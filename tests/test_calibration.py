@@ -279,22 +279,26 @@ def test_tare_on_a_chip_that_never_answers_fails_fast_under_its_own_code(tmp_pat
     assert all(len(x) < 250 for x in lines), lines
 
 
-def test_a_lockout_survives_a_restart_and_kiosk_flaps_reset_clears_it_live(tmp_path, capsys):
-    from kiosk.devices.lockouts import LockoutStore, lockouts_path
+def test_lockouts_and_full_flags_survive_a_restart_and_kiosk_flaps_reset_clears_them_live(tmp_path, capsys):
+    from kiosk.devices.holds import HoldStore, holds_path
 
     cfg = config(tmp_path)
-    store_path = lockouts_path(cfg.data_dir, simulated=True)
+    store_path = holds_path(cfg.data_dir, simulated=True)
     with Hardware.from_config(cfg, simulation=Simulation(rate_hz=50), release_delay_s=0.05) as hw:
+        assert wait_for(lambda: hw.scales.reading("paper").stable, 5.0)
         hw.flaps.lock_out("glass", "flap jammed (test)")
-        assert wait_for(lambda: (hw.poll(), "glass" in LockoutStore(store_path).load())[1], 5.0)
+        hw.simulation.models["paper"].grams = 1100.0  # over capacity_kg 1.0
+        assert wait_for(lambda: (hw.poll(), HoldStore(store_path).load().bins() == {"glass", "paper"})[1], 8.0)
     with Hardware.from_config(cfg, simulation=Simulation(rate_hz=50), release_delay_s=0.05) as hw:  # a restart
-        assert "glass" in hw.refused_bins()
+        assert {"glass", "paper"} <= hw.refused_bins()  # at once, before the scale has weighed anything
         (f,) = [f for f in hw.faults() if f.part == "flap:glass"]
         assert f.code == "E410" and "before the restart" in f.message
         assert cli(tmp_path, "flaps", "reset", "glass", "--simulate") == 0  # while the kiosk runs
-        assert "glass: lockout cleared" in capsys.readouterr().out
-        assert wait_for(lambda: (hw.poll(), "glass" not in hw.refused_bins())[1], 5.0)
-    assert LockoutStore(store_path).load() == {}
+        assert "glass: flap lockout cleared" in capsys.readouterr().out
+        assert cli(tmp_path, "flaps", "reset", "paper", "--simulate") == 0
+        assert "paper: full flag cleared" in capsys.readouterr().out
+        assert wait_for(lambda: (hw.poll(), not {"glass", "paper"} & hw.refused_bins())[1], 5.0)
+    assert HoldStore(store_path).load().bins() == set()
     assert cli(tmp_path, "flaps", "reset", "glass", "--simulate") == 0
-    assert "glass: not locked out" in capsys.readouterr().out
-    assert not lockouts_path(cfg.data_dir).exists()  # the simulated kiosk never touched the real file
+    assert "glass: nothing to reset" in capsys.readouterr().out
+    assert not holds_path(cfg.data_dir).exists()  # the simulated kiosk never touched the real file

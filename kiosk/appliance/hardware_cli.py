@@ -8,9 +8,10 @@ and propagate: the top-level CLI prints ``error: ...`` and exits 1.
   For systemd's ``ExecStopPost=``, so the flaps close even if the kiosk was
   killed without a chance to clean up.
 - ``kiosk flaps test BIN``: open one flap, close it, check its switch.
-- ``kiosk flaps reset BIN``: clear a jammed bin's lockout (kept on the data
-  partition across restarts); a running kiosk picks it up within a second.
-  Needs no pins, so it works while the kiosk runs.
+- ``kiosk flaps reset BIN``: clear a bin's flap lockout and "full" flag (both
+  kept on the data partition across restarts), as the service screen's Reset
+  does; a running kiosk picks it up within a second. Needs no pins, so it
+  works while the kiosk runs.
 - ``kiosk scale tare [BIN]``: zero empty bins (all bins with a scale if no BIN).
 - ``kiosk scale calibrate BIN --known-mass GRAMS``: counts per gram from a
   known mass on a tared bin.
@@ -55,7 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--open-s", type=float, default=FLAP_TEST_OPEN_S, help="how long to hold it open (seconds)")
     _add_common(p)
     p.set_defaults(func=cmd_flaps_test)
-    p = fsub.add_parser("reset", help="clear a bin's flap lockout after a jam was cleared (works while the kiosk runs)")
+    p = fsub.add_parser("reset", help="clear a bin's flap lockout and full flag, as the service screen's Reset (works while the kiosk runs)")
     p.add_argument("bin", metavar="BIN", help="bin id, as in the config")
     _add_common(p)
     p.set_defaults(func=cmd_flaps_reset)
@@ -172,19 +173,20 @@ def cmd_flaps_test(args) -> int:
 
 
 def cmd_flaps_reset(args) -> int:
-    from kiosk.devices.lockouts import LockoutStore, lockouts_path
+    from kiosk.devices.holds import HoldStore, holds_path
 
     cfg = _config(args)
     b = _bin(cfg, args.bin)
-    store = LockoutStore(lockouts_path(cfg.data_dir, simulated=bool(getattr(args, "simulate", False))))
-    locked = store.load()
-    if b.id not in locked:
-        print(f"{b.id}: not locked out")
+    store = HoldStore(holds_path(cfg.data_dir, simulated=bool(getattr(args, "simulate", False))))
+    holds = store.load()
+    cleared = [what for what, kept in (("flap lockout", holds.locked_out), ("full flag", holds.full))
+               if kept.pop(b.id, None) is not None]
+    if not cleared:
+        print(f"{b.id}: nothing to reset (not locked out, not marked full)")
         return 0
-    del locked[b.id]
-    store.save(locked)
-    print(f"{b.id}: lockout cleared; the kiosk closes and checks the flap again (at its next start, or within "
-          "a second if it is running). A jam that is still there locks the bin out again.")
+    store.save(holds)
+    print(f"{b.id}: {' and '.join(cleared)} cleared; the kiosk applies it at its next start, or within a second "
+          "if it is running (a jam still there locks the bin out again; a bin still full is weighed full again).")
     return 0
 
 

@@ -24,7 +24,7 @@ from kiosk.actuators import RELEASE_DELAY_S, WATCHDOG_S, FlapBank, FlapJammed, F
 from kiosk.closing import Closable
 from kiosk.commands import ServiceAction
 from kiosk.config import BinConfig, KioskConfig
-from kiosk.devices.lockouts import LockoutStore, lockouts_path
+from kiosk.devices.holds import Holds, HoldStore, holds_path
 from kiosk.devices.pins import is_mock, make_pin_factory
 from kiosk.devices.simulation import Simulation
 from kiosk.errors import HardwareError
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 SERVICE_STABLE_WAIT_S = 5.0  # the service screen blocks the worker while it waits
 SERVICE_FLAP_OPEN_S = 1.0
 SELF_TEST_WAIT_S = 4.0  # readings need ~1 s to settle, a dead HX711 ~2 s to time out
-LOCKOUT_SYNC_S = 1.0  # how often the kept lockouts are compared with the file (a reset from the CLI)
+HOLDS_SYNC_S = 1.0  # how often lockouts and full flags are compared with their file (a reset from the CLI)
 
 
 def build_flaps(cfg: KioskConfig, pin_factory, *, simulation: Optional[Simulation] = None,
@@ -99,12 +99,12 @@ class Hardware(Closable):
     """
 
     def __init__(self, flaps: FlapBank, scales: ScaleBank, *, simulation: Optional[Simulation] = None,
-                 lockouts: Optional[LockoutStore] = None, clock: Callable[[], float] = time.monotonic):
+                 holds: Optional[HoldStore] = None, clock: Callable[[], float] = time.monotonic):
         self.flaps = flaps
         self.scales = scales
-        self.lockouts = lockouts
-        self._saved_lockouts: Optional[dict[str, str]] = None
-        self._next_lockout_sync = 0.0
+        self.holds = holds
+        self._saved_holds: Optional[Holds] = None
+        self._next_holds_sync = 0.0
         self.simulation = simulation  # closed last, after the devices on its pins
         self.clock = clock
         self.on_flap_opened: list[Callable[[str], None]] = [simulation.flap_opened] if simulation else []
@@ -126,17 +126,21 @@ class Hardware(Closable):
                                 release_delay_s=release_delay_s, on_fault=on_fault)
             scales = build_scales(cfg, pin_factory, simulation=simulation, calibration=calibration, clock=clock,
                                   on_event=on_event)
-            lockouts = LockoutStore(lockouts_path(cfg.data_dir, simulation is not None))
-            for b, why in lockouts.load().items():  # a jam from before the restart is still a jam
+            holds = HoldStore(holds_path(cfg.data_dir, simulation is not None))
+            kept = holds.load()
+            for b, why in kept.locked_out.items():  # a jam from before the restart is still a jam
                 if b in flaps.flaps:
                     flaps.lock_out(b, f"locked out before the restart ({why}); Reset it once the flap is checked")
+            for b in kept.full:  # and a full bin is still full until emptied or reset
+                if b in scales.bins:
+                    scales.hold_full(b)
         except BaseException:
             if flaps is not None:
                 flaps.close()
             if simulation is not None:
                 simulation.close()
             raise
-        return cls(flaps, scales, simulation=simulation, lockouts=lockouts, clock=clock)
+        return cls(flaps, scales, simulation=simulation, holds=holds, clock=clock)
 
     # ---- the main loop's interface ---------------------------------------------------
     def open_flap(self, bin_id: str, now: Optional[float] = None) -> bool:
@@ -166,31 +170,34 @@ class Hardware(Closable):
         if self.closed:
             return []
         self.flaps.poll()  # the flap bank keeps its own clock (the watchdog thread uses it too)
-        self._sync_lockouts()
+        self._sync_holds()
         new = self.scales.update(now)
         if new:
             with self._lock:
                 self._drops.extend(new)
         return new
 
-    def _sync_lockouts(self) -> None:
-        """Lockouts to the data partition when they change; resets written by ``kiosk flaps reset`` applied."""
-        if self.lockouts is None or self.clock() < self._next_lockout_sync:
+    def _sync_holds(self) -> None:
+        """Lockouts and full flags to the data partition when they change; resets from ``kiosk flaps reset`` applied."""
+        if self.holds is None or self.clock() < self._next_holds_sync:
             return
-        self._next_lockout_sync = self.clock() + LOCKOUT_SYNC_S
+        self._next_holds_sync = self.clock() + HOLDS_SYNC_S
         try:
-            if self.lockouts.changed():  # someone else wrote it: a bin they removed was reset by a technician
-                kept = self.lockouts.load()
-                for b in sorted(self.flaps.locked_out - set(kept)):
+            if self.holds.changed():  # someone else wrote it: a bin they removed was reset by a technician
+                kept = self.holds.load()
+                for b in sorted(self.flaps.locked_out - set(kept.locked_out)):
                     self.flaps.reset_lockout(b)
-                self._saved_lockouts = None
+                for b in sorted(self.scales.full_bins() - set(kept.full)):
+                    self.scales.reset_full(b)
+                self._saved_holds = None
             latest = {f.bin_id: f.message for f in self.flaps.faults}
-            now = {b: latest.get(b, "flap jammed") for b in self.flaps.locked_out}
-            if self._saved_lockouts is None or set(now) != set(self._saved_lockouts):
-                self.lockouts.save(now)
-                self._saved_lockouts = now
-        except OSError as e:  # the data partition is gone or full: the lockout still holds in memory
-            log.error("flap lockouts: cannot keep them in %s: %s", self.lockouts.path, e)
+            now = Holds({b: latest.get(b, "flap jammed") for b in self.flaps.locked_out},
+                        {b: "full" for b in self.scales.full_bins()})
+            if self._saved_holds is None or not now.same_bins(self._saved_holds):
+                self.holds.save(now)
+                self._saved_holds = now
+        except OSError as e:  # the data partition is gone or full: the holds still apply in memory
+            log.error("bin holds: cannot keep them in %s: %s", self.holds.path, e)
 
     def drops(self) -> list[tuple[str, float]]:
         """Confirmed drops since the last call: (bin id, grams)."""

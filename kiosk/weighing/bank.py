@@ -165,6 +165,11 @@ class ScaleBank(Closable):
     def near_full_bins(self) -> set[str]:
         return {b for b, f in self.fills.items() if f.state.near_full}
 
+    def hold_full(self, bin_id: str) -> None:
+        """The bin was full when the kiosk stopped: full again now (``FillLevel.hold_full``)."""
+        with self._lock:
+            self.fills[bin_id].hold_full()
+
     def reset_full(self, bin_id: str) -> FillState:
         """Technician override: the bin is not full."""
         with self._lock:

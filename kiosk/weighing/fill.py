@@ -202,6 +202,12 @@ class FillLevel:
         self.state = FillState(fraction=max(0.0, frac), grams=r.grams, near_full=near or full, full=full, known=True)
         return self.state
 
+    def hold_full(self) -> FillState:
+        """Full from before a restart: refused until the scale sees it emptied, or a technician resets it."""
+        s = self.state
+        self.state = FillState(fraction=s.fraction, grams=s.grams, near_full=True, full=True, known=s.known)
+        return self.state
+
     def reset(self) -> FillState:
         """A technician says the bin is not full (emptied with the scale off, or a bad reading)."""
         s = self.state

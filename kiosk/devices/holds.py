@@ -1,0 +1,96 @@
+"""What keeps a bin refusing items across a restart: a flap lockout, a "full" flag.
+
+A jam locks its bin out until a technician has looked (``FlapBank``), and a
+full bin stays full until it is emptied or reset (``ScaleBank``). A restart
+alone (a power cut, the watchdog) must put neither back in service, so both
+are kept in one file on the data partition. The kiosk writes it when they
+change and re-reads it when someone else changed it: that is how
+``kiosk flaps reset BIN`` clears a bin on a running kiosk without touching
+its pins. Written atomically; a file that cannot be read is logged and
+treated as empty (the start-up switch check and the scales still catch a
+flap that is open and a bin that is full).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from kiosk.weighing.calibration import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "bin-holds.json"
+SIMULATED_FILE_NAME = "bin-holds-simulated.json"
+
+
+def holds_path(data_dir: Path, simulated: bool = False) -> Path:
+    return Path(data_dir).expanduser() / (SIMULATED_FILE_NAME if simulated else FILE_NAME)
+
+
+@dataclass
+class Holds:
+    locked_out: dict[str, str] = field(default_factory=dict)  # bin id -> why (the jam's message)
+    full: dict[str, str] = field(default_factory=dict)  # bin id -> why
+
+    def bins(self) -> set[str]:
+        return set(self.locked_out) | set(self.full)
+
+    def same_bins(self, other: "Holds") -> bool:
+        return set(self.locked_out) == set(other.locked_out) and set(self.full) == set(other.full)
+
+
+class HoldStore:
+    """``Holds`` in a JSON file; ``changed()`` says whether another process wrote it since."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._seen: Optional[int] = None  # mtime of the file as this process last read or wrote it
+
+    def load(self) -> Holds:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            self._seen = self._mtime()
+        except FileNotFoundError:
+            self._seen = None
+            return Holds()
+        except OSError as e:
+            log.error("bin holds: cannot read %s (%s): starting with none", self.path, e)
+            return Holds()
+        try:
+            data = json.loads(text)
+            return Holds({str(b): str(w) for b, w in dict(data.get("locked_out", {})).items()},
+                         {str(b): str(w) for b, w in dict(data.get("full", {})).items()})
+        except (ValueError, TypeError, AttributeError) as e:
+            log.error("bin holds: %s is not a bin-holds file (%s): starting with none", self.path, e)
+            return Holds()
+
+    def save(self, holds: Holds) -> None:
+        owner = _owner(self.path) or _owner(self.path.parent)
+        text = json.dumps({"locked_out": dict(sorted(holds.locked_out.items())),
+                           "full": dict(sorted(holds.full.items()))}, indent=2) + "\n"
+        atomic_write_text(self.path, text)
+        if owner and os.geteuid() == 0 and owner != _owner(self.path):
+            os.chown(self.path, *owner)  # `sudo kiosk flaps reset` must leave a file the kiosk user can rewrite
+        self._seen = self._mtime()
+
+    def changed(self) -> bool:
+        return self._mtime() != self._seen
+
+    def _mtime(self) -> Optional[int]:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return None
+
+
+def _owner(path: Path) -> Optional[tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_uid, st.st_gid
