@@ -44,3 +44,21 @@ class FakeHardware(NullHardware):
 
     def faults(self):
         return list(self.fault_list)
+
+
+def run_hardware_cli(tmp_path, argv, bins):
+    """``kiosk flaps/scale ...`` in-process, on a config with ``bins`` (mock pins) written to ``tmp_path``."""
+    import argparse
+
+    import yaml
+
+    from kiosk.appliance import hardware_cli
+    from tests.conftest_hardware import minimal_config_dict
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(minimal_config_dict(str(tmp_path / "data"), bins)))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="config.yaml")
+    hardware_cli.register(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(["--config", str(cfg), *argv])
+    return args.func(args)

@@ -403,19 +403,9 @@ def test_flaps_close_when_the_process_ends(mode):
 
 # ----------------------------------------------------------------------- CLI
 def _cli(tmp_path, argv, bins):
-    import argparse
+    from tests.fakes import run_hardware_cli
 
-    import yaml
-
-    from kiosk.appliance import hardware_cli as hardware_cli
-
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(minimal_config_dict(str(tmp_path / "data"), bins)))
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", default="config.yaml")
-    hardware_cli.register(ap.add_subparsers(dest="command"))
-    args = ap.parse_args(["--config", str(cfg), *argv])
-    return args.func(args)
+    return run_hardware_cli(tmp_path, argv, bins)
 
 
 CLI_BINS = [

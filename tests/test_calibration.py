@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from kiosk.appliance import hardware_cli as hardware_cli
+from tests.fakes import run_hardware_cli
 from kiosk.weighing.calibration import (
     BinCalibration,
     Calibration,
@@ -135,13 +136,7 @@ def config(tmp_path):
 
 
 def cli(tmp_path, *argv):
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(minimal_config_dict(str(tmp_path / "data"), BINS)))
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", default="config.yaml")
-    hardware_cli.register(ap.add_subparsers(dest="command"))
-    args = ap.parse_args(["--config", str(cfg), *argv])
-    return args.func(args)
+    return run_hardware_cli(tmp_path, list(argv), BINS)
 
 
 def test_cli_tare_then_calibrate_writes_the_simulated_file_only(tmp_path, capsys):

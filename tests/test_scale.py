@@ -256,8 +256,9 @@ def test_wait_stable_refuses_unstable_and_faulty(sim_scale):
     assert s.wait_stable(timeout_s=2.0) == pytest.approx(sim.expected_code(), abs=2)
     sim.stuck = "high"
     assert wait_for(lambda: s.reading.fault is not None, 3.0)
-    with pytest.raises(ScaleError, match="scale fault"):
+    with pytest.raises(ScaleError, match="scale fault") as e:
         s.wait_stable(timeout_s=0.2)
+    assert e.value.code == "E421"  # the fault's own code, not the family's E420
 
 
 # ------------------------------------------------------------------ ScaleBank

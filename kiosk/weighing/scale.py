@@ -205,7 +205,7 @@ class Scale(Closable):
             if self._stop.wait(poll_s):
                 raise ScaleError(f"bin {self.bin_id}: scale closed while waiting for stable readings")
         if fault:
-            raise ScaleError(f"cannot weigh: {fault}", code=self._fault_code)
+            raise ScaleError(f"bin {self.bin_id}: scale fault, cannot weigh: {fault}", code=self._fault_code)
         if spread is None:
             raise ScaleError(f"bin {self.bin_id}: not enough readings within {timeout_s:g} s (got {self.samples}): "
                              f"is the scale connected? last error: {self._last_error}")
