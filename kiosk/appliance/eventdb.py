@@ -9,11 +9,12 @@ of the kiosk's.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from kiosk.files import give_to, owner_of
 
 EVENTLOG_FILE = "events.db"
 SCHEMA_VERSION = 2  # 2: bin_events (a v1 file gains the table when the kiosk opens it)
@@ -103,17 +104,10 @@ def read_connection(path: str | Path, timeout_s: float = 5.0) -> Iterator[sqlite
 
 
 def _match_owner(path: Path) -> None:
-    if os.geteuid() != 0:
-        return
-    try:
-        st = path.stat()
-    except OSError:
-        return
+    """The side files to the log's owner: never through a symlink (``kiosk.files.give_to``)."""
+    owner = owner_of(path)
     for suffix in ("-wal", "-shm", "-journal"):
-        side = path.with_name(path.name + suffix)
         try:
-            sst = side.stat()
-            if (sst.st_uid, sst.st_gid) != (st.st_uid, st.st_gid):
-                os.chown(side, st.st_uid, st.st_gid)
+            give_to(path.with_name(path.name + suffix), owner)
         except OSError:
             pass

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from kiosk.weighing.calibration import atomic_write_text
+from kiosk.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,9 @@ class HoldStore:
             return Holds()
 
     def save(self, holds: Holds) -> None:
-        owner = _owner(self.path) or _owner(self.path.parent)
         text = json.dumps({"locked_out": dict(sorted(holds.locked_out.items())),
                            "full": dict(sorted(holds.full.items()))}, indent=2) + "\n"
-        atomic_write_text(self.path, text)
-        if owner and os.geteuid() == 0 and owner != _owner(self.path):
-            os.chown(self.path, *owner)  # `sudo kiosk flaps reset` must leave a file the kiosk user can rewrite
+        atomic_write_text(self.path, text)  # keeps the kiosk user's owner and mode under `sudo kiosk flaps reset`
         self._seen = self._mtime()
 
     def changed(self) -> bool:
@@ -86,11 +83,3 @@ class HoldStore:
             return os.stat(self.path).st_mtime_ns
         except OSError:
             return None
-
-
-def _owner(path: Path) -> Optional[tuple[int, int]]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_uid, st.st_gid

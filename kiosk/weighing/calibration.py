@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from kiosk.errors import KioskError
+from kiosk.files import atomic_write_text
 
 FILE_NAME = "calibration.json"
 SIMULATED_FILE_NAME = "calibration-simulated.json"  # --simulate never touches the real one
@@ -95,34 +94,6 @@ def _parse_bin(bin_id: str, d, where: str) -> BinCalibration:
     return BinCalibration(offset=offset, scale=scale, gain=gain, source=source,
                           tared_at=str(d.get("tared_at", "")), calibrated_at=str(d.get("calibrated_at", "")))
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 class Calibration:

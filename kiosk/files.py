@@ -1,0 +1,84 @@
+"""Files on the data partition that root-run technician commands may write: atomic, and still the kiosk's.
+
+The kiosk runs as its own user; a technician runs ``sudo kiosk ...``. Whatever
+a root command writes or creates next to the kiosk's files must stay
+readable and writable by the kiosk (owner and mode of the file it replaces,
+else of the folder), or the next start fails with "Permission denied". And
+root must never change ownership *through* a symlink: the kiosk user could
+plant ``events.db-wal -> /etc/shadow`` and be handed that file. Imports
+nothing of the kiosk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODE = 0o644
+
+
+def owner_of(path: Path) -> Optional[tuple[int, int]]:
+    """(uid, gid) of ``path`` itself; None when missing or a symlink (a link is nobody's word)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return None if stat.S_ISLNK(st.st_mode) else (st.st_uid, st.st_gid)
+
+
+def give_to(path: Path, owner: Optional[tuple[int, int]]) -> None:
+    """As root, make ``path`` belong to ``owner``; never through a symlink, never as another user."""
+    if owner is None or os.geteuid() != 0:
+        return
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        log.warning("%s is a symlink: its owner is left alone (root does not follow links it did not make)", path)
+        return
+    if (st.st_uid, st.st_gid) != owner:
+        os.chown(path, *owner, follow_symlinks=False)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so a crash leaves the old file or the new one, with the old file's owner and mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner = owner_of(path) or owner_of(path.parent)
+    try:
+        old = os.lstat(path)
+        mode = stat.S_IMODE(old.st_mode) if stat.S_ISREG(old.st_mode) else DEFAULT_MODE
+    except OSError:
+        mode = DEFAULT_MODE
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)  # mkstemp makes 0600: the kiosk user could not read it
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        give_to(Path(tmp), owner)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
