@@ -141,9 +141,18 @@ class GpioConfig(Strict):
 class ServiceConfig(Strict):
     pin_hash: Optional[str] = Field(
         None,
-        pattern=r"^pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]{64}$",
+        # iterations 1000..9999999 (a 20-digit count overflowed, a 10-digit one froze the pad for minutes),
+        # salt 8..64 bytes as hex
+        pattern=r"^pbkdf2_sha256\$[1-9]\d{3,6}\$(?:[0-9a-f]{2}){8,64}\$[0-9a-f]{64}$",
         description="Service-screen PIN, hashed: make one with `kiosk hash-pin`.",
     )
+
+    @field_validator("pin_hash")
+    @classmethod
+    def _iterations_bounded(cls, v):
+        if v is not None and not PIN_ITERATIONS[0] <= int(v.split("$")[1]) <= PIN_ITERATIONS[1]:
+            raise ValueError(f"iterations must be {PIN_ITERATIONS[0]}..{PIN_ITERATIONS[1]}: make it with `kiosk hash-pin`")
+        return v
 
 
 class StorageConfig(Strict):
@@ -354,6 +363,7 @@ def load_config(path: str | Path, check_model: bool = True) -> KioskConfig:
 
 
 PIN_HASH_ITERATIONS = 200_000
+PIN_ITERATIONS = (1_000, 2_000_000)  # what a hash may ask for: the pad answers within a second or two
 
 
 def hash_pin(pin: str, salt: bytes | None = None, iterations: int = PIN_HASH_ITERATIONS) -> str:
@@ -374,6 +384,12 @@ def verify_pin(pin: str, pin_hash: str | None) -> bool:
 
     if not pin_hash:
         return False
-    _, iterations, salt, digest = pin_hash.split("$")
-    got = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), int(iterations))
+    try:
+        _, iterations, salt, digest = pin_hash.split("$")
+        n = int(iterations)
+        if not PIN_ITERATIONS[0] <= n <= PIN_ITERATIONS[1]:
+            return False  # never run an unbounded hash on the touchscreen's thread
+        got = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), n)
+    except (ValueError, OverflowError):  # a malformed hash is a wrong PIN, never a crash
+        return False
     return hmac.compare_digest(got.hex(), digest)

@@ -188,3 +188,15 @@ def test_a_bin_without_a_usable_id_is_named_by_position(tmp_path, config_dict):
         parse_config(config_dict, base_dir=tmp_path, check_model=False)
     probs = e.value.problems
     assert any(p.startswith("bins.1.id") for p in probs) and any(p.startswith("bins[residual].colour") for p in probs)
+
+
+@pytest.mark.parametrize("iterations", ["99999999999999999999", "2000000000", "999"])
+def test_a_pin_hash_with_an_unbounded_iteration_count_is_a_config_error(tmp_path, config_dict, iterations):
+    """A crafted count overflowed on the pad (a crash, then a reboot) or froze it for minutes."""
+    good = hash_pin("246813", iterations=1000)
+    config_dict.setdefault("service", {})["pin_hash"] = good.replace("$1000$", f"${iterations}$")
+    with pytest.raises(ConfigError) as e:
+        parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    assert any(p.startswith("service.pin_hash") for p in e.value.problems), e.value.problems
+    assert verify_pin("246813", config_dict["service"]["pin_hash"]) is False  # and the pad never runs it
+    assert verify_pin("246813", good) and not verify_pin("246813", "pbkdf2_sha256$x$zz$00")
