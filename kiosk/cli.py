@@ -72,12 +72,11 @@ def cmd_demo(args) -> int:
 
 def demo_config(path: str, camera: str | None = None, data_dir: str | None = None):
     """The config with desktop defaults: auto camera, simulated GPIO, a window (and ``data_dir``, if given)."""
-    import yaml
-
     from kiosk.config import load_config, parse_config
+    from kiosk.configfile import read_yaml
 
     base = load_config(path, check_model=False)  # reports problems with the file's own key paths
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    data = read_yaml(Path(path))
     data.setdefault("camera", {})["backend"] = camera or "auto"
     data.setdefault("gpio", {})["pin_factory"] = "mock"
     data.setdefault("ui", {})["fullscreen"] = False

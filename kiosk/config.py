@@ -3,7 +3,7 @@
 Unknown keys are rejected, every number is bounded, and every check that
 spans sections lives in :func:`cross_check`. Problems are reported as
 ``key.path: what is wrong``; nothing in the file is ever executed
-(``yaml.safe_load`` only).
+(``kiosk.configfile``: a strict SafeLoader).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kiosk.errors import ConfigError
@@ -338,27 +337,10 @@ def parse_config(data, base_dir: Path = Path("."), source: str | None = None, ch
 
 def load_config(path: str | Path, check_model: bool = True) -> KioskConfig:
     """Read, parse and validate a config file; every failure is a ConfigError."""
+    from kiosk.configfile import read_yaml
+
     path = Path(path).expanduser()
-    if not path.exists():
-        raise ConfigError([f"config file not found: {path}"], None)
-    if path.is_dir():
-        raise ConfigError([f"{path} is a folder, not a config file"], None)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"cannot read file: {e}"], str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        # The parser often notices a mistake on the next line (an unclosed quote or bracket, a
-        # missing colon); context_mark is where the broken construct began: the line to fix.
-        mark = getattr(e, "problem_mark", None)
-        start = getattr(e, "context_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        if mark and start and start.line < mark.line:
-            where = f"line {start.line + 1} (noticed at line {mark.line + 1}, column {mark.column + 1})"
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError([f"YAML syntax error at {where}: {problem}"], str(path)) from None
+    data = read_yaml(path)
     return parse_config(data, base_dir=path.resolve().parent, source=str(path), check_model=check_model)
 
 
