@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 FLAP_REFUSED_CODE = "E411"  # the hardware would not open a flap: the person was offered the other bins
 WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
-WORKER_HUNG_S = 60.0  # silent this long (longer than any service action): exit, systemd restarts
+WORKER_HUNG_S = 25.0  # silent this long: exit in order (flaps closed) before the watchdog (STALL + WatchdogSec) kills
 SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
 DEVICE_KINDS = frozenset({PartKind.SCALE, PartKind.FLAP})  # faults the hardware reports as a current list
 

@@ -137,6 +137,16 @@ def test_unit_is_notify_with_watchdog_and_restarts(unit):
     assert int(one(unit, "Unit", "StartLimitIntervalSec")) >= 60
 
 
+def test_the_apps_own_hang_exit_comes_before_the_watchdogs_kill(unit):
+    """A hung worker: the app stops feeding at STALL, exits in order at HUNG, systemd would kill at STALL + WatchdogSec."""
+    from kiosk.devices.hardware import SERVICE_FLAP_OPEN_S, SERVICE_STABLE_WAIT_S
+    from kiosk.worker import WORKER_HUNG_S, WORKER_STALL_S
+
+    watchdog = int(one(unit, "Service", "WatchdogSec"))
+    assert SERVICE_STABLE_WAIT_S + SERVICE_FLAP_OPEN_S < WORKER_STALL_S  # a service action is not a hang
+    assert WORKER_STALL_S < WORKER_HUNG_S < WORKER_STALL_S + watchdog  # otherwise the clean exit never fires
+
+
 def test_unit_runs_the_kiosk_and_closes_the_flaps(unit):
     start = one(unit, "Service", "ExecStart").split()
     assert start == ["/opt/kiosk/venv/bin/kiosk", "run"]
