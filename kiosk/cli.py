@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-clahe", action="store_true", help="switch CLAHE off (robustness comparison)")
     p.add_argument("--degrade", default=None, help="apply one degradation (see kiosk.model.degrade) to every image")
     p.add_argument("--robustness", action="store_true", help="every degradation, CLAHE on vs off")
+    p.add_argument("--as-kiosk", action="store_true",
+                   help="hold each photo up to the kiosk: the presence gate, frames and decision engine the kiosk runs")
     p = add("doctor", cmd_doctor, "pass/fail checks of config, model, camera, display, GPIO, scales, disk, clock")
     for name, (_, help) in TORCH_COMMANDS.items():
         sub.add_parser(name, help=help, add_help=False)  # listed in --help; dispatched in main()

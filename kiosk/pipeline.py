@@ -1,7 +1,8 @@
 """The frame path: presence gate, then the model where something is, then the decision engine.
 
-One definition, run by the kiosk's worker (``kiosk.main``) and timed by
-``kiosk bench`` through the same ``step`` with a stage timer.
+One definition, run by the kiosk's worker (``kiosk.worker``), timed by
+``kiosk bench`` through the same ``step`` with a stage timer, and measured
+by ``kiosk eval --as-kiosk`` (``kiosk.model.as_kiosk``).
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys)
         d = tmp_path / "data" / name
         d.mkdir(parents=True)
         for i in range(3):
-            img = np.zeros((60, 80, 3), np.uint8)
+            img = np.zeros((60, 60, 3), np.uint8)  # square: the gate's square around it is the item alone
             img[:] = PROTOTYPES[name][::-1]  # BGR on disk
             cv2.imwrite(str(d / f"{i}.png"), img)
     for name in ("cardboard", "paper", "plastic", "trash"):
@@ -150,6 +150,14 @@ def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys)
     assert rep["top1"] == 1.0 and set(rep) >= {"top1", "macro_f1", "per_class", "confusion"}
     assert rep["confusion"][1][1] == 3 and rep["per_class"]["metal"]["recall"] == 1.0
     assert "top-1: 100.00 %" in capsys.readouterr().out
+    # the same photos held up to the kiosk: gate, frames and the decision engine (the kiosk's own Pipeline)
+    assert cli_main(["eval", "--config", str(cfg), "--data", str(tmp_path / "data"), "--as-kiosk",
+                     "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["as_kiosk"] and rep["images"] == 6 and rep["undecided"] == 0, rep
+    assert sum(rep["confusion"][1]) == sum(rep["confusion"][2]) == 3  # every glass and metal item got a decision
+    assert rep["sorted_right"] == 1.0, rep  # plain colours the tiny model knows: sorted right, never unsure
+    assert "as the kiosk (presence gate, frames, decision engine)" in capsys.readouterr().out
 
 
 def test_every_command_family_imports_and_registers():

@@ -105,9 +105,19 @@ def run_eval(args) -> int:
     if args.degrade and args.degrade not in degrade.DEGRADATIONS:
         print(f"error: unknown degradation {args.degrade!r}; one of {', '.join(degrade.DEGRADATIONS)}", file=sys.stderr)
         return 1
-    rep = evaluate(clf, images, args.degrade)
+    if getattr(args, "as_kiosk", False):
+        from kiosk.model.as_kiosk import evaluate_as_kiosk
+
+        if args.degrade:
+            images = [(degrade.degrade(img, args.degrade, seed=i), c) for i, (img, c) in enumerate(images)]
+        rep = evaluate_as_kiosk(cfg, clf, images)
+    else:
+        rep = evaluate(clf, images, args.degrade)
     rep.update({"model": str(model_path), "data": str(data), "clahe": clahe.enabled, "degradation": args.degrade})
     print(format_report(rep))
+    if rep.get("as_kiosk"):
+        print(f"\nas the kiosk (presence gate, frames, decision engine): {rep['sorted_right'] * 100:.2f} % sorted right "
+              f"without help; {rep['unsure']} unsure, {rep['undecided']} no decision, of {rep['images']} items")
     if getattr(args, "robustness", False):
         rep["robustness"] = robustness(model_path, images, cfg.model.threads, cfg.enhance.clahe)
         print("\nrobustness (top-1 %)   CLAHE on   CLAHE off")
