@@ -50,15 +50,24 @@ def run_hardware_cli(tmp_path, argv, bins):
     """``kiosk flaps/scale ...`` in-process, on a config with ``bins`` (mock pins) written to ``tmp_path``."""
     import argparse
 
-    import yaml
-
     from kiosk.appliance import hardware_cli
     from tests.conftest_hardware import minimal_config_dict
 
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(minimal_config_dict(str(tmp_path / "data"), bins)))
+    cfg.write_text(dump_yaml(minimal_config_dict(str(tmp_path / "data"), bins)))
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="config.yaml")
     hardware_cli.register(ap.add_subparsers(dest="command"))
     args = ap.parse_args(["--config", str(cfg), *argv])
     return args.func(args)
+
+
+def dump_yaml(data) -> str:
+    """YAML as a technician writes it: values written out, never ``&anchor``/``*alias`` (the kiosk refuses those)."""
+    import yaml
+
+    class Plain(yaml.SafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
+    return yaml.dump(data, Dumper=Plain, allow_unicode=True, sort_keys=False)

@@ -256,10 +256,12 @@ def test_tare_on_a_chip_that_never_answers_fails_fast_under_its_own_code(tmp_pat
     """Mock pins, no simulated chip: the reader declares E421 and tare says so, not after the whole wait."""
     import time
 
-    bins = [dict(BINS[0]), dict(BINS[0], id="glass", flap=None,
-                                scale={"type": "hx711", "data_pin": 22, "clock_pin": 23, "drop_min_g": 5})]
+    from tests.fakes import dump_yaml
+
+    bins = [BINS[0], dict(BINS[0], id="glass", flap=None,
+                          scale={"type": "hx711", "data_pin": 22, "clock_pin": 23, "drop_min_g": 5})]
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(minimal_config_dict(str(tmp_path / "data"), bins)))
+    cfg.write_text(dump_yaml(minimal_config_dict(str(tmp_path / "data"), bins)))
     ap = argparse.ArgumentParser()
     ap.add_argument("--config")
     hardware_cli.register(ap.add_subparsers(dest="command"))

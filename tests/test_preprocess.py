@@ -46,9 +46,9 @@ def test_model_input_shape_layout_and_normalisation():
     assert nhwc.shape == (224, 224, 3)
 
 
-def test_kiosk_runtime_feeds_the_model_exactly_model_input(tiny_model):
-    """The classifier's own steps give the tensor kiosk.preprocess.model_input gives."""
-    clf = OnnxClassifier(tiny_model, threads=1)
+def recording_classifier(model):
+    """A classifier whose session keeps every tensor it is fed (the model itself still runs)."""
+    clf = OnnxClassifier(model, threads=1)
     seen = []
     real = clf.session
 
@@ -58,6 +58,12 @@ def test_kiosk_runtime_feeds_the_model_exactly_model_input(tiny_model):
             return real.run(names, feeds)
 
     clf.session = Recorder()
+    return clf, seen
+
+
+def test_kiosk_runtime_feeds_the_model_exactly_model_input(tiny_model):
+    """The classifier's own steps give the tensor kiosk.preprocess.model_input gives."""
+    clf, seen = recording_classifier(tiny_model)
     img = degrade.degrade(gradient(341, 256), "warm_cast")
     clf.classify(img)
     assert np.array_equal(seen[0][0], model_input(img, clf.spec))
@@ -68,16 +74,7 @@ def test_training_and_kiosk_preprocessing_are_identical(trashnet, tiny_model):
     from kiosk.model.dataset import list_images, read_rgb
     from kiosk.training.views import training_input
 
-    clf = OnnxClassifier(tiny_model, threads=1)
-    seen = []
-    real = clf.session
-
-    class Recorder:
-        def run(self, names, feeds):
-            seen.append(next(iter(feeds.values())))
-            return real.run(names, feeds)
-
-    clf.session = Recorder()
+    clf, seen = recording_classifier(tiny_model)
     items, _ = list_images(trashnet / "val")
     for path, _ in items[::60]:
         img = read_rgb(path)
