@@ -206,16 +206,20 @@ class EventLog:
         self._maybe_prune()
         return rowid
 
-    def record_fault(self, code: str, part: str, message: str) -> Optional[int]:
-        """Log a fault (e.g. ``"E200", "camera", "no frames for 5 s"``)."""
+    def _insert_row(self, what: str, table: str, **values) -> Optional[int]:
+        """One timestamped row in ``table`` (a fixed table name, never from input), its own transaction."""
+        cols = ", ".join(["t", *values])
+        marks = ", ".join("?" * (len(values) + 1))
 
         def insert(conn):
-            return conn.execute(
-                "INSERT INTO faults (t, code, part, message) VALUES (?, ?, ?, ?)",
-                (self.clock(), str(code), str(part), str(message)),
-            ).lastrowid
+            return conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})",
+                                (self.clock(), *values.values())).lastrowid
 
-        return self._write("fault", insert)
+        return self._write(what, insert)
+
+    def record_fault(self, code: str, part: str, message: str) -> Optional[int]:
+        """Log a fault (e.g. ``"E200", "camera", "no frames for 5 s"``)."""
+        return self._insert_row("fault", "faults", code=str(code), part=str(part), message=str(message))
 
     def record_service(self, action: str, detail: Any = None) -> Optional[int]:
         """Log a service action (``"tare"``, ``"flap_test"``, ``"start"``...).
@@ -224,24 +228,11 @@ class EventLog:
         """
         if detail is not None and not isinstance(detail, str):
             detail = json.dumps(detail, sort_keys=True, default=str)
-
-        def insert(conn):
-            return conn.execute(
-                "INSERT INTO service (t, action, detail) VALUES (?, ?, ?)", (self.clock(), str(action), detail)
-            ).lastrowid
-
-        return self._write("service action", insert)
+        return self._insert_row("service action", "service", action=str(action), detail=detail)
 
     def record_bin_event(self, bin_id: str, event: str, message: str) -> Optional[int]:
         """Log what a bin's scale noticed: full, nearly full, emptied, full flag reset."""
-
-        def insert(conn):
-            return conn.execute(
-                "INSERT INTO bin_events (t, bin_id, event, message) VALUES (?, ?, ?, ?)",
-                (self.clock(), str(bin_id), str(event), str(message)),
-            ).lastrowid
-
-        return self._write("bin event", insert)
+        return self._insert_row("bin event", "bin_events", bin_id=str(bin_id), event=str(event), message=str(message))
 
     # -- reading -------------------------------------------------------------
 
