@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, excerpt
 from kiosk.preprocess import ClaheSettings
 
 HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
@@ -310,10 +310,7 @@ def _describe(err, bin_ids=()) -> str:
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif "input" in err and err["type"] not in ("model_type", "dict_type", "list_type"):
-        value = repr(err["input"])
-        if len(value) > 40:
-            value = value[:37] + "..."
-        msg = f"{msg} (got {value})"
+        msg = f"{msg} (got {excerpt(err['input'])})"
     return f"{_format_loc(err['loc'], bin_ids)}: {msg}"
 
 

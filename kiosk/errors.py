@@ -6,6 +6,18 @@ that a technician can look up in the README.
 
 from __future__ import annotations
 
+import reprlib
+
+EXCERPT_CHARS = 40
+
+
+def excerpt(value, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)``, bounded: a crafted file must not put megabytes into a message or the journal."""
+    r = reprlib.Repr()  # Python 3.11: no keyword arguments yet
+    r.maxstring = r.maxother = r.maxlong = limit
+    r.maxlevel = 2
+    return r.repr(value)
+
 
 class KioskError(Exception):
     """Root of every error the kiosk raises on purpose.

@@ -114,6 +114,10 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
             except KioskError as e:
                 log.error("event log did not open (decisions will not be recorded): %s", e)
                 faults.append(Fault(e.code, PartKind.EVENTLOG, str(e)))
+            if not demo:  # before any pin is driven: after a crash, close-all drives these
+                from kiosk.devices.pinmap import save_last_good
+
+                save_last_good(cfg)
             try:
                 hardware = open_hardware(cfg, demo, on_event=bin_event_recorder(eventlog))
             except KioskError as e:

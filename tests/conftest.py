@@ -39,6 +39,12 @@ def pytest_configure(config):
                             "`-m 'not slow'` for a quick run")
 
 
+@pytest.fixture(autouse=True)
+def _runtime_dir(tmp_path, monkeypatch):
+    """systemd's $RUNTIME_DIRECTORY, per test and absent: no test reads or writes a real /run/kiosk."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+
+
 @pytest.fixture
 def repo():
     return REPO

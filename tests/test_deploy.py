@@ -151,7 +151,16 @@ def test_unit_runs_the_kiosk_and_closes_the_flaps(unit):
     start = one(unit, "Service", "ExecStart").split()
     assert start == ["/opt/kiosk/venv/bin/kiosk", "run"]
     stop = one(unit, "Service", "ExecStopPost").split()
-    assert stop == ["/opt/kiosk/venv/bin/kiosk", "flaps", "close-all"]
+    assert stop == ["-/opt/kiosk/venv/bin/kiosk", "flaps", "close-all"]  # "-": never skips the console unlock
+
+
+def test_close_all_finds_the_pin_map_where_the_unit_keeps_it(unit):
+    """`kiosk run` keeps its flap pins in the unit's RuntimeDirectory=; a hand-run close-all looks in the same place."""
+    from kiosk.devices.pinmap import DEFAULT_RUNTIME_DIR
+
+    assert one(unit, "Service", "RuntimeDirectory") == DEFAULT_RUNTIME_DIR.name
+    assert DEFAULT_RUNTIME_DIR.parent == Path("/run")
+    assert one(unit, "Service", "RuntimeDirectoryPreserve") == "restart"  # a failed restart keeps the last good map
 
 
 def test_the_units_commands_find_the_config_by_themselves(tmp_path, monkeypatch):

@@ -109,16 +109,45 @@ def _bin(cfg, bin_id: str):
         raise ConfigError([f"unknown bin '{bin_id}' (bins are {', '.join(b.id for b in cfg.bins)})"]) from None
 
 
+def _close_all_pins(args):
+    """The flaps to close: the last good start's pin map, else the config file's flap sections.
+
+    Never the whole config: after a crash, a typo or a missing model file
+    made while the kiosk ran must not leave a flap pin undriven. A --config
+    or --simulate given by hand means that file.
+    """
+    from kiosk.devices import pinmap
+    from kiosk.appliance.configpath import resolve_config_arg
+
+    by_hand = getattr(args, "config", None) is not None or getattr(args, "simulate", False)
+    if not by_hand:
+        try:
+            kept = pinmap.load_last_good()
+        except ConfigError as e:
+            print(f"warning: [{e.code}] {e}; using the config file's flap sections", file=sys.stderr, flush=True)
+            kept = None
+        if kept is not None:
+            return kept
+    return pinmap.from_config_file(resolve_config_arg(getattr(args, "config", None)))
+
+
 def cmd_flaps_close_all(args) -> int:
     """Constructing the bank drives every flap closed; closing it waits, then releases."""
     from kiosk.devices.hardware import build_flaps
 
     from kiosk.actuators import FlapJammed
 
-    cfg = _config(args)
+    target = _close_all_pins(args)
     with ExitStack() as stack:
-        pins, sim = _devices(cfg, args, stack)
-        bank = stack.enter_context(closing(build_flaps(cfg, pins, simulation=sim, watchdog_s=None)))
+        if getattr(args, "simulate", False):
+            from kiosk.devices.simulation import Simulation
+
+            pins, sim = None, stack.enter_context(Simulation())
+        else:
+            from kiosk.devices.pins import make_pin_factory
+
+            pins, sim = make_pin_factory(target.pin_factory, fallback_to_mock=False), None
+        bank = stack.enter_context(closing(build_flaps(target.bins, pins, simulation=sim, watchdog_s=None)))
         names = list(bank.flaps)
         # read the closed switches, but never poll(): a jam retry would open a flap
         flaps = [f for f in bank.flaps.values() if f.has_switch]
@@ -126,7 +155,10 @@ def cmd_flaps_close_all(args) -> int:
         while any(f.switch_closed() is False for f in flaps) and time.monotonic() < deadline:
             time.sleep(0.05)
         not_closed = [f.bin_id for f in flaps if f.switch_closed() is False]
-    print(f"flaps closed and released: {', '.join(names) if names else '(no bin has a flap)'}")
+    print(f"flaps closed and released: {', '.join(names) if names else '(no bin has a flap)'} "
+          f"(pins from the {target.source})")
+    if target.problems:
+        raise ConfigError([*target.problems, "the other flaps were driven closed"], None)
     if not_closed:
         raise FlapJammed(f"driven closed, but the closed switch of {', '.join(not_closed)} does not read closed: check it")
     return 0
@@ -144,7 +176,7 @@ def cmd_flaps_test(args) -> int:
     stop = StopFlag()
     with ExitStack() as stack:
         pins, sim = _devices(cfg, args, stack)
-        bank = stack.enter_context(closing(build_flaps(cfg, pins, simulation=sim)))
+        bank = stack.enter_context(closing(build_flaps(cfg.bins, pins, simulation=sim)))
         with graceful_signals(stop):
             # start-up check of the closed switches (every flap: another one not yet
             # confirmed closed blocks this one from opening)

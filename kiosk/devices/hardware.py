@@ -43,14 +43,18 @@ SELF_TEST_WAIT_S = 4.0  # readings need ~1 s to settle, a dead HX711 ~2 s to tim
 HOLDS_SYNC_S = 1.0  # how often lockouts and full flags are compared with their file (a reset from the CLI)
 
 
-def build_flaps(cfg: KioskConfig, pin_factory, *, simulation: Optional[Simulation] = None,
+def build_flaps(bins, pin_factory, *, simulation: Optional[Simulation] = None,
                 clock: Callable[[], float] = time.monotonic, watchdog_s: Optional[float] = WATCHDOG_S,
                 release_delay_s: float = RELEASE_DELAY_S, on_fault=None) -> FlapBank:
-    """The flap bank (every flap driven closed); with a simulation, its closed switches attached first."""
+    """The flap bank (every flap driven closed); with a simulation, its closed switches attached first.
+
+    ``bins``: the config's, or anything with ``id`` and ``flap`` (close-all's kept pin map).
+    """
+    bins = list(bins)
     if simulation is not None:
         pin_factory = simulation.pin_factory
-        simulation.attach_flap_switches(cfg.bins)
-    return FlapBank(cfg.bins, pin_factory, clock, watchdog_s=watchdog_s, release_delay_s=release_delay_s,
+        simulation.attach_flap_switches(bins)
+    return FlapBank(bins, pin_factory, clock, watchdog_s=watchdog_s, release_delay_s=release_delay_s,
                     on_fault=on_fault)
 
 
@@ -122,7 +126,7 @@ class Hardware(Closable):
         calibration = Calibration.load(calibration_path(cfg.data_dir, simulation is not None))
         flaps = None
         try:
-            flaps = build_flaps(cfg, pin_factory, simulation=simulation, clock=clock, watchdog_s=watchdog_s,
+            flaps = build_flaps(cfg.bins, pin_factory, simulation=simulation, clock=clock, watchdog_s=watchdog_s,
                                 release_delay_s=release_delay_s, on_fault=on_fault)
             scales = build_scales(cfg, pin_factory, simulation=simulation, calibration=calibration, clock=clock,
                                   on_event=on_event)

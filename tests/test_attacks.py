@@ -1,0 +1,163 @@
+"""Replays of the attack pass (issue "Hardening round 2"), one section per finding.
+
+Each test is the attack as it was made, run against the kiosk as it is now:
+it failed before the fix. Findings replayed elsewhere are named where they
+live (``ATTACKS`` at the bottom), so ``pytest tests/test_attacks.py`` plus
+those files re-measures the whole list.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from kiosk.cli import main as cli_main
+from tests.conftest_hardware import minimal_config_dict
+from tests.fakes import dump_yaml
+
+# ---------------------------------------------------------------------------
+# 2. The crash guard depended on the config validating
+# ---------------------------------------------------------------------------
+FLAP_BINS = [
+    {"id": "paper", "name": {"en": "Paper"}, "colour": "#0000ff", "flap": {"type": "servo", "pin": 12}},
+    {"id": "glass", "name": {"en": "Glass"}, "colour": "#00ff00", "flap": {"type": "output", "pin": 6}},
+]
+CLOSED_DUTY = 1.0 / 20.0  # a 1.0 ms pulse every 20 ms: the servo's closed position
+OPEN_DUTY = 2.0 / 20.0
+
+
+@pytest.fixture
+def mock_pins(monkeypatch):
+    """Every MockFactory close-all makes, kept so the test can read what its pins were driven to."""
+    from kiosk.devices import pins
+
+    made, real = [], pins._mock_factory
+
+    def keep():
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(pins, "_mock_factory", keep)
+    return made
+
+
+def driven(factories, bcm: int) -> list:
+    """Every state GPIO``bcm`` was set to, by any factory, in order."""
+    return [s.state for f in factories for info, pin in f.pins.items() if bcm in info.names for s in pin.states]
+
+
+def kiosk_config(tmp_path, monkeypatch, bins=FLAP_BINS):
+    """A valid config that the unit's commands find by themselves (KIOSK_CONFIG, no --config)."""
+    path = tmp_path / "kiosk.yaml"
+    path.write_text(dump_yaml(minimal_config_dict(str(tmp_path / "data"), bins)))
+    monkeypatch.setenv("KIOSK_CONFIG", str(path))
+    return path
+
+
+def last_good_start(tmp_path, path):
+    """What `kiosk run` does with a valid config before it drives a pin: keep the flap pins in /run/kiosk."""
+    from kiosk.config import load_config
+    from kiosk.devices.pinmap import save_last_good
+
+    (tmp_path / "run").mkdir(exist_ok=True)  # systemd's RuntimeDirectory= (conftest points $RUNTIME_DIRECTORY here)
+    assert save_last_good(load_config(path, check_model=False)) == tmp_path / "run" / "flap-pins.json"
+
+
+BREAKAGES = {
+    "typo": lambda d: d["ui"].update(langauges=["en"]),
+    "duplicate pin": lambda d: d["bins"][1]["flap"].update(pin=12),
+    "missing model": lambda d: d.update(model={"path": "/nowhere/model.onnx"}),
+    "not YAML any more": None,
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_close_all_drives_the_last_good_pins_whatever_the_config_became(tmp_path, monkeypatch, mock_pins, capsys,
+                                                                        breakage):
+    path = kiosk_config(tmp_path, monkeypatch)
+    last_good_start(tmp_path, path)
+    data = minimal_config_dict(str(tmp_path / "data"), json.loads(json.dumps(FLAP_BINS)))
+    if BREAKAGES[breakage] is None:
+        path.write_text("bins: [\n  - {id: paper,\n")
+    else:
+        BREAKAGES[breakage](data)
+        path.write_text(dump_yaml(data))
+    assert cli_main(["flaps", "close-all"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "closed and released: paper, glass (pins from the last good start" in out
+    assert driven(mock_pins, 6)[-1] in (0, False)  # glass: the output driven low (closed)
+    paper = driven(mock_pins, 12)
+    assert any(d == pytest.approx(CLOSED_DUTY, abs=1e-3) for d in paper), paper  # the servo's closed pulse...
+    assert not any(d == pytest.approx(OPEN_DUTY, abs=1e-3) for d in paper) and paper[-1] == 0  # ...then released
+
+
+def test_without_a_kept_map_close_all_reads_only_the_flap_sections(tmp_path, monkeypatch, mock_pins, capsys):
+    """No /run/kiosk (first start never got that far): the file's flaps, the rest of the file ignored."""
+    path = kiosk_config(tmp_path, monkeypatch)
+    data = minimal_config_dict(str(tmp_path / "data"), json.loads(json.dumps(FLAP_BINS)))
+    data["ui"]["langauges"] = ["en"]
+    data["model"] = {"path": "/nowhere/model.onnx"}
+    data["bins"][0]["scale"] = {"type": "hx711", "data_pin": 40}  # a broken scale is not close-all's business
+    path.write_text(dump_yaml(data))
+    assert cli_main(["flaps", "close-all"]) == 0, capsys.readouterr().err
+    assert "closed and released: paper, glass (pins from the flap sections of" in capsys.readouterr().out
+    assert driven(mock_pins, 6)[-1] in (0, False)
+
+
+def test_a_broken_flap_section_does_not_stop_the_others_closing(tmp_path, monkeypatch, mock_pins, capsys):
+    bins = json.loads(json.dumps(FLAP_BINS)) + [
+        {"id": "metal", "name": {"en": "Metal"}, "colour": "#ff0000", "flap": {"type": "output", "pin": 99}},
+        {"id": "trash", "name": {"en": "Trash"}, "colour": "#ff00ff", "flap": {"type": "output", "pin": 6}},
+    ]
+    kiosk_config(tmp_path, monkeypatch, bins)
+    assert cli_main(["flaps", "close-all"]) == 1
+    out, err = capsys.readouterr()
+    assert "closed and released: paper, glass" in out
+    assert "bins[metal].flap: pin: Input should be less than or equal to 27" in err
+    assert "bins[trash].flap: GPIO6 is already bin glass's: not driven" in err
+    assert driven(mock_pins, 6)[-1] in (0, False)
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[]", b'{"version": 1, "flaps": [{"bin": "x", "flap": {"pin": -1}}]}',
+                                    b" " * (70 * 1024)])
+def test_a_damaged_pin_map_falls_back_to_the_config_file(tmp_path, monkeypatch, mock_pins, capsys, damage):
+    path = kiosk_config(tmp_path, monkeypatch)
+    last_good_start(tmp_path, path)
+    (tmp_path / "run" / "flap-pins.json").write_bytes(damage)
+    assert cli_main(["flaps", "close-all"]) == 0
+    out, err = capsys.readouterr()
+    assert "the kept flap pins are damaged" in err and "E100" in err
+    assert "(pins from the flap sections of" in out
+
+
+def test_kiosk_run_keeps_the_pin_map_and_close_all_uses_it_after_a_kill(tmp_path, config_dict, scene_model):
+    """The whole path as systemd runs it: `kiosk run`, config broken meanwhile, SIGKILL, ExecStopPost."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import kiosk_env, start, wait_for, write_config
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config_dict["gpio"]["pin_factory"] = "mock"
+    path = write_config(tmp_path, config_dict, scene_model)
+    env = dict(kiosk_env(tmp_path), RUNTIME_DIRECTORY=str(run_dir), KIOSK_CONFIG=str(path))
+    proc = start(tmp_path, "run", "--config", str(path))
+    try:
+        log = wait_for(proc, "UI 800x480", timeout=60)
+        assert "UI 800x480" in log, log
+        kept = json.loads((run_dir / "flap-pins.json").read_text())
+        assert [f["flap"]["pin"] for f in kept["flaps"]] == [b["flap"]["pin"] for b in config_dict["bins"]]
+        path.write_text(path.read_text().replace("bins:", "binz:"))  # a technician's slip while it runs
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    r = subprocess.run([sys.executable, "-m", "kiosk.cli", "flaps", "close-all"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"closed and released: {', '.join(b['id'] for b in config_dict['bins'])} (pins from the last good start" \
+        in r.stdout
