@@ -23,7 +23,7 @@ import numpy as np
 
 from kiosk.model.cpuinfo import cpu_info
 from kiosk.datatypes import Prediction
-from kiosk.errors import ModelError
+from kiosk.errors import ModelError, excerpt
 from kiosk.model.sessions import check_kernels, make_session
 from kiosk.preprocess import ClaheSettings, InputSpec, apply_clahe, center_square, check_rgb, normalise, resize_to
 from kiosk.timing import NULL_TIMER
@@ -53,46 +53,70 @@ class ModelCard:
             raise ModelError(f"model card not found: {path} (it must lie beside the .onnx with the same name)")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ModelError(f"model card {path.name} is not valid JSON: {e}") from None
+        except (OSError, ValueError, RecursionError) as e:
+            raise ModelError(f"model card {path.name} is not valid JSON: {excerpt(str(e), 80)}") from None
+        return cls.from_dict(raw, path.name)
+
+    @classmethod
+    def from_dict(cls, raw, name: str = "(card)") -> "ModelCard":
+        """Parse and check a card's fields; every problem is a ModelError naming ``name``."""
+        from pydantic import TypeAdapter, ValidationError
+
         try:
             inp = raw["input"]
             h, w = (int(v) for v in inp["size"])
-            clahe = raw.get("clahe", {})
             spec = InputSpec(
                 size=(h, w),
                 layout=str(inp.get("layout", "NCHW")),
                 mean=tuple(float(v) for v in inp["mean"]),
                 std=tuple(float(v) for v in inp["std"]),
-                clahe=ClaheSettings(
-                    enabled=bool(clahe.get("enabled", False)),
-                    clip_limit=float(clahe.get("clip_limit", 2.0)),
-                    tile_grid=int(clahe.get("tile_grid", 8)),
-                ),
+                # the schema's own bounds: a tile_grid of 0 would kill the process in OpenCV (SIGFPE)
+                clahe=TypeAdapter(ClaheSettings).validate_python(raw.get("clahe", {})),
             )
             classes = [str(c) for c in raw["classes"]]
             sha = str(raw["sha256"]).lower()
             output = str(raw.get("output", "logits"))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"model card {path.name} lacks or mangles a field: {e!r}") from None
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise ModelError(f"model card {name}: clahe.{'.'.join(map(str, err['loc']))}: {err['msg']} "
+                             f"(got {excerpt(err.get('input'))})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ModelError(f"model card {name} lacks or mangles a field: {excerpt(e, 80)}") from None
         problems = []
         if spec.layout not in ("NCHW", "NHWC"):
-            problems.append(f"input.layout must be NCHW or NHWC, not {spec.layout}")
-        if len(spec.mean) != 3 or len(spec.std) != 3 or any(s <= 0 for s in spec.std):
+            problems.append(f"input.layout must be NCHW or NHWC, not {excerpt(spec.layout)}")
+        if not (16 <= h <= 1024 and 16 <= w <= 1024):
+            problems.append(f"input.size must be 16..1024 pixels a side, not {h}x{w}")
+        if len(spec.mean) != 3 or len(spec.std) != 3 or any(not s > 0 for s in spec.std):
             problems.append("input.mean/std must be three numbers (std > 0)")
         if len(classes) < 2 or len(set(classes)) != len(classes):
             problems.append("classes must be two or more distinct names")
         if len(sha) != 64:
             problems.append("sha256 must be 64 hex digits")
         if output not in ("logits", "probabilities"):
-            problems.append(f"output must be logits or probabilities, not {output}")
+            problems.append(f"output must be logits or probabilities, not {excerpt(output)}")
         if problems:
-            raise ModelError(f"model card {path.name}: " + "; ".join(problems))
+            raise ModelError(f"model card {name}: " + "; ".join(problems))
         return cls(classes, spec, sha, output, raw)
+
+    def meaning(self) -> dict:
+        """What the model's outputs and inputs mean: the fields sealed in the model file (kiosk.model.binding)."""
+        spec = self.spec
+        return {"classes": list(self.classes), "output": self.output,
+                "input": {"size": list(spec.size), "layout": spec.layout, "mean": list(spec.mean), "std": list(spec.std)},
+                "clahe": {"enabled": spec.clahe.enabled, "clip_limit": spec.clahe.clip_limit,
+                          "tile_grid": spec.clahe.tile_grid}}
 
     @staticmethod
     def write(model_path: Path, fields: dict) -> Path:
-        """Write the card beside ``model_path`` with the file's sha256 (export's one way to make a card)."""
+        """Seal the card's meaning into the model, then write the card beside it with the file's sha256.
+
+        Export's (and the tests') one way to make a card.
+        """
+        from kiosk.model import binding
+
+        card = ModelCard.from_dict(dict(fields, sha256="0" * 64), card_path(model_path).name)
+        binding.bind(model_path, card.meaning())
         path = card_path(model_path)
         path.write_text(json.dumps(dict(fields, sha256=sha256_file(model_path)), indent=1, ensure_ascii=False) + "\n")
         return path
@@ -145,6 +169,7 @@ class OnnxClassifier:
         self.classes = self.card.classes
         self.session = make_session(self.path, threads)
         self._check_graph()
+        self._check_binding()
         # The golden inputs are the warm-up too; a CPU whose int8 kernels disagree gets the reference path.
         self.session, self.self_check = check_kernels(
             self.session, lambda: make_session(self.path, threads, optimise=False), self.card.raw.get("self_check"),
@@ -154,6 +179,15 @@ class OnnxClassifier:
         dummy = np.zeros((spec.size[0], spec.size[1], 3), np.uint8)
         for _ in range(warmup):
             self.classify(dummy)
+
+    def _check_binding(self) -> None:
+        """The card must mean what the model was exported with (a swapped class name sends glass to paper)."""
+        from kiosk.model.binding import differences
+
+        diff = differences(self.session.get_modelmeta().custom_metadata_map, self.card.meaning())
+        if diff:
+            raise ModelError(f"model card {card_path(self.path).name} does not match {self.path.name}: "
+                             + "; ".join(diff))
 
     def _check_graph(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

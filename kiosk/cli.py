@@ -36,11 +36,19 @@ def cmd_check_config(args) -> int:
             print(p)
         return 1
     if cfg.model_path.is_file():
+        from kiosk.classifier import OnnxClassifier
+        from kiosk.errors import ModelError
+
         try:
-            load_config(args.path)  # the model is here too: check its classes against the bins
+            cfg = load_config(args.path)  # the model is here too: check its classes against the bins
+            # and load it as `kiosk run` does: sha256, the card bound to the model, graph, this CPU's kernels
+            OnnxClassifier(cfg.model_path, threads=1, clahe=cfg.enhance.clahe, warmup=0).close()
         except ConfigError as e:
             for p in e.problems:
                 print(p)
+            return 1
+        except ModelError as e:
+            print(f"model.path: [{e.code}] {e}")
             return 1
         print("OK")
     else:  # a card's kiosk.yaml on a laptop names the kiosk's own model path: that is not a mistake

@@ -58,6 +58,8 @@ def _clahe(clip_limit: float, tile_grid: int):
     if cache is None:
         cache = _local.clahe = {}
     key = (float(clip_limit), int(tile_grid))
+    if key not in cache and not (key[1] >= 1 and key[0] > 0):  # OpenCV divides by the grid: SIGFPE, no exception
+        raise ValueError(f"CLAHE needs tile_grid >= 1 and clip_limit > 0, not {key[1]} and {key[0]}")
     if key not in cache:
         cache[key] = cv2.createCLAHE(clipLimit=key[0], tileGridSize=(key[1], key[1]))
     return cache[key]

@@ -61,7 +61,7 @@ def build_tiny_model(path: Path, classes=CLASSES, size=(224, 224), clahe=True, s
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from kiosk.classifier import sha256_file
+    from kiosk.classifier import ModelCard
 
     mean, std = 127.0, 128.0
     p = np.array([[(c - mean) / std for c in prototypes.get(k, (128, 128, 128))] for k in classes], np.float32)
@@ -82,15 +82,13 @@ def build_tiny_model(path: Path, classes=CLASSES, size=(224, 224), clahe=True, s
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
-    card = {
+    ModelCard.write(path, {  # bound to the model, hashed, as export makes cards
         "name": "tiny-colour-test-model",
         "classes": list(classes),
         "input": {"size": [h, wd], "layout": "NCHW", "color": "RGB", "mean": [mean] * 3, "std": [std] * 3},
         "clahe": {"enabled": clahe, "clip_limit": 2.0, "tile_grid": 8},
         "output": "logits",
-        "sha256": sha256_file(path),
-    }
-    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    })
     return path
 
 

@@ -161,3 +161,99 @@ def test_kiosk_run_keeps_the_pin_map_and_close_all_uses_it_after_a_kill(tmp_path
     assert r.returncode == 0, r.stderr
     assert f"closed and released: {', '.join(b['id'] for b in config_dict['bins'])} (pins from the last good start" \
         in r.stdout
+
+
+# ---------------------------------------------------------------------------
+# 3. The card was not bound to the model
+# ---------------------------------------------------------------------------
+def _edit_card(model, edit):
+    card_file = model.with_suffix(".json")
+    card = json.loads(card_file.read_text())
+    edit(card)
+    card_file.write_text(json.dumps(card))
+
+
+CARD_EDITS = {
+    "two class names swapped": lambda c: c["classes"].__setitem__(slice(0, 2), c["classes"][1::-1]),
+    "normalisation changed": lambda c: c["input"].update(mean=[0.0, 0.0, 0.0]),
+    "CLAHE switched off": lambda c: c["clahe"].update(enabled=False),
+    "logits called probabilities": lambda c: c.update(output="probabilities"),
+}
+
+
+@pytest.mark.parametrize("edit", list(CARD_EDITS))
+def test_a_card_edited_after_export_is_refused_everywhere(tmp_path, tiny_model, config_dict, capsys, edit):
+    """Swap glass and cardboard in the card: hashes all match, yet the kiosk must refuse (run, check-config, doctor)."""
+    from kiosk.appliance.doctor import check_model
+    from kiosk.classifier import OnnxClassifier
+    from kiosk.config import load_config
+    from kiosk.errors import ModelError
+    from tests.test_cli import write_config
+
+    path = write_config(tmp_path, config_dict, tiny_model)
+    assert cli_main(["check-config", str(path)]) == 0 and capsys.readouterr().out.strip() == "OK"
+    _edit_card(tiny_model, CARD_EDITS[edit])
+    with pytest.raises(ModelError, match="does not match tiny.onnx"):
+        OnnxClassifier(tiny_model)
+    assert cli_main(["check-config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "model.path: [E300] model card tiny.json does not match tiny.onnx" in out and "OK" not in out
+    with pytest.raises(ModelError):  # doctor's model row: a FAIL
+        check_model(load_config(path))
+
+
+def test_check_config_checks_the_models_hash_as_run_does(tmp_path, tiny_model, config_dict, capsys):
+    from tests.test_cli import write_config
+
+    path = write_config(tmp_path, config_dict, tiny_model)
+    data = bytearray(tiny_model.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    tiny_model.write_bytes(bytes(data))
+    assert cli_main(["check-config", str(path)]) == 1
+    assert "does not match its card: sha256" in capsys.readouterr().out
+
+
+def test_binding_an_old_model_needs_a_card_that_vouches_for_it(tiny_model, capsys):
+    from kiosk.model import binding
+
+    assert binding.main([str(tiny_model)]) == 0  # rebinding a good pair: still loads
+    from kiosk.classifier import OnnxClassifier
+
+    OnnxClassifier(tiny_model).close()
+    tiny_model.write_bytes(tiny_model.read_bytes() + b"\0")
+    assert binding.main([str(tiny_model)]) == 1
+    assert "not bound" in capsys.readouterr().err
+
+
+def test_the_shipped_model_is_bound_to_its_card(repo):
+    import onnxruntime as ort
+
+    from kiosk.classifier import ModelCard, card_path
+    from kiosk.model.binding import differences
+
+    model = repo / "models" / "kiosk-lite0-int8.onnx"
+    meta = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert differences(meta, ModelCard.load(card_path(model)).meaning()) == []
+
+
+# ---------------------------------------------------------------------------
+# 9 (part). A card's CLAHE tile_grid of 0 killed the process with SIGFPE
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("tile_grid", [0, -3, 10**9])
+def test_a_cards_clahe_grid_is_bounded_before_opencv_sees_it(tiny_model, tile_grid):
+    from kiosk.classifier import ModelCard, card_path
+    from kiosk.errors import ModelError
+
+    _edit_card(tiny_model, lambda c: c["clahe"].update(tile_grid=tile_grid))
+    with pytest.raises(ModelError, match="clahe.tile_grid"):
+        ModelCard.load(card_path(tiny_model))
+
+
+def test_clahe_with_a_zero_grid_is_an_exception_not_a_dead_process():
+    """Settings built around the schema (a script, a future caller) must not reach OpenCV's division by zero."""
+    import numpy as np
+
+    from kiosk.preprocess import ClaheSettings, apply_clahe
+
+    with pytest.raises(ValueError, match="tile_grid >= 1"):
+        apply_clahe(np.zeros((32, 32, 3), np.uint8), ClaheSettings(tile_grid=0))
