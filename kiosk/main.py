@@ -112,8 +112,10 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
             try:  # a part that cannot start is an out-of-service screen, not a crash loop
                 eventlog = open_eventlog(cfg)
             except KioskError as e:
+                from kiosk.appliance.eventlog import NullEventLog
+
                 log.error("event log did not open (decisions will not be recorded): %s", e)
-                faults.append(Fault(e.code, PartKind.EVENTLOG, str(e)))
+                eventlog = NullEventLog(failed=Fault(e.code, PartKind.EVENTLOG, str(e)))  # shown while it runs
             if not demo:  # before any pin is driven: after a crash, close-all drives these
                 from kiosk.devices.pinmap import save_last_good
 

@@ -43,6 +43,7 @@ WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the wat
 WORKER_HUNG_S = 25.0  # silent this long: exit in order (flaps closed) before the watchdog (STALL + WatchdogSec) kills
 SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
 DEVICE_KINDS = frozenset({PartKind.SCALE, PartKind.FLAP})  # faults the hardware reports as a current list
+LOG_KINDS = frozenset({PartKind.EVENTLOG})  # the event log's own state: writes failing, started afresh
 
 
 class ServiceSession:
@@ -155,6 +156,7 @@ class Worker:
         self.hardware.poll(now)
         if self.faults.sync(DEVICE_KINDS, self.hardware.faults()):  # before commands: no touch opens past a fault
             self._close_all()
+        self.faults.sync(LOG_KINDS, self.eventlog.faults())  # a warning: the kiosk sorts on, the screen says so
         self._commands(now)
         if not self._ensure_parts(now):
             self._publish(None, Presence(False))

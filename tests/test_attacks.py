@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -257,3 +258,205 @@ def test_clahe_with_a_zero_grid_is_an_exception_not_a_dead_process():
 
     with pytest.raises(ValueError, match="tile_grid >= 1"):
         apply_clahe(np.zeros((32, 32, 3), np.uint8), ClaheSettings(tile_grid=0))
+
+
+# ---------------------------------------------------------------------------
+# 4. Event-log failures were invisible and not recovered
+# ---------------------------------------------------------------------------
+def _log_worker(cfg_with, eventlog):
+    from tests.fakes import FakeHardware
+    from tests.test_main import unsure_worker
+
+    return unsure_worker(cfg_with, FakeHardware(), eventlog=eventlog)
+
+
+def _rows(path, table="service"):
+    import sqlite3
+
+    with sqlite3.connect(str(path)) as conn:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def test_a_full_disk_is_a_warning_on_screen_and_in_status(tmp_path, cfg_with):
+    """Disk full: 389 of 400 decisions went unlogged with nothing shown. Now E501, until writing works again."""
+    from kiosk.appliance.eventlog import EventLog
+    from kiosk.appliance.sdnotify import describe
+
+    log = EventLog(tmp_path / "events.db")
+    w = _log_worker(cfg_with, log)
+    w.step()
+    assert w.view().faults == ()
+    pages = log._conn.execute("PRAGMA page_count").fetchone()[0]
+    log._conn.execute(f"PRAGMA max_page_count = {pages}")  # the data partition is full
+    for i in range(40):
+        log.record_service("tare", "x" * 5000)
+    w.step()
+    (fault,) = w.view().faults
+    assert fault.code == "E501" and fault.message.startswith("40 events not recorded since") and not fault.blocking
+    assert "E501 eventlog" in describe(w.view())  # systemctl status's STATUS= line
+    assert w.view().screen != "out_of_service"  # it sorts on: only the records suffer
+    log._conn.execute("PRAGMA max_page_count = 1000000")  # space freed
+    assert log.record_service("tare") is not None
+    w.step()
+    assert w.view().faults == ()
+    log.close()
+
+
+def test_damaged_pages_are_moved_aside_and_writing_goes_on(tmp_path, cfg_with):
+    """Corrupt pages made every write fail "malformed". Now the file is kept aside, a fresh one takes the writes."""
+    import os
+
+    from kiosk.appliance.eventlog import EventLog
+
+    path = tmp_path / "events.db"
+    log = EventLog(path)
+    w = _log_worker(cfg_with, log)
+    for i in range(200):
+        log.record_service("x", "y" * 200)
+    log._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(os.urandom(path.stat().st_size - 4096))
+    log._conn.execute("PRAGMA shrink_memory")  # what any other reader's write would do: read the pages again
+    assert [log.record_service("after", str(i)) for i in range(3)] == [1, 2, 3]  # nothing lost after the damage
+    w.step()
+    (fault,) = w.view().faults
+    assert fault.code == "E502" and "damaged" in fault.message
+    assert len(list(tmp_path.glob("events.db.damaged-*"))) == 1
+    log.close()
+    assert _rows(path) == 3 and _rows(path, "faults") == 1  # the fault is in the fresh log too (kiosk stats)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_deleted_or_replaced_log_is_noticed_and_reopened(tmp_path, how):
+    """10 acknowledged events went into an unlinked file and were gone. Now the next write notices and reopens."""
+    import os
+    import sqlite3
+
+    from kiosk.appliance.eventlog import EventLog
+
+    path = tmp_path / "events.db"
+    log = EventLog(path)
+    for i in range(10):
+        log.record_service("before", str(i))
+    if how == "deleted":
+        for p in tmp_path.glob("events.db*"):
+            p.unlink()
+    else:
+        other = tmp_path / "other.db"
+        sqlite3.connect(str(other)).close()
+        os.replace(other, path)
+    ids = [log.record_service("after", str(i)) for i in range(10)]
+    assert all(ids)
+    (fault,) = log.faults()
+    assert fault.code == "E502" and how in fault.message
+    log.close()
+    assert _rows(path) == 10  # every event acknowledged after the deletion is in the file at the path
+
+
+def test_damage_found_at_start_by_quick_check(tmp_path):
+    import os
+
+    from kiosk.appliance.eventlog import EventLog
+
+    path = tmp_path / "events.db"
+    with EventLog(path) as log:
+        for i in range(300):
+            log.record_service("x", "y" * 300)
+    with open(path, "r+b") as f:
+        f.seek(8192)
+        f.write(os.urandom(4096 * 4))
+    with EventLog(path) as log:
+        (fault,) = log.faults()
+        assert fault.code == "E502" and ("quick_check" in fault.message or "malformed" in fault.message)
+        assert log.record_service("start") == 1
+
+
+def test_a_log_that_did_not_open_stays_on_screen(cfg_with):
+    from kiosk.appliance.eventlog import NullEventLog
+    from kiosk.faults import Fault, PartKind
+
+    w = _log_worker(cfg_with, NullEventLog(failed=Fault("E500", PartKind.EVENTLOG, "event log cannot be opened")))
+    for _ in range(3):
+        w.step()
+    assert [f.code for f in w.view().faults] == ["E500"]
+
+
+# ---------------------------------------------------------------------------
+# 9 (part). Pruning trusted the wall clock
+# ---------------------------------------------------------------------------
+def test_a_clock_far_ahead_prunes_nothing(tmp_path):
+    """A clock 400 days ahead deleted the whole log as "old". Now: kept until NTP confirms the clock."""
+    from kiosk.appliance.eventlog import EventLog
+
+    now = [1_760_000_000.0]
+    path = tmp_path / "events.db"
+    with EventLog(path, retention_days=90, clock=lambda: now[0]) as log:
+        for i in range(20):
+            log.record_service("x", str(i))
+    now[0] += 400 * 86400
+    no_ntp = tmp_path / "timesync"
+    no_ntp.mkdir()
+    with EventLog(path, retention_days=90, clock=lambda: now[0], timesync_dir=no_ntp):
+        pass
+    assert _rows(path) == 20
+    (no_ntp / "synchronized").touch()  # NTP answered: the clock is right, the events are old
+    with EventLog(path, retention_days=90, clock=lambda: now[0], timesync_dir=no_ntp):
+        pass
+    assert _rows(path) == 0
+
+
+def test_an_unset_clock_prunes_nothing(tmp_path):
+    from kiosk.appliance.eventlog import EventLog
+
+    path = tmp_path / "events.db"
+    with EventLog(path, clock=lambda: 1_760_000_000.0) as log:
+        log.record_service("x")
+    with EventLog(path, retention_days=1, clock=lambda: 86400.0 * 3):  # 1970: no RTC, no NTP yet
+        pass
+    assert _rows(path) == 1
+
+
+def test_doctor_reads_the_log_back_and_names_damaged_ones_kept_aside(tmp_path, config_dict, tiny_model, capsys):
+    import os
+
+    from kiosk.appliance.eventlog import EventLog
+    from tests.test_doctor import rows, write
+
+    path = write(tmp_path, config_dict, tiny_model)
+    db = tmp_path / "data" / "events.db"
+    with EventLog(db) as log:
+        for i in range(300):
+            log.record_service("x", "y" * 300)
+    cli_main(["doctor", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert rows(out)["eventlog"] == "PASS" and "quick_check ok" in out
+    with open(db, "r+b") as f:
+        f.seek(8192)
+        f.write(os.urandom(4096 * 4))
+    assert cli_main(["doctor", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert rows(out)["eventlog"] == "FAIL" and "damaged" in out
+    EventLog(db).close()  # the kiosk's next start moves it aside
+    cli_main(["doctor", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert rows(out)["eventlog"] == "PASS" and "E502: 1 damaged log(s) kept aside" in out
+
+
+# ---------------------------------------------------------------------------
+# 9 (part). doctor did not check that /var/lib/kiosk is the data partition
+# ---------------------------------------------------------------------------
+def test_doctor_checks_the_data_folder_is_its_own_partition(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from kiosk.appliance import doctor
+
+    monkeypatch.setattr(doctor, "DATA_PARTITION", tmp_path / "lib" / "kiosk")
+    (tmp_path / "lib" / "kiosk").mkdir(parents=True)
+    ok, detail = doctor.check_data_partition(SimpleNamespace(data_dir=tmp_path / "lib" / "kiosk"))
+    assert ok is False and "not a mounted partition" in detail  # a folder on the root: lost at reboot
+    ok, _ = doctor.check_data_partition(SimpleNamespace(data_dir=tmp_path / "elsewhere"))
+    assert ok is None  # a desktop's data folder: not the image's layout
+    monkeypatch.setattr(doctor, "DATA_PARTITION", Path("/proc"))  # a mount point every Linux has
+    ok, detail = doctor.check_data_partition(SimpleNamespace(data_dir=Path("/proc")))
+    assert ok is True, detail

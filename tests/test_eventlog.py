@@ -16,7 +16,7 @@ from kiosk.appliance.eventlog import EventLog, EventLogError
 
 
 class Clock:
-    def __init__(self, t=1_700_000_000.0):
+    def __init__(self, t=1_760_000_000.0):  # 2025-10: a clock that has been set
         self.t = t
 
     def __call__(self):
@@ -47,9 +47,9 @@ def test_decision_round_trip(tmp_path):
         c = log.record_decision(Decision(t=100.0, bin_id=None, label=None, score=float("nan"), unsure=True, drop_confirmed=False))
     assert (a, b, c) == (1, 2, 3)
     got = rows(path, "SELECT t, label, bin_id, score, scores, corrected, unsure, weight_g, drop_confirmed FROM decisions ORDER BY id")
-    assert got[0] == (1_700_000_000.0, "glass", "glass", 0.91, json.dumps({"glass": 0.91, "plastic": 0.05}, sort_keys=True), 0, 0, 312.0, 1)
-    assert got[1] == (1_700_000_060.0, "cardboard", "paper", 0.41, '{"cardboard": 0.41}', 1, 1, None, None)
-    assert got[2] == (1_700_000_060.0, None, None, 0.0, "{}", 0, 1, None, 0)
+    assert got[0] == (Clock().t, "glass", "glass", 0.91, json.dumps({"glass": 0.91, "plastic": 0.05}, sort_keys=True), 0, 0, 312.0, 1)
+    assert got[1] == (Clock().t + 60, "cardboard", "paper", 0.41, '{"cardboard": 0.41}', 1, 1, None, None)
+    assert got[2] == (Clock().t + 60, None, None, 0.0, "{}", 0, 1, None, 0)
     assert eventlog_path(tmp_path / "data") == path
 
 
@@ -115,8 +115,11 @@ def test_retention_prunes_by_itself(tmp_path):
     day = 86400.0
     with EventLog(tmp_path / "e.db", clock=clock) as log:
         log.record_decision(Decision(t=0, bin_id="paper", label="paper"))
-    clock.t += 40 * day
-    with EventLog(tmp_path / "e.db", retention_days=30, clock=clock) as log:  # pruned when opened
+    clock.t += 40 * day  # off for longer than the retention: pruned once NTP confirms the clock
+    (tmp_path / "timesync").mkdir()
+    (tmp_path / "timesync" / "synchronized").touch()
+    with EventLog(tmp_path / "e.db", retention_days=30, clock=clock,
+                  timesync_dir=tmp_path / "timesync") as log:  # pruned when opened
         assert rows(tmp_path / "e.db", "SELECT COUNT(*) FROM decisions") == [(0,)]
         log.record_decision(Decision(t=0, bin_id="glass", label="glass"))
         clock.t += 31 * day  # a kiosk that runs for a month without a restart
@@ -168,12 +171,23 @@ def test_full_disk_is_counted_not_raised(tmp_path):
     log.close()  # twice is fine
 
 
-def test_corrupt_file_names_the_file(tmp_path):
+def test_a_file_that_is_not_a_log_is_kept_aside_and_a_fresh_log_started(tmp_path):
     bad = tmp_path / "e.db"
-    bad.write_bytes(b"this is not a database, it is a shopping list\n" * 200)
+    junk = b"this is not a database, it is a shopping list\n" * 200
+    bad.write_bytes(junk)
+    with EventLog(bad) as log:
+        assert log.record_service("start") == 1
+        (fault,) = log.faults()
+    assert fault.code == "E502" and "kept as e.db.damaged-" in fault.message and not fault.blocking
+    (aside,) = tmp_path.glob("e.db.damaged-*")
+    assert aside.read_bytes() == junk  # nothing of it is lost either
+
+
+def test_a_log_that_cannot_be_opened_names_the_file(tmp_path):
+    (tmp_path / "e.db").mkdir()  # a folder where the file should be
     with pytest.raises(EventLogError) as e:
-        EventLog(bad)
-    assert str(bad) in str(e.value) and e.value.code == "E500"
+        EventLog(tmp_path / "e.db")
+    assert str(tmp_path / "e.db") in str(e.value) and e.value.code == "E500"
 
 
 def test_newer_schema_refused(tmp_path):

@@ -54,13 +54,14 @@ def test_decision_sequence_end_to_end(cfg_with, scene_model):
 
 class RecordingLog(NullEventLog):
     def __init__(self):
-        self.decisions, self.faults = [], []
+        super().__init__()
+        self.decisions, self.recorded = [], []
 
     def record_decision(self, decision, image=None):
         self.decisions.append(decision)
 
     def record_fault(self, code, part, message):
-        self.faults.append((code, part))
+        self.recorded.append((code, part))
 
 
 class RefusingHardware(FakeHardware):
@@ -84,7 +85,7 @@ def test_a_flap_that_will_not_open_sends_the_person_to_another_bin(cfg_with, sce
         views.append(w.view())
         assert len(views) < scene.period * FPS, "no bin-full screen after the refusal"
     v = views[-1]
-    assert hw.log == [("refused", "glass")] and hw.open is None and ("E411", "flap:glass") in log.faults
+    assert hw.log == [("refused", "glass")] and hw.open is None and ("E411", "flap:glass") in log.recorded
     # never "put it in glass" over a shut flap: the person is offered the others, glass marked out of order
     assert "decided" not in [x.screen for x in views]
     assert v.full_bin == "glass" and "glass" in v.refused and v.out_of_order == {"glass"}
@@ -269,24 +270,16 @@ def test_service_commands_need_the_service_screen_even_when_out_of_service(cfg_w
 
 
 def test_fault_is_logged_once_not_every_frame(cfg_with):
-    class Log:
+    class Log(NullEventLog):
         def __init__(self):
-            self.faults = []
+            super().__init__()
+            self.recorded = []
 
         def record_fault(self, code, part, message):
-            self.faults.append((code, part))
-
-        def record_decision(self, *a):
-            pass
-
-        def record_service(self, *a):
-            pass
+            self.recorded.append((code, part))
 
         def counts_today(self):
             return {"glass": 4}
-
-        def close(self):
-            pass
 
     hw, ev = FakeHardware(), Log()
     w = unsure_worker(cfg_with, hw, eventlog=ev)
@@ -294,7 +287,7 @@ def test_fault_is_logged_once_not_every_frame(cfg_with):
     for i in range(30):
         hw.fault_list = [Fault("E426", "scale", f"no reading for {i} s", "glass")]
         w.step()
-    assert ev.faults == [("E426", "scale:glass")]
+    assert ev.recorded == [("E426", "scale:glass")]
 
 
 def test_model_on_its_reference_path_keeps_sorting_and_tells_the_technician(cfg_with, scene_model, tmp_path):

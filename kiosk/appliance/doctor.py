@@ -94,6 +94,44 @@ def check_disk(cfg):
     return free >= MIN_FREE_MB, f"{d}: {free:.0f} MB free, writable"
 
 
+DATA_PARTITION = Path("/var/lib/kiosk")  # the image's data partition (label KIOSKDATA), README "Where things are"
+
+
+def check_data_partition(cfg):
+    """On the image's layout the data folder must be its own partition: on the read-only root, every write
+    goes to a RAM overlay and is gone at the next reboot (event log, calibration, lockouts)."""
+    d = Path(cfg.data_dir)
+    if d.resolve() != DATA_PARTITION:
+        return None, f"storage.data_dir is {d}, not {DATA_PARTITION} (not the kiosk image's layout)"
+    if not os.path.ismount(d):
+        return False, (f"{d} is not a mounted partition: the event log and calibration would be lost at reboot "
+                       f"(check: findmnt {d}; the KIOSKDATA partition)")
+    return True, f"{d} is its own partition"
+
+
+def check_eventlog(cfg):
+    """The log reads back whole (``PRAGMA quick_check``); damaged logs the kiosk kept aside are named."""
+    from kiosk.appliance.eventdb import eventlog_path, read_connection
+
+    path = eventlog_path(cfg.data_dir)
+    aside = sorted(p.name for p in path.parent.glob(f"{path.name}.damaged-*") if not p.name.endswith(("-wal", "-shm")))
+    note = (f"; E502: {len(aside)} damaged log(s) kept aside ({', '.join(aside[:3])}): copy them off, then delete"
+            if aside else "")
+    if not path.exists():
+        return None, f"no event log yet at {path} (the kiosk creates it)" + note
+    import sqlite3
+
+    try:
+        with read_connection(path) as conn:
+            check = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+            n = conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] if check == ["ok"] else None
+    except sqlite3.DatabaseError as e:  # damage bad enough that the check itself stops
+        check = [str(e)]
+    if check != ["ok"]:
+        return False, f"{path}: damaged ({'; '.join(check[:3])}); the kiosk moves it aside at its next start" + note
+    return True, f"{path}: {n} decisions, quick_check ok" + note
+
+
 def check_clock(cfg):
     year = time.gmtime().tm_year
     synced = Path("/run/systemd/timesync/synchronized").exists()
@@ -159,8 +197,11 @@ def run_doctor(args) -> int:
             except Exception as e:
                 rows.append(("scales/flaps", False, f"{type(e).__name__}: {e}"))
         run("disk", check_disk, cfg)
+        run("data-partition", check_data_partition, cfg)
+        run("eventlog", check_eventlog, cfg)
     else:
-        rows += [(n, None, "needs a valid config") for n in ("model", "camera", "display", "gpio", "disk")]
+        rows += [(n, None, "needs a valid config")
+                 for n in ("model", "camera", "display", "gpio", "disk", "data-partition", "eventlog")]
     run("clock", check_clock, cfg)
     run("throttling", check_throttling, cfg)
 

@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -34,16 +35,57 @@ from typing import Any, Callable, Optional
 from kiosk.appliance.eventdb import SCHEMA_VERSION, SCHEMA, connect
 from kiosk.datatypes import Decision
 from kiosk.errors import KioskError
+from kiosk.faults import Fault, PartKind
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 6 * 3600
+WRITES_FAILING = "E501"  # warning: events are not being recorded (disk full, card failing)
+STARTED_AFRESH = "E502"  # warning: the file was damaged, deleted or replaced; a fresh one took its place
+AFRESH_NOTICE_S = 24 * 3600  # how long the screen keeps saying so (the fault is in the fresh log for good)
+PLAUSIBLE_AFTER = 1735689600.0  # 2025-01-01 UTC: a clock before this has not been set
+TIMESYNC_DIR = Path("/run/systemd/timesync")  # systemd-timesyncd; "synchronized" appears once NTP answered
 
 
 class EventLogError(KioskError):
     """The event log cannot be opened or is not a kiosk event log."""
 
     code = "E500"
+
+
+class _Damaged(Exception):
+    """PRAGMA quick_check found damage."""
+
+
+def _is_damage(e: BaseException) -> bool:
+    """SQLite says the file is corrupt or not a database (what moving it aside cures)."""
+    if isinstance(e, _Damaged):
+        return True
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(e).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def clock_is_plausible(now: float, newest_event: Optional[float], retention_days: int,
+                       timesync_dir: Path = TIMESYNC_DIR) -> tuple[bool, str]:
+    """May pruning trust ``now``? A clock far ahead would delete the whole log as "old".
+
+    Before 2025 the clock has not been set. A clock within the retention
+    period of the log's newest event follows the log (the image's
+    fake-hwclock resumes from the last saved time, so an offline kiosk stays
+    here). A larger gap is a jump or a long time switched off: trusted only
+    once systemd-timesyncd says NTP answered; until then nothing is deleted.
+    """
+    if now < PLAUSIBLE_AFTER:
+        return False, "the clock has not been set (it says before 2025)"
+    if newest_event is None or now - newest_event <= retention_days * 86400.0:
+        return True, "the clock follows the log"
+    if (timesync_dir / "synchronized").exists():
+        return True, "NTP-synchronised"
+    return False, (f"the clock is {(now - newest_event) / 86400:.0f} days past the newest event, more than the "
+                   f"{retention_days}-day retention, and not NTP-synchronised: nothing is deleted until it is")
 
 
 def _encode_image(image) -> tuple[str, bytes]:
@@ -89,14 +131,21 @@ class EventLog:
         capture_images: bool = False,
         retention_days: Optional[int] = None,
         clock: Callable[[], float] = time.time,
+        timesync_dir: Path = TIMESYNC_DIR,
     ):
         self.path = Path(path).expanduser()
         self.capture_images = bool(capture_images)
         self.retention_days = retention_days
         self.clock = clock
+        self.timesync_dir = Path(timesync_dir)
         self.errors = 0
         self.last_error: Optional[str] = None
+        self._not_logged = 0  # events lost since writing last worked
+        self._failing_since: Optional[float] = None
+        self._afresh: Optional[tuple[float, str]] = None  # (when, why) the file was started again
         self._conn: Optional[sqlite3.Connection] = None
+        self._identity: Optional[tuple[int, int]] = None  # (st_dev, st_ino) of the file we write
+        self._closed = False
         self._lock = threading.RLock()
         self._next_prune = float("-inf")
         try:
@@ -104,14 +153,77 @@ class EventLog:
         except OSError as e:
             raise EventLogError(f"event log folder {self.path.parent} cannot be created: {e.strerror or e}") from None
         try:
-            self._conn = connect(self.path, any_thread=True)
-            self._init_schema()
-        except sqlite3.DatabaseError as e:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._open()
+        except (sqlite3.Error, OSError) as e:
             raise EventLogError(f"event log {self.path} cannot be opened: {e}") from None
         self._maybe_prune()
+
+    # -- the file ------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Connect and check (``PRAGMA quick_check``); a damaged file is moved aside and a fresh one started."""
+        try:
+            self._connect(check=True)
+        except (sqlite3.DatabaseError, _Damaged) as e:
+            if not _is_damage(e):
+                raise
+            self._start_afresh(str(e))
+
+    def _connect(self, check: bool) -> None:
+        conn = connect(self.path, any_thread=True)
+        try:
+            self._conn = conn
+            if check:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+                if [r[0] for r in rows] != ["ok"]:
+                    raise _Damaged("quick_check: " + "; ".join(str(r[0]) for r in rows[:3]))
+            self._init_schema()
+            st = os.stat(self.path)
+            self._identity = (st.st_dev, st.st_ino)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _start_afresh(self, why: str) -> None:
+        """Keep the damaged file (and its WAL) under another name for a technician; start an empty log."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.clock()))
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        n = 1
+        while aside.exists():  # twice in one second: never overwrite the first one kept
+            aside, n = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{n}"), n + 1
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, f"{aside}{suffix}")
+        self._connect(check=False)
+        self._note_afresh(f"the event log was damaged ({why[:120]}): kept as {aside.name}, a fresh one started")
+
+    def _note_afresh(self, why: str) -> None:
+        log.error("event log %s: %s", self.path, why)
+        self._afresh = (self.clock(), why)
+
+    def _same_file(self) -> bool:
+        """Is the file at ``path`` still the one we write? (a deleted file takes every event with it, silently)"""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
+
+    def _reopen_if_moved(self) -> None:
+        if self._conn is not None and self._same_file():
+            return
+        gone = not self.path.exists()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            self._note_afresh("the event log file was " + ("deleted" if gone else "replaced")
+                              + " while the kiosk ran: a fresh one was started (events recorded since are lost)")
+        self._open()
 
     def _init_schema(self) -> None:
         conn = self._conn
@@ -144,27 +256,56 @@ class EventLog:
             return self._write_locked(what, fn)
 
     def _write_locked(self, what: str, fn) -> Optional[int]:
-        if self._conn is None:
+        if self._closed:
             self._failed(what, "the event log is closed")
             return None
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._reopen_if_moved()
             try:
-                rowid = fn(self._conn)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-            return rowid
-        except sqlite3.Error as e:
+                rowid = self._transaction(fn)
+            except sqlite3.DatabaseError as e:
+                if not _is_damage(e):
+                    raise
+                self._start_afresh(str(e))
+                rowid = self._transaction(fn)
+        except (sqlite3.Error, OSError, _Damaged) as e:
             self._failed(what, str(e))
             return None
+        if self._failing_since is not None:
+            log.warning("event log %s: writing again (%d events were not recorded)", self.path, self._not_logged)
+            self._failing_since, self._not_logged = None, 0
+        return rowid
+
+    def _transaction(self, fn):
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rowid = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return rowid
 
     def _failed(self, what: str, why: str) -> None:
         self.errors += 1
+        self._not_logged += 1
+        if self._failing_since is None:
+            self._failing_since = self.clock()
         self.last_error = f"{what} not logged: {why}"
         log.error("event log %s: %s", self.path, self.last_error)
+
+    def faults(self) -> list[Fault]:
+        """What the screen, STATUS and the fault log should say about the log now (at most one: one part)."""
+        with self._lock:
+            if self._failing_since is not None and not self._closed:
+                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(self._failing_since))
+                return [Fault(WRITES_FAILING, PartKind.EVENTLOG,
+                              f"{self._not_logged} events not recorded since {since}: {self.last_error}")]
+            if self._afresh is not None and self.clock() - self._afresh[0] < AFRESH_NOTICE_S:
+                return [Fault(STARTED_AFRESH, PartKind.EVENTLOG, self._afresh[1])]
+        return []
 
     def record_decision(self, decision: Decision, image=None) -> Optional[int]:
         """Log one item: what was seen, where it went, weight, correction.
@@ -258,7 +399,22 @@ class EventLog:
         if not self.retention_days or self.clock() < self._next_prune:
             return
         self._next_prune = self.clock() + PRUNE_EVERY_S
+        ok, why = clock_is_plausible(self.clock(), self._newest_event(), self.retention_days, self.timesync_dir)
+        if not ok:
+            log.warning("event log %s: not pruned: %s", self.path, why)
+            return
         self.prune(self.retention_days)
+
+    def _newest_event(self) -> Optional[float]:
+        with self._lock:
+            if self._conn is None:
+                return None
+            try:
+                return self._conn.execute(
+                    "SELECT MAX(t) FROM (SELECT MAX(t) AS t FROM decisions UNION ALL SELECT MAX(t) FROM faults"
+                    " UNION ALL SELECT MAX(t) FROM service UNION ALL SELECT MAX(t) FROM bin_events)").fetchone()[0]
+            except sqlite3.Error:
+                return None
 
     def prune(self, retention_days: int) -> int:
         """Delete events older than ``retention_days``; returns how many went."""
@@ -297,6 +453,7 @@ class EventLog:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 try:
                     self._conn.close()
@@ -311,7 +468,11 @@ class EventLog:
 
 
 class NullEventLog:
-    """Records nothing: a worker built without a log (tests, ``kiosk bench``)."""
+    """Records nothing: a worker built without a log (tests, ``kiosk bench``), or in place of one that
+    did not open (``failed``: its fault, shown for as long as the kiosk runs without a log)."""
+
+    def __init__(self, failed: Optional[Fault] = None):
+        self._faults = (failed,) if failed is not None else ()
 
     def record_decision(self, decision: Decision, image=None) -> None:
         pass
@@ -327,6 +488,9 @@ class NullEventLog:
 
     def counts_today(self) -> dict[str, int]:
         return {}
+
+    def faults(self) -> list[Fault]:
+        return list(self._faults)
 
     def close(self) -> None:
         pass
