@@ -51,10 +51,12 @@ class ModelCard:
     def load(cls, path: Path) -> "ModelCard":
         if not path.is_file():
             raise ModelError(f"model card not found: {path} (it must lie beside the .onnx with the same name)")
+        from kiosk.files import read_json
+
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as e:
-            raise ModelError(f"model card {path.name} is not valid JSON: {excerpt(str(e), 80)}") from None
+            raw = read_json(path)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"model card {path.name}: {e}") from None
         return cls.from_dict(raw, path.name)
 
     @classmethod

@@ -11,6 +11,7 @@ nothing of the kiosk.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -82,3 +83,27 @@ def atomic_write_text(path: Path, text: str) -> None:
         pass
     finally:
         os.close(dfd)
+
+
+MAX_JSON_BYTES = 1 << 20  # the kiosk's own JSON files are a few KB
+
+
+def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES):
+    """The file's JSON data. ``FileNotFoundError`` passes; anything else wrong is a ``ValueError`` saying what.
+
+    The data partition is writable by the kiosk user and the file may be
+    crafted: capped in size, and nesting deep enough to exhaust Python's
+    stack (100k ``[``) is a bad file like any other, never a crash.
+    """
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ValueError(f"larger than {max_bytes // 1024} KB: not a file the kiosk wrote")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None

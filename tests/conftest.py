@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+# helper modules whose asserts should read like test asserts, wherever a test module imports them first
+pytest.register_assert_rewrite("tests.conftest_hardware", "tests.fakes")
+
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")

@@ -21,7 +21,6 @@ from kiosk.devices.simpins import SimulatedFlapSwitch
 from kiosk.devices.pins import make_pin_factory
 from kiosk.errors import HardwareError
 
-pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import make_bin, minimal_config_dict, wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]

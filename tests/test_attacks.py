@@ -460,3 +460,68 @@ def test_doctor_checks_the_data_folder_is_its_own_partition(tmp_path, monkeypatc
     monkeypatch.setattr(doctor, "DATA_PARTITION", Path("/proc"))  # a mount point every Linux has
     ok, detail = doctor.check_data_partition(SimpleNamespace(data_dir=Path("/proc")))
     assert ok is True, detail
+
+
+# ---------------------------------------------------------------------------
+# 6 (rest). Crafted data files crashed start-up; error excerpts were unbounded
+# ---------------------------------------------------------------------------
+CRAFTED_JSON = {
+    "100k nested [": "[" * 100_000,
+    "100k nested {": '{"a":' * 100_000,
+    "2 MB of spaces": " " * (2 << 20),
+    "not UTF-8": b"\xff\xfe{}",
+}
+
+
+def _write(path, content):
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+@pytest.mark.parametrize("craft", list(CRAFTED_JSON))
+def test_crafted_calibration_is_a_calibration_error(tmp_path, craft):
+    import time
+
+    from kiosk.weighing.calibration import Calibration, CalibrationError
+
+    path = _write(tmp_path / "calibration.json", CRAFTED_JSON[craft])
+    t = time.perf_counter()
+    with pytest.raises(CalibrationError) as e:
+        Calibration.load(path)
+    assert e.value.code == "E430" and len(str(e.value)) < 300
+    assert time.perf_counter() - t < 5  # generous: it is milliseconds
+
+
+@pytest.mark.parametrize("craft", list(CRAFTED_JSON))
+def test_crafted_card_pin_map_and_holds_are_refused_not_fatal(tmp_path, tiny_model, craft):
+    from kiosk.classifier import ModelCard, card_path
+    from kiosk.devices.holds import HoldStore
+    from kiosk.devices.pinmap import load_last_good
+    from kiosk.errors import ConfigError, ModelError
+
+    _write(card_path(tiny_model), CRAFTED_JSON[craft])
+    with pytest.raises(ModelError):
+        ModelCard.load(card_path(tiny_model))
+    with pytest.raises(ConfigError, match="damaged"):
+        load_last_good(_write(tmp_path / "flap-pins.json", CRAFTED_JSON[craft]))
+    holds = HoldStore(_write(tmp_path / "bin-holds.json", CRAFTED_JSON[craft])).load()
+    assert not holds.locked_out and not holds.full  # logged; the start-up switch check still finds a jam
+
+
+def test_error_messages_quote_a_bounded_excerpt(tmp_path):
+    """A megabyte value in a typed field must not become a megabyte message on the screen and in the journal."""
+    from kiosk.config import parse_config
+    from kiosk.errors import ConfigError
+    from kiosk.weighing.calibration import Calibration, CalibrationError
+
+    huge = "x" * 1_000_000
+    data = minimal_config_dict(str(tmp_path), json.loads(json.dumps(FLAP_BINS)))
+    data["ui"]["fps"] = huge
+    with pytest.raises(ConfigError) as e:
+        parse_config(data)
+    assert "ui.fps" in str(e.value) and len(str(e.value)) < 300
+    for bad in ({"version": huge, "bins": {}}, {"version": 1, "bins": {"a": {"offset": huge}}}, {"version": 1, "bins": {"a": {"offset": 1, "gain": huge}}},
+                {"version": 1, "bins": {"a": {"offset": 1, huge: 1}}}):
+        with pytest.raises(CalibrationError) as e:
+            Calibration.load(_write(tmp_path / "calibration.json", json.dumps(bad)))
+        assert len(str(e.value)) < 300, str(e.value)[:200]

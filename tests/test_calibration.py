@@ -24,7 +24,6 @@ from kiosk.errors import KioskError
 from kiosk.devices.hardware import Hardware
 from kiosk.devices.simulation import Simulation, sim_model
 
-pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import minimal_config_dict, wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]

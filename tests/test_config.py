@@ -130,7 +130,7 @@ def test_card_must_parse_for_class_check(tmp_path, config_dict, tiny_model):
     tiny_model.with_suffix(".json").write_text("{not json")
     config_dict["model"]["path"] = str(tiny_model)
     probs = problems_of(tmp_path, config_dict, check_model=True)
-    assert probs[0].startswith("model.path: model card tiny.json is not valid JSON")  # ModelCard.load says so
+    assert probs[0].startswith("model.path: model card tiny.json: not valid JSON")  # ModelCard.load says so
 
 
 def test_json_round_trip_of_defaults(tmp_path, config_dict):

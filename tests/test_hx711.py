@@ -13,7 +13,6 @@ from kiosk.weighing.hx711 import (CODE_MAX, CODE_MIN, HX711, DataLineStuckLow, D
 from kiosk.weighing.iio import IIOHX711
 from kiosk.weighing.hx711_sim import LoadCellModel, SimulatedHX711, unsettled
 
-pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]

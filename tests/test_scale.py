@@ -15,7 +15,6 @@ from kiosk.weighing.fill import DropDetector, FillLevel, WeightFilter
 from kiosk.weighing.bank import ScaleBank
 from kiosk.weighing.scale import Scale
 
-pytest.register_assert_rewrite("tests.conftest_hardware")
 from tests.conftest_hardware import make_bin, wait_for  # noqa: E402
 
 pytest_plugins = ["tests.conftest_hardware"]

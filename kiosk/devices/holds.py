@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from kiosk.files import atomic_write_text
+from kiosk.errors import excerpt
+from kiosk.files import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +54,19 @@ class HoldStore:
 
     def load(self) -> Holds:
         try:
-            text = self.path.read_text(encoding="utf-8")
             self._seen = self._mtime()
+            data = read_json(self.path)
         except FileNotFoundError:
             self._seen = None
             return Holds()
-        except OSError as e:
+        except (OSError, ValueError) as e:
             log.error("bin holds: cannot read %s (%s): starting with none", self.path, e)
             return Holds()
         try:
-            data = json.loads(text)
             return Holds({str(b): str(w) for b, w in dict(data.get("locked_out", {})).items()},
                          {str(b): str(w) for b, w in dict(data.get("full", {})).items()})
         except (ValueError, TypeError, AttributeError) as e:
-            log.error("bin holds: %s is not a bin-holds file (%s): starting with none", self.path, e)
+            log.error("bin holds: %s is not a bin-holds file (%s): starting with none", self.path, excerpt(str(e)))
             return Holds()
 
     def save(self, holds: Holds) -> None:

@@ -88,22 +88,22 @@ def save_last_good(cfg: KioskConfig, path: Optional[Path] = None) -> Optional[Pa
 def load_last_good(path: Optional[Path] = None) -> Optional[FlapPins]:
     """The pins kept by the last good start; None when there are none. A damaged file is a ConfigError."""
     path = Path(path) if path is not None else pinmap_path()
+    from kiosk.files import read_json
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_PINMAP_BYTES + 1)
+        data = read_json(path, MAX_PINMAP_BYTES)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ConfigError([f"cannot read the kept flap pins: {e}"], str(path)) from None
+    except ValueError as e:
+        raise ConfigError([f"the kept flap pins are damaged ({e})"], str(path)) from None
     try:
-        if len(raw) > MAX_PINMAP_BYTES:
-            raise ValueError(f"larger than {MAX_PINMAP_BYTES} bytes")
-        data = json.loads(raw)
         if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("flaps"), list):
             raise ValueError("not a version 1 pin map")
         factory = GpioConfig.model_validate({"pin_factory": data.get("pin_factory", "auto")}).pin_factory
         bins = tuple(FlapPin(str(e["bin"]), FlapConfig.model_validate(e["flap"])) for e in data["flaps"])
-    except (ValueError, TypeError, KeyError, RecursionError, ValidationError) as e:
+    except (ValueError, TypeError, KeyError, ValidationError) as e:
         raise ConfigError([f"the kept flap pins are damaged ({excerpt(str(e), 80)})"], str(path)) from None
     return _without_shared_pins(FlapPins(factory, bins, source=f"last good start ({path})"))
 

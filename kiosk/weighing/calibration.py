@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from kiosk.errors import KioskError
-from kiosk.files import atomic_write_text
+from kiosk.errors import KioskError, excerpt
+from kiosk.files import atomic_write_text, read_json
 
 FILE_NAME = "calibration.json"
 SIMULATED_FILE_NAME = "calibration-simulated.json"  # --simulate never touches the real one
@@ -66,17 +66,17 @@ def _now() -> str:
 
 def _finite(x, what: str, where: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        raise CalibrationError(f"{where}: {what} must be a finite number, got {x!r}")
+        raise CalibrationError(f"{where}: {what} must be a finite number, got {excerpt(x)}")
     return float(x)
 
 
 def _parse_bin(bin_id: str, d, where: str) -> BinCalibration:
-    w = f"{where}: bins.{bin_id}"
+    w = f"{where}: bins.{excerpt(bin_id)[1:-1]}"
     if not isinstance(d, dict):
         raise CalibrationError(f"{w}: expected an object, got {type(d).__name__}")
     unknown = set(d) - {"offset", "scale", "gain", "source", "tared_at", "calibrated_at"}
     if unknown:
-        raise CalibrationError(f"{w}: unknown keys {sorted(unknown)}")
+        raise CalibrationError(f"{w}: unknown keys {excerpt(sorted(unknown))}")
     if "offset" not in d:
         raise CalibrationError(f"{w}: offset is missing")
     offset = _finite(d["offset"], "offset", w)
@@ -87,10 +87,10 @@ def _parse_bin(bin_id: str, d, where: str) -> BinCalibration:
             raise CalibrationError(f"{w}: scale {scale} is zero (counts per gram): calibrate again")
     gain = d.get("gain", 128)
     if gain not in (128, 64, 32):
-        raise CalibrationError(f"{w}: gain must be 128, 64 or 32, got {gain!r}")
+        raise CalibrationError(f"{w}: gain must be 128, 64 or 32, got {excerpt(gain)}")
     source = d.get("source", "hx711")
     if source not in ("hx711", "iio"):
-        raise CalibrationError(f"{w}: source must be hx711 or iio, got {source!r}")
+        raise CalibrationError(f"{w}: source must be hx711 or iio, got {excerpt(source)}")
     return BinCalibration(offset=offset, scale=scale, gain=gain, source=source,
                           tared_at=str(d.get("tared_at", "")), calibrated_at=str(d.get("calibrated_at", "")))
 
@@ -113,15 +113,15 @@ class Calibration:
         where = str(path)
         hint = "fix it, or delete it and tare/calibrate every bin again"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
+            data = read_json(path)
+        except OSError as e:
             raise CalibrationError(f"{where}: cannot read calibration file: {e}") from None
         except ValueError as e:
-            raise CalibrationError(f"{where}: not valid JSON ({e}): {hint}") from None
+            raise CalibrationError(f"{where}: {e}: {hint}") from None
         if not isinstance(data, dict) or not isinstance(data.get("bins"), dict):
             raise CalibrationError(f"{where}: expected {{\"version\": {VERSION}, \"bins\": {{...}}}}: {hint}")
         if data.get("version") != VERSION:
-            raise CalibrationError(f"{where}: unknown calibration file version {data.get('version')!r} (expected {VERSION})")
+            raise CalibrationError(f"{where}: unknown calibration file version {excerpt(data.get('version'))} (expected {VERSION})")
         return cls(path, {b: _parse_bin(b, d, where) for b, d in data["bins"].items()})
 
     def save(self) -> None:
