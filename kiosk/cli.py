@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 from kiosk.errors import ConfigError, KioskError
 
@@ -35,6 +36,7 @@ def cmd_check_config(args) -> int:
         for p in e.problems:
             print(p)
         return 1
+    problems, not_here = [], []
     if cfg.model_path.is_file():
         from kiosk.classifier import OnnxClassifier
         from kiosk.errors import ModelError
@@ -44,16 +46,36 @@ def cmd_check_config(args) -> int:
             # and load it as `kiosk run` does: sha256, the card bound to the model, graph, this CPU's kernels
             OnnxClassifier(cfg.model_path, threads=1, clahe=cfg.enhance.clahe, warmup=0).close()
         except ConfigError as e:
-            for p in e.problems:
-                print(p)
-            return 1
+            problems += e.problems
         except ModelError as e:
-            print(f"model.path: [{e.code}] {e}")
-            return 1
-        print("OK")
+            problems.append(f"model.path: [{e.code}] {e}")
     else:  # a card's kiosk.yaml on a laptop names the kiosk's own model path: that is not a mistake
-        print(f"OK (model not checked here: {cfg.model_path} is not on this machine; `kiosk doctor` checks it on the kiosk)")
+        not_here.append(f"model not checked here: {cfg.model_path} is not on this machine")
+    if cfg.pin_hash_path is not None:
+        problem, missing = _check_pin_file(cfg.pin_hash_path)
+        problems += [problem] if problem else []
+        not_here += [missing] if missing else []
+    for p in problems:
+        print(p)
+    if problems:
+        return 1
+    print("OK" + (f" ({'; '.join(not_here)}; `kiosk doctor` checks it on the kiosk)" if not_here else ""))
     return 0
+
+
+def _check_pin_file(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """(problem, note) for ``service.pin_hash_file``: unreadable or not a hash is a problem; absent, a note."""
+    from kiosk.config import read_pin_hash
+
+    if not path.exists():
+        return None, f"service.pin_hash_file {path} is not on this machine"
+    try:
+        read_pin_hash(path)
+    except PermissionError:
+        return f"service.pin_hash_file: {path} is not readable here (it is the kiosk's: try sudo)", None
+    except (OSError, ValueError) as e:
+        return f"service.pin_hash_file: {path}: {e}", None
+    return None, None
 
 
 def cmd_run(args) -> int:
@@ -96,22 +118,33 @@ def demo_config(path: str, camera: str | None = None, data_dir: str | None = Non
 def cmd_hash_pin(args) -> int:
     import getpass
 
-    from kiosk.config import hash_pin
+    from kiosk.config import MIN_PIN_DIGITS, hash_pin
 
     if args.pin:
         pin = args.pin
     elif not sys.stdin.isatty():  # from a pipe: one line, no prompt (getpass would warn it cannot hide input)
         pin = sys.stdin.readline().strip()
     else:
-        pin = getpass.getpass("Service PIN (4-12 digits): ")
+        pin = getpass.getpass(f"Service PIN ({MIN_PIN_DIGITS}-12 digits): ")
     if not args.pin and sys.stdin.isatty() and getpass.getpass("Again: ") != pin:
         print("error: the PINs differ", file=sys.stderr)
         return 1
     try:
-        print(hash_pin(pin))
+        hashed = hash_pin(pin)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if not args.save:
+        print(hashed)
+        return 0
+    from kiosk.files import atomic_write_text
+
+    try:  # readable by the kiosk only (owner: the data folder's, whoever runs this)
+        atomic_write_text(Path(args.save), hashed + "\n", mode=0o600)
+    except OSError as e:
+        print(f"error: cannot write {args.save}: {e}", file=sys.stderr)
+        return 1
+    print(f"saved to {args.save} (mode 0600); in the config: service: {{pin_hash_file: {args.save}}}")
     return 0
 
 
@@ -200,8 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
     p = add("check-config", cmd_check_config, "validate a config file: prints OK or each problem", config=False)
     p.add_argument("path")
-    p = add("hash-pin", cmd_hash_pin, "hash a service PIN for service.pin_hash", config=False)
+    p = add("hash-pin", cmd_hash_pin, "hash a service PIN (6-12 digits) for service.pin_hash_file", config=False)
     p.add_argument("--pin", help=argparse.SUPPRESS)
+    p.add_argument("--save", metavar="FILE",
+                   help="write the hash to FILE, readable by its folder's owner only (e.g. /var/lib/kiosk/service-pin)")
     p = add("bench", cmd_bench, "time each stage of the frame path and the whole loop")
     p.add_argument("--camera", choices=["synthetic", "config"], default="synthetic",
                    help="synthetic: pre-rendered scene; config: the configured camera")

@@ -45,4 +45,12 @@ class Service:
     bin_id: Optional[str] = None
 
 
-Command = Union[ChooseBin, SetLanguage, ServiceMode, Service]
+@dataclass(frozen=True)
+class PinChecked:
+    """A PIN was checked on the pad: the worker logs it (``pin_right``/``pin_wrong``). Never the digits."""
+
+    ok: bool
+    detail: str
+
+
+Command = Union[ChooseBin, SetLanguage, ServiceMode, Service, PinChecked]

@@ -137,21 +137,36 @@ class GpioConfig(Strict):
     )
 
 
+# iterations 1000..9999999 (a 20-digit count overflowed, a 10-digit one froze the pad for minutes),
+# salt 8..64 bytes as hex
+PIN_HASH_PATTERN = r"^pbkdf2_sha256\$[1-9]\d{3,6}\$(?:[0-9a-f]{2}){8,64}\$[0-9a-f]{64}$"
+
+
+def check_pin_hash(v: str) -> str:
+    """The one check of a stored hash, wherever it is kept (the config, ``service.pin_hash_file``)."""
+    if not re.fullmatch(PIN_HASH_PATTERN, v):
+        raise ValueError("not a PIN hash (pbkdf2_sha256$ITERATIONS$SALT$HASH): make it with `kiosk hash-pin`")
+    if not PIN_ITERATIONS[0] <= int(v.split("$")[1]) <= PIN_ITERATIONS[1]:
+        raise ValueError(f"iterations must be {PIN_ITERATIONS[0]}..{PIN_ITERATIONS[1]}: make it with `kiosk hash-pin`")
+    return v
+
+
 class ServiceConfig(Strict):
     pin_hash: Optional[str] = Field(
-        None,
-        # iterations 1000..9999999 (a 20-digit count overflowed, a 10-digit one froze the pad for minutes),
-        # salt 8..64 bytes as hex
-        pattern=r"^pbkdf2_sha256\$[1-9]\d{3,6}\$(?:[0-9a-f]{2}){8,64}\$[0-9a-f]{64}$",
-        description="Service-screen PIN, hashed: make one with `kiosk hash-pin`.",
+        None, max_length=300,
+        description="Service-screen PIN, hashed: make one with `kiosk hash-pin`. Readable by anyone who can read "
+                    "this file: prefer pin_hash_file.",
+    )
+    pin_hash_file: Optional[str] = Field(
+        None, max_length=4096,
+        description="A file holding the PIN hash, readable by the kiosk only (`sudo kiosk hash-pin --save FILE`), "
+                    "e.g. /var/lib/kiosk/service-pin. Relative to this file unless absolute. Read when the pad is used.",
     )
 
     @field_validator("pin_hash")
     @classmethod
-    def _iterations_bounded(cls, v):
-        if v is not None and not PIN_ITERATIONS[0] <= int(v.split("$")[1]) <= PIN_ITERATIONS[1]:
-            raise ValueError(f"iterations must be {PIN_ITERATIONS[0]}..{PIN_ITERATIONS[1]}: make it with `kiosk hash-pin`")
-        return v
+    def _hash_checked(cls, v):
+        return v if v is None else check_pin_hash(v)
 
 
 class StorageConfig(Strict):
@@ -196,6 +211,10 @@ class KioskConfig(Strict):
     @property
     def data_dir(self) -> Path:
         return self.resolve(self.storage.data_dir)
+
+    @property
+    def pin_hash_path(self) -> Optional[Path]:
+        return self.resolve(self.service.pin_hash_file) if self.service.pin_hash_file else None
 
     def bin(self, bin_id: str) -> BinConfig:
         for b in self.bins:
@@ -272,6 +291,8 @@ def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
         problems.append("presence.min_area: must be smaller than presence.max_area")
     if cfg.camera.backend == CameraBackend.replay and not cfg.camera.path:
         problems.append("camera.path: required when camera.backend is replay")
+    if cfg.service.pin_hash and cfg.service.pin_hash_file:
+        problems.append("service.pin_hash_file: set it or service.pin_hash, not both (keep the hash in the file)")
 
     if check_model:
         problems += _check_model_classes(cfg)
@@ -342,6 +363,19 @@ def load_config(path: str | Path, check_model: bool = True) -> KioskConfig:
 
 
 PIN_HASH_ITERATIONS = 200_000
+MIN_PIN_DIGITS = 6  # a million PINs: ~1 day for an offline search of a stolen hash at 200k iterations
+
+
+def read_pin_hash(path: Path) -> str:
+    """The hash kept in ``service.pin_hash_file``: OSError when unreadable, ValueError when it is not a hash."""
+    with open(path, "rb") as f:
+        raw = f.read(4097)
+    if len(raw) > 4096:
+        raise ValueError("larger than a PIN hash")
+    try:
+        return check_pin_hash(raw.decode("ascii").strip())
+    except UnicodeDecodeError:
+        raise ValueError("not a PIN hash (not ASCII)") from None
 PIN_ITERATIONS = (1_000, 2_000_000)  # what a hash may ask for: the pad answers within a second or two
 
 
@@ -350,8 +384,8 @@ def hash_pin(pin: str, salt: bytes | None = None, iterations: int = PIN_HASH_ITE
     import hashlib
     import os
 
-    if not re.fullmatch(r"\d{4,12}", pin):
-        raise ValueError("a service PIN is 4 to 12 digits")
+    if not re.fullmatch(rf"\d{{{MIN_PIN_DIGITS},12}}", pin):
+        raise ValueError(f"a service PIN is {MIN_PIN_DIGITS} to 12 digits")
     salt = salt or os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
     return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"

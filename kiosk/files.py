@@ -48,16 +48,20 @@ def give_to(path: Path, owner: Optional[tuple[int, int]]) -> None:
         os.chown(path, *owner, follow_symlinks=False)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so a crash leaves the old file or the new one, with the old file's owner and mode."""
+def atomic_write_text(path: Path, text: str, mode: Optional[int] = None) -> None:
+    """Write ``text`` so a crash leaves the old file or the new one, with the old file's owner and mode.
+
+    ``mode``: this mode whatever the old file had (a secret: 0o600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     owner = owner_of(path) or owner_of(path.parent)
-    try:
-        old = os.lstat(path)
-        mode = stat.S_IMODE(old.st_mode) if stat.S_ISREG(old.st_mode) else DEFAULT_MODE
-    except OSError:
-        mode = DEFAULT_MODE
+    if mode is None:
+        try:
+            old = os.lstat(path)
+            mode = stat.S_IMODE(old.st_mode) if stat.S_ISREG(old.st_mode) else DEFAULT_MODE
+        except OSError:
+            mode = DEFAULT_MODE
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -30,12 +30,12 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 import pygame.freetype  # noqa: E402
 
-from kiosk.commands import ChooseBin, Command, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402,F401
+from kiosk.commands import ChooseBin, Command, PinChecked, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402,F401
 from kiosk.config import KioskConfig, UiConfig  # noqa: E402
 from kiosk.screens.layout import Layout, bin_order  # noqa: E402
 from kiosk.screens.wording import Wording, chrome  # noqa: E402
 from kiosk.screens.live import LiveView  # noqa: E402
-from kiosk.screens.pin import PinPad  # noqa: E402
+from kiosk.screens.pin import PIN_TRIES_FILE, PinPad, PinTries  # noqa: E402
 from kiosk.screens.paint import FULL_AT, PAINTERS, SERVICE_KINDS, Ctx, make_plan, paint_dynamic, paint_static  # noqa: E402
 from kiosk.screens.fonts import FontBook  # noqa: E402
 from kiosk.screens.text import TextPainter, Lru  # noqa: E402
@@ -102,7 +102,8 @@ class KioskUI:
         self.fonts = FontBook({lang: self.words.all_text(lang) for lang in self.words.langs})
         self.text = TextPainter(self.fonts)
         self.live = LiveView()
-        self.pin = PinPad(cfg.service.pin_hash, clock)
+        self.pin = PinPad(cfg.service.pin_hash, clock, pin_hash_file=cfg.pin_hash_path,
+                          tries=PinTries(cfg.data_dir / PIN_TRIES_FILE))
         self.bins = bin_order(cfg.bins)
         self.service_bin: Optional[str] = self.bins[0].id if self.bins else None
         self.languages = [lang for lang in cfg.ui.languages if self.fonts.renders(lang)]
@@ -187,7 +188,10 @@ class KioskUI:
         if b.kind == "lang":
             return [SetLanguage(b.arg)]
         if b.kind == "pin":
-            return [ServiceMode(True)] if self.pin.press(b.arg) else []
+            opened = self.pin.press(b.arg)
+            checked = [PinChecked(a.ok, a.describe()) for a in self.pin.attempts]
+            self.pin.attempts.clear()
+            return checked + ([ServiceMode(True)] if opened else [])
         if b.kind == "pin_cancel":
             self.pin.close()
             return []

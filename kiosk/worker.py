@@ -21,7 +21,7 @@ from kiosk.appliance.eventlog import NullEventLog
 from kiosk.appliance.lifecycle import StopFlag
 from kiosk.camera import EndOfStream, FrameSource
 from kiosk.classifier import Classifier
-from kiosk.commands import ChooseBin, Service, ServiceMode, SetLanguage
+from kiosk.commands import ChooseBin, PinChecked, Service, ServiceMode, SetLanguage
 from kiosk.config import KioskConfig
 from kiosk.datatypes import Decision, Frame, Presence
 from kiosk.decision import Effect
@@ -96,7 +96,8 @@ class Worker:
         self._crop = None  # the item's square, for the record when images are kept
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self._handlers = {ChooseBin: self._choose, SetLanguage: self._set_language,
-                          ServiceMode: self._service_mode, Service: self._service_action}
+                          ServiceMode: self._service_mode, Service: self._service_action,
+                          PinChecked: self._pin_checked}
         self.heartbeat = clock()
         self.language = cfg.ui.default_language
         self._view = View(language=self.language)
@@ -227,6 +228,9 @@ class Worker:
         if cmd.on:
             self._close_all()
         self.eventlog.record_service("service_screen", "open" if cmd.on else "closed")
+
+    def _pin_checked(self, cmd: PinChecked, now: float) -> None:
+        self.eventlog.record_service("pin_right" if cmd.ok else "pin_wrong", cmd.detail)
 
     def _service_action(self, cmd: Service, now: float) -> None:
         if not self.service.active:

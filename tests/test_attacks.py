@@ -525,3 +525,145 @@ def test_error_messages_quote_a_bounded_excerpt(tmp_path):
         with pytest.raises(CalibrationError) as e:
             Calibration.load(_write(tmp_path / "calibration.json", json.dumps(bad)))
         assert len(str(e.value)) < 300, str(e.value)[:200]
+
+
+# ---------------------------------------------------------------------------
+# 7. A bad hash field crashed the pad; 8. the PIN resisted little
+# ---------------------------------------------------------------------------
+class _Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def _pad(tmp_path, clock, wall, pin="246813", **kw):
+    from kiosk.config import hash_pin
+    from kiosk.screens.pin import PinPad, PinTries
+
+    pad = PinPad(hash_pin(pin, iterations=1000) if pin else None, clock,
+                 tries=PinTries(tmp_path / "pin-tries.json", wall=wall), **kw)
+    pad.open()
+    return pad
+
+
+def _enter(pad, digits):
+    for d in [*digits, "ok"]:
+        ok = pad.press(d)
+    return ok
+
+
+@pytest.mark.parametrize("iterations", ["99999999999999999999", "2000000000"])
+def test_a_hash_file_with_absurd_iterations_never_reaches_the_pad(tmp_path, iterations):
+    """`$99999999999999999999$` raised OverflowError out of the UI loop; `$2000000000$` froze it for 12 min."""
+    import time
+
+    from kiosk.config import hash_pin
+
+    bad = tmp_path / "service-pin"
+    bad.write_text(hash_pin("246813", iterations=1000).replace("$1000$", f"${iterations}$"))
+    clock = _Clock()
+    pad = _pad(tmp_path, clock, clock, pin=None, pin_hash_file=bad)
+    t = time.perf_counter()
+    assert _enter(pad, "246813") is False and pad.message == "pin_not_set"
+    assert time.perf_counter() - t < 1.0
+
+
+def test_the_lockout_escalates_and_survives_a_restart(tmp_path):
+    from kiosk.screens.pin import LOCKOUT_S, MAX_LOCKOUT_S
+
+    mono, wall = _Clock(), _Clock(1_760_000_000.0)
+    pad = _pad(tmp_path, mono, wall)
+    for _ in range(5):
+        _enter(pad, "000000")
+    assert pad.lock_left() == LOCKOUT_S
+    mono.t += LOCKOUT_S
+    wall.t += LOCKOUT_S
+    for _ in range(5):
+        _enter(pad, "000000")
+    assert pad.lock_left() == 2 * LOCKOUT_S  # doubles
+    wall.t += 10
+    again = _pad(tmp_path, _Clock(5.0), wall)  # a restart (or a power cut): a new process, a new monotonic clock
+    assert again.lock_left() == 2 * LOCKOUT_S - 10 and _enter(again, "246813") is False
+    wall.t -= 10 ** 6  # a clock set back cannot stretch the lockout past its own length
+    assert _pad(tmp_path, _Clock(), wall).lock_left() <= 2 * LOCKOUT_S
+    wall.t += 10 ** 6 + 2 * LOCKOUT_S
+    last = _pad(tmp_path, _Clock(), wall)
+    assert last.lock_left() == 0 and _enter(last, "246813") is True
+    assert _pad(tmp_path, _Clock(), wall).tries == 0  # the right PIN clears the count
+    # the cap: five guesses an hour at most, however long it goes on
+    pad = _pad(tmp_path, mono, wall)
+    for _ in range(100):
+        _enter(pad, "000000")
+        mono.t += pad.lock_left()
+    assert pad.lock_left() == 0
+    for _ in range(5):
+        _enter(pad, "000000")
+    assert pad.lock_left() == MAX_LOCKOUT_S
+
+
+def test_a_damaged_tries_file_starts_the_pad_locked_not_fresh(tmp_path):
+    (tmp_path / "pin-tries.json").write_text("[" * 100_000)
+    clock = _Clock()
+    assert _pad(tmp_path, clock, clock).lock_left() > 0
+
+
+def test_wrong_pins_are_in_the_event_log_and_in_stats(tmp_path, cfg_with):
+    from kiosk.appliance.eventlog import EventLog
+    from kiosk.appliance.stats import compute, render
+    from kiosk.commands import PinChecked
+
+    db = tmp_path / "events.db"
+    log = EventLog(db)
+    w = _log_worker(cfg_with, log)
+    clock = _Clock()
+    pad = _pad(tmp_path, clock, clock)
+    for _ in range(7):
+        _enter(pad, "000000")
+        clock.t += pad.lock_left()
+    for a in pad.attempts:
+        w.post(PinChecked(a.ok, a.describe()))
+    w.step()
+    log.close()
+    stats = compute(db)
+    assert sum(stats.wrong_pins.values()) == 7 and stats.pin_lockouts == 1
+    assert "Wrong service PINs (1 lockouts)" in render(stats)
+
+
+def test_new_pins_have_six_digits_at_least_and_the_hash_can_live_apart(tmp_path, capsys):
+    import stat
+
+    from kiosk.config import hash_pin, verify_pin
+
+    for short in ("1234", "12345"):
+        with pytest.raises(ValueError):
+            hash_pin(short)
+    target = tmp_path / "data" / "service-pin"
+    assert cli_main(["hash-pin", "--pin", "246813", "--save", str(target)]) == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert verify_pin("246813", target.read_text().strip())
+    clock = _Clock()
+    pad = _pad(tmp_path, clock, clock, pin=None, pin_hash_file=target)
+    assert pad.configured and _enter(pad, "246813") is True
+
+
+def test_check_config_and_doctor_check_the_pin_file(tmp_path, config_dict, tiny_model, capsys):
+    from kiosk.appliance.doctor import check_service_pin
+    from kiosk.config import load_config
+    from tests.test_cli import write_config
+
+    pin_file = tmp_path / "service-pin"
+    config_dict["service"] = {"pin_hash_file": str(pin_file)}
+    path = write_config(tmp_path, config_dict, tiny_model)
+    assert cli_main(["check-config", str(path)]) == 0
+    assert f"service.pin_hash_file {pin_file} is not on this machine" in capsys.readouterr().out
+    pin_file.write_text("1234\n")  # a plain PIN pasted in
+    assert cli_main(["check-config", str(path)]) == 1
+    assert "service.pin_hash_file" in capsys.readouterr().out
+    assert cli_main(["hash-pin", "--pin", "246813", "--save", str(pin_file)]) == 0
+    assert cli_main(["check-config", str(path)]) == 0
+    assert check_service_pin(load_config(path))[0] is True
+    pin_file.chmod(0o644)
+    ok, detail = check_service_pin(load_config(path))
+    assert ok is False and "others can read the hash" in detail

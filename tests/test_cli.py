@@ -110,20 +110,20 @@ def test_missing_config_is_a_clear_error(tmp_path, capsys):
 
 
 def test_hash_pin_command(capsys):
-    assert cli_main(["hash-pin", "--pin", "2468"]) == 0
+    assert cli_main(["hash-pin", "--pin", "246813"]) == 0
     from kiosk.config import verify_pin
 
-    assert verify_pin("2468", capsys.readouterr().out.strip())
+    assert verify_pin("246813", capsys.readouterr().out.strip())
     assert cli_main(["hash-pin", "--pin", "12"]) == 1
 
 
 def test_hash_pin_from_a_pipe_reads_one_line_without_warnings(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "kiosk.cli", "hash-pin"], input="97531\n",
+    r = subprocess.run([sys.executable, "-m", "kiosk.cli", "hash-pin"], input="975318\n",
                        capture_output=True, text=True, env=kiosk_env(tmp_path), timeout=60)
     from kiosk.config import verify_pin
 
     assert r.returncode == 0 and r.stderr == "", r.stderr
-    assert verify_pin("97531", r.stdout.strip())
+    assert verify_pin("975318", r.stdout.strip())
 
 
 def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys):

@@ -115,15 +115,16 @@ def test_relative_paths_follow_the_config_file(tmp_path, config_dict):
 
 
 def test_pin_hash_roundtrip_and_format(tmp_path, config_dict):
-    h = hash_pin("4321", salt=b"0123456789abcdef", iterations=1000)
-    assert verify_pin("4321", h) and not verify_pin("4322", h)
+    h = hash_pin("432187", salt=b"0123456789abcdef", iterations=1000)
+    assert verify_pin("432187", h) and not verify_pin("432188", h)
     config_dict["service"]["pin_hash"] = h
     parse_config(config_dict, base_dir=tmp_path, check_model=False)
     config_dict["service"]["pin_hash"] = "4321"  # a plain PIN is refused
     with pytest.raises(ConfigError, match="service.pin_hash"):
         parse_config(config_dict, base_dir=tmp_path, check_model=False)
-    with pytest.raises(ValueError):
-        hash_pin("12")
+    for short in ("12", "4321", "12345"):  # new hashes: 6 digits at least
+        with pytest.raises(ValueError, match="6 to 12 digits"):
+            hash_pin(short)
 
 
 def test_card_must_parse_for_class_check(tmp_path, config_dict, tiny_model):

@@ -23,7 +23,7 @@ from kiosk.screens import fonts as ui_fonts  # noqa: E402
 
 from kiosk.screens import text as ui_text  # noqa: E402
 from kiosk.config import hash_pin, load_config  # noqa: E402
-from kiosk.commands import ChooseBin, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402
+from kiosk.commands import ChooseBin, PinChecked, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402
 from kiosk.ui import KioskUI  # noqa: E402
 from kiosk.screens.snapshot import register, sample_view  # noqa: E402
 from kiosk.screens.layout import MIN_TOUCH  # noqa: E402
@@ -49,9 +49,11 @@ def cfg():
     return load_config(REPO / "config.yaml", check_model=False)
 
 
-def with_pin(cfg, pin: str | None):
+def with_pin(cfg, pin: str | None, data_dir):
+    """The config with this PIN, and a data folder of the test's own (the pad keeps its wrong tries there)."""
     pin_hash = hash_pin(pin, iterations=1000) if pin else None
-    return cfg.model_copy(update={"service": cfg.service.model_copy(update={"pin_hash": pin_hash})})
+    return cfg.model_copy(update={"service": cfg.service.model_copy(update={"pin_hash": pin_hash}),
+                                  "storage": cfg.storage.model_copy(update={"data_dir": str(data_dir)})})
 
 
 def finger(ui, pos):
@@ -228,9 +230,9 @@ def test_missing_fonts_are_logged_and_do_not_crash(cfg, monkeypatch, caplog, tmp
 
 # ----------------------------------------------------------------- touch --
 
-def test_touch_targets_are_at_least_15_mm_on_the_7_inch_display(cfg):
-    for pin in ("1234", None):
-        c = with_pin(cfg, pin)
+def test_touch_targets_are_at_least_15_mm_on_the_7_inch_display(cfg, tmp_path):
+    for pin in ("123456", None):
+        c = with_pin(cfg, pin, tmp_path)
         ui = KioskUI(c, (800, 480), clock=Clock())
         views = [sample_view(c, s, "en") for s in SCREENS]
         targets = [(v.screen, b) for v in views for b in ui.buttons(v)]
@@ -326,49 +328,50 @@ def type_pin(ui, view, digits):
     return out
 
 
-def test_hidden_gesture_and_pin_open_the_service_screen(cfg):
+def test_hidden_gesture_and_pin_open_the_service_screen(cfg, tmp_path):
     clock = Clock()
-    c = with_pin(cfg, "2468")
+    c = with_pin(cfg, "246813", tmp_path)
     ui = KioskUI(c, (800, 480), clock=clock)
     view = sample_view(c, "idle", "en")
     assert tap_corner(ui, view, clock, times=5, every=1.0) == [] and not ui.pin.is_open  # too slow
     assert tap_corner(ui, view, clock) == [] and ui.pin.is_open
-    assert type_pin(ui, view, "1111") == [] and ui.pin.message == "pin_wrong"
+    assert type_pin(ui, view, "111111") == [PinChecked(False, "wrong PIN, 1 in a row")]
+    assert ui.pin.message == "pin_wrong"
     _, record = draw_recorded(ui, view)
     assert ui.words.t("en", "pin_wrong") in [line for _, _, line in record]
-    assert type_pin(ui, view, "2468") == [ServiceMode(True)]
+    assert type_pin(ui, view, "246813") == [PinChecked(True, "right PIN"), ServiceMode(True)]
     assert not ui.pin.is_open
 
 
-def test_wrong_pins_lock_the_pad(cfg):
+def test_wrong_pins_lock_the_pad(cfg, tmp_path):
     clock = Clock()
-    c = with_pin(cfg, "2468")
+    c = with_pin(cfg, "246813", tmp_path)
     ui = KioskUI(c, (800, 480), clock=clock)
     view = sample_view(c, "out_of_service", "en")  # a technician must get in when the kiosk is down
     tap_corner(ui, view, clock)
     for _ in range(5):
-        type_pin(ui, view, "0000")
+        type_pin(ui, view, "000000")
     assert ui.pin.message == "pin_locked" and ui.pin.lock_left() > 0
-    assert type_pin(ui, view, "2468") == []  # locked, even with the right PIN
+    assert type_pin(ui, view, "246813") == []  # locked, even with the right PIN
     clock.t += 31  # the untouched pad closes itself; opening it again does not lift the lock
     ui.draw(pygame.Surface(ui.size), view)
     assert not ui.pin.is_open
     tap_corner(ui, view, clock)
-    assert type_pin(ui, view, "2468") == [] and ui.pin.lock_left() > 0
+    assert type_pin(ui, view, "246813") == [] and ui.pin.lock_left() > 0
     clock.t += 30
-    assert type_pin(ui, view, "2468") == [ServiceMode(True)]
+    assert type_pin(ui, view, "246813")[-1] == ServiceMode(True)
 
 
-def test_without_a_configured_pin_the_service_screen_cannot_open(cfg):
+def test_without_a_configured_pin_the_service_screen_cannot_open(cfg, tmp_path):
     clock = Clock()
-    c = with_pin(cfg, None)
+    c = with_pin(cfg, None, tmp_path)
     ui = KioskUI(c, (800, 480), clock=clock)
     view = sample_view(c, "idle", "en")
     tap_corner(ui, view, clock)
     assert ui.pin.is_open and [b.kind for b in ui.buttons(view)] == ["pin_cancel"]
     _, record = draw_recorded(ui, view)
     drawn = " ".join(line for _, _, line in record)
-    assert ui.words.t("en", "pin_not_set").split()[0] in drawn and "pin_hash" in drawn
+    assert ui.words.t("en", "pin_not_set").split()[0] in drawn and "pin_hash_file" in drawn
     assert ui.handle(finger(ui, button(ui, view, "pin_cancel").rect.center), view) == []
     assert not ui.pin.is_open
 

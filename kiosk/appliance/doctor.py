@@ -132,6 +132,23 @@ def check_eventlog(cfg):
     return True, f"{path}: {n} decisions, quick_check ok" + note
 
 
+def check_service_pin(cfg):
+    """A PIN is set where only the kiosk can read it (the boot partition is FAT: anyone with the card reads it)."""
+    from kiosk.config import read_pin_hash
+
+    path = cfg.pin_hash_path
+    if path is None:
+        if cfg.service.pin_hash:
+            return True, ("service.pin_hash is in the config file, readable by anyone who holds the card: "
+                          "prefer `sudo kiosk hash-pin --save /var/lib/kiosk/service-pin` and service.pin_hash_file")
+        return None, "no service PIN set: the service screen cannot be opened (`sudo kiosk hash-pin --save FILE`)"
+    read_pin_hash(path)  # raises: a FAIL row naming the problem
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        return False, f"{path} is mode {mode:o}: others can read the hash (chmod 600 {path})"
+    return True, f"{path}, mode {mode:o}"
+
+
 def check_clock(cfg):
     year = time.gmtime().tm_year
     synced = Path("/run/systemd/timesync/synchronized").exists()
@@ -199,9 +216,10 @@ def run_doctor(args) -> int:
         run("disk", check_disk, cfg)
         run("data-partition", check_data_partition, cfg)
         run("eventlog", check_eventlog, cfg)
+        run("service-pin", check_service_pin, cfg)
     else:
         rows += [(n, None, "needs a valid config")
-                 for n in ("model", "camera", "display", "gpio", "disk", "data-partition", "eventlog")]
+                 for n in ("model", "camera", "display", "gpio", "disk", "data-partition", "eventlog", "service-pin")]
     run("clock", check_clock, cfg)
     run("throttling", check_throttling, cfg)
 

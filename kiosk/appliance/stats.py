@@ -55,6 +55,8 @@ class Stats:
     faults: dict[dt.date, int] = field(default_factory=dict)
     bin_events: dict[tuple[str, str], int] = field(default_factory=dict)  # (bin, event) -> count
     last_emptied: dict[str, dt.datetime] = field(default_factory=dict)  # bin -> local time it was last emptied
+    wrong_pins: dict[dt.date, int] = field(default_factory=dict)  # wrong service PINs per day (someone guessing?)
+    pin_lockouts: int = 0
     exists: bool = True  # False: no event log yet (a fresh kiosk), every count is zero
 
     @property
@@ -127,7 +129,14 @@ def compute(db_path: str | Path, since: Optional[dt.date] = None) -> Stats:
                 "SELECT date(t, 'unixepoch', 'localtime') AS day, COUNT(*) FROM faults WHERE t >= ? GROUP BY day", (start,)
             ):
                 stats.faults[dt.date.fromisoformat(day)] = n
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bin_events'").fetchone():  # schema 2 on
+            has = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for day, n, locks in conn.execute(
+                "SELECT date(t, 'unixepoch', 'localtime') AS day, COUNT(*), SUM(detail LIKE '%pad locked%')"
+                " FROM service WHERE action = 'pin_wrong' AND t >= ? GROUP BY day", (start,)
+            ) if "service" in has else ():
+                stats.wrong_pins[dt.date.fromisoformat(day)] = n
+                stats.pin_lockouts += locks or 0
+            if "bin_events" in has:  # schema 2 on
                 for bin_id, event, n, last in conn.execute(
                     "SELECT bin_id, event, COUNT(*), MAX(t) FROM bin_events WHERE t >= ? GROUP BY bin_id, event",
                     (start,),
@@ -187,7 +196,7 @@ def render(stats: Stats, bin_order: Sequence[str] = ()) -> str:
     if not stats.exists:
         out.append("No event log yet: the kiosk has not recorded anything. 0 items, 0 faults.")
         return "\n".join(out) + "\n"
-    if not stats.groups and not stats.faults and not stats.bin_events:
+    if not stats.groups and not stats.faults and not stats.bin_events and not stats.wrong_pins:
         out.append("No decisions recorded. 0 items, 0 faults.")
         return "\n".join(out) + "\n"
     out.append("unsure = the kiosk was not sure; corrected = the person chose the bin (both out of all items)")
@@ -224,4 +233,7 @@ def render(stats: Stats, bin_order: Sequence[str] = ()) -> str:
                       [[b] + [stats.bin_events.get((b, e), 0) for e in FILL_EVENTS]
                        + [stats.last_emptied[b].strftime("%Y-%m-%d %H:%M") if b in stats.last_emptied else "-"]
                        for b in scaled])
+    if stats.wrong_pins:
+        out += ["", f"Wrong service PINs ({stats.pin_lockouts} lockouts): many on one day means someone is guessing"]
+        out += _table(["date", "wrong PINs"], [[d.isoformat(), n] for d, n in sorted(stats.wrong_pins.items())])
     return "\n".join(out) + "\n"
