@@ -58,6 +58,7 @@ class App:
                 if self.ui is not None and surface is not None:
                     self.ui.draw(surface, view)
                     pygame.display.flip()
+                    self.worker.screen_drawn()  # no flap opens behind a screen that stopped drawing
                 now = time.monotonic()
                 if self.notifier is not None:
                     if not ready:

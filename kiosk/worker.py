@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 FLAP_REFUSED_CODE = "E411"  # the hardware would not open a flap: the person was offered the other bins
 WORKER_STALL_S = 10.0  # a worker silent this long is hung: stop feeding the watchdog
+SCREEN_STALL_S = 3.0  # the screen not drawn this long: no flap opens behind it (the person cannot see what to do)
 WORKER_HUNG_S = 25.0  # silent this long: exit in order (flaps closed) before the watchdog (STALL + WatchdogSec) kills
 SERVICE_IDLE_S = 300.0  # the service screen closes itself when left open and untouched
 DEVICE_KINDS = frozenset({PartKind.SCALE, PartKind.FLAP})  # faults the hardware reports as a current list
@@ -99,6 +100,7 @@ class Worker:
                           ServiceMode: self._service_mode, Service: self._service_action,
                           PinChecked: self._pin_checked}
         self.heartbeat = clock()
+        self.screen_heartbeat: Optional[float] = None  # None: no screen to wait for (tests, bench, eval)
         self.language = cfg.ui.default_language
         self._view = View(language=self.language)
         self._view_lock = threading.Lock()
@@ -115,6 +117,13 @@ class Worker:
     def join(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def screen_drawn(self) -> None:
+        """The main thread put a frame on the screen (called after every flip)."""
+        self.screen_heartbeat = self.clock()
+
+    def screen_frozen(self, now: float) -> bool:
+        return self.screen_heartbeat is not None and now - self.screen_heartbeat > SCREEN_STALL_S
 
     def alive(self, now: float) -> bool:
         return not self.finished.is_set() and now - self.heartbeat < WORKER_STALL_S
@@ -246,6 +255,12 @@ class Worker:
     # ---- effects -----------------------------------------------------------------------
     def _apply(self, effects: list[Effect], frame: Optional[Frame]) -> None:
         for e in effects:
+            if e.kind == "open" and self.screen_frozen(self.clock()):
+                # the UI hangs until the watchdog restarts us: nobody can see which bin opened
+                log.error("screen not drawn for %.0f s: flap %s not opened", self.clock() - self.screen_heartbeat,
+                          e.bin_id)
+                self._close_all()
+                return
             if e.kind == "open":
                 try:
                     opened = self.hardware.open_flap(e.bin_id)

@@ -667,3 +667,79 @@ def test_check_config_and_doctor_check_the_pin_file(tmp_path, config_dict, tiny_
     pin_file.chmod(0o644)
     ok, detail = check_service_pin(load_config(path))
     assert ok is False and "others can read the hash" in detail
+
+
+# ---------------------------------------------------------------------------
+# 9 (part). While the UI hung, the worker kept opening flaps behind a frozen screen
+# ---------------------------------------------------------------------------
+def test_no_flap_opens_behind_a_screen_that_stopped_drawing(cfg_with, scene_model):
+    from kiosk.devices.synthetic_camera import SyntheticScene
+    from kiosk.worker import SCREEN_STALL_S
+    from tests.fakes import FakeHardware
+    from tests.test_main import FPS, make_worker
+
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    clock = _Clock()
+    hw = FakeHardware()
+    w = make_worker(cfg, scene_model, hardware=hw, clock=clock)
+    scene = SyntheticScene(tuple(cfg.camera.size), seed=cfg.camera.seed)
+    w.screen_drawn()
+    clock.t += SCREEN_STALL_S + 1  # the UI thread is stuck from here on
+    for _ in range(int(scene.period * 2 * FPS)):
+        w.step()
+        clock.t += 1 / FPS
+    assert not [x for x in hw.log if x[0] == "open"], hw.log
+    for _ in range(int(scene.period * 2 * FPS)):  # it draws again: sorting goes on
+        w.screen_drawn()
+        w.step()
+        clock.t += 1 / FPS
+    assert [x for x in hw.log if x[0] == "open"]
+
+
+# ---------------------------------------------------------------------------
+# Where each finding is replayed (here, or in the file of the part it hit)
+# ---------------------------------------------------------------------------
+ATTACKS = {
+    "1 root chowns through a planted symlink": ["tests/test_files.py::test_root_never_chowns_through_a_planted_symlink",
+                                                "tests/test_stats.py::test_reading_as_root_leaves_the_log_usable_by_its_owner"],
+    "2 crash guard needs a valid config": ["tests/test_attacks.py::test_close_all_drives_the_last_good_pins_whatever_the_config_became",
+                                           "tests/test_attacks.py::test_kiosk_run_keeps_the_pin_map_and_close_all_uses_it_after_a_kill"],
+    "3 card not bound to the model": ["tests/test_attacks.py::test_a_card_edited_after_export_is_refused_everywhere",
+                                      "tests/test_attacks.py::test_check_config_checks_the_models_hash_as_run_does"],
+    "4 event-log failures invisible": ["tests/test_attacks.py::test_a_full_disk_is_a_warning_on_screen_and_in_status",
+                                       "tests/test_attacks.py::test_damaged_pages_are_moved_aside_and_writing_goes_on",
+                                       "tests/test_attacks.py::test_a_deleted_or_replaced_log_is_noticed_and_reopened",
+                                       "tests/test_attacks.py::test_damage_found_at_start_by_quick_check"],
+    "5 root-run calibrate breaks the kiosk": ["tests/test_files.py::test_a_rewritten_file_keeps_the_kiosk_users_owner_and_mode",
+                                              "tests/test_files.py::test_a_new_file_takes_the_folders_owner_and_is_readable"],
+    "6 crafted files stall start-up": ["tests/test_configfile.py::test_an_alias_bomb_is_refused_before_it_expands",
+                                       "tests/test_configfile.py::test_a_second_section_of_the_same_name_is_refused",
+                                       "tests/test_configfile.py::test_deep_nesting_is_a_config_error_not_a_crash",
+                                       "tests/test_configfile.py::test_a_huge_file_is_refused_without_reading_it",
+                                       "tests/test_attacks.py::test_crafted_calibration_is_a_calibration_error",
+                                       "tests/test_attacks.py::test_error_messages_quote_a_bounded_excerpt"],
+    "7 a bad hash field crashes the pad": [
+        "tests/test_config.py::test_a_pin_hash_with_an_unbounded_iteration_count_is_a_config_error",
+        "tests/test_attacks.py::test_a_hash_file_with_absurd_iterations_never_reaches_the_pad"],
+    "8 the PIN resists little": ["tests/test_attacks.py::test_the_lockout_escalates_and_survives_a_restart",
+                                 "tests/test_attacks.py::test_wrong_pins_are_in_the_event_log_and_in_stats",
+                                 "tests/test_attacks.py::test_new_pins_have_six_digits_at_least_and_the_hash_can_live_apart"],
+    "9 lower": ["tests/test_attacks.py::test_a_clock_far_ahead_prunes_nothing",
+                "tests/test_attacks.py::test_doctor_checks_the_data_folder_is_its_own_partition",
+                "tests/test_deploy.py::test_the_apps_own_hang_exit_comes_before_the_watchdogs_kill",
+                "tests/test_attacks.py::test_no_flap_opens_behind_a_screen_that_stopped_drawing",
+                "tests/test_attacks.py::test_a_cards_clahe_grid_is_bounded_before_opencv_sees_it"],
+}
+
+
+def test_every_finding_has_replays_that_exist(repo):
+    """The map above is how the list is re-measured: a renamed or deleted replay must show here."""
+    import ast
+
+    for finding, replays in ATTACKS.items():
+        assert replays, finding
+        for ref in replays:
+            path, name = ref.split("::")
+            tree = ast.parse((repo / path).read_text(encoding="utf-8"))
+            names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            assert name in names, f"{finding}: {ref} is gone"
