@@ -272,7 +272,7 @@ def run_case(make, expected: str, timeout_s: float) -> tuple[str, float, str]:
 # kills
 # ---------------------------------------------------------------------------
 def _writer(db: Path, wfd: int, tag: str) -> None:
-    """Child: record events forever; report each one only after its commit returned."""
+    """Child: record decisions, faults and service actions forever; report each only after its commit returned."""
     from kiosk.appliance.eventlog import EventLog
     from kiosk.datatypes import Decision
 
@@ -280,16 +280,30 @@ def _writer(db: Path, wfd: int, tag: str) -> None:
         log = EventLog(db)
         i = 0
         while True:
-            key = f"{tag}:{i}"
-            if log.record_decision(Decision(t=0, bin_id="paper", label=key, score=0.9)) is None:
+            key, kind = f"{tag}:{i}", i % 3
+            if kind == 0:
+                rid = log.record_decision(Decision(t=0, bin_id="paper", label=key, score=0.9, scores={"paper": 0.9},
+                                                   weight_g=float(i)))
+            elif kind == 1:
+                rid = log.record_fault("E200", "camera", key)
+            else:
+                rid = log.record_service("tare", key)
+            if rid is None:
                 os._exit(3)
-            os.write(wfd, f"{key}\n".encode())
+            os.write(wfd, f"{kind} {key}\n".encode())
             i += 1
     except BaseException:
         os._exit(4)
 
 
+STORED = ("SELECT label FROM decisions", "SELECT message FROM faults", "SELECT detail FROM service")
+
+
 def kill_writers(rounds: int, writers: int = 2, seed: int = 6) -> dict:
+    """Fork ``writers`` writers on one log, SIGKILL them after a random few ms, ``rounds`` times; then compare.
+
+    ``stopped``: writers that ended by themselves (a failed write) instead of by the kill.
+    """
     from kiosk.appliance.eventlog import EventLog
 
     rng = random.Random(seed)
@@ -297,7 +311,7 @@ def kill_writers(rounds: int, writers: int = 2, seed: int = 6) -> dict:
         db = Path(d) / "events.db"
         EventLog(db).close()
         acknowledged: set[str] = set()
-        kills = 0
+        kills = stopped = 0
         for r in range(rounds):
             rfd, wfd = os.pipe()
             pids = []
@@ -314,16 +328,18 @@ def kill_writers(rounds: int, writers: int = 2, seed: int = 6) -> dict:
             for pid in pids:
                 _, status = os.waitpid(pid, 0)
                 kills += os.WIFSIGNALED(status)
+                stopped += not os.WIFSIGNALED(status)
             data = b""
             while chunk := os.read(rfd, 65536):
                 data += chunk
             os.close(rfd)
-            acknowledged |= {line for line in data.decode().splitlines()[:-1]}  # the last line may be cut short
+            acknowledged |= {line for line in data.decode().splitlines() if line.count(" ") == 1}  # whole lines
         with sqlite3.connect(str(db)) as conn:
-            stored = {row[0] for row in conn.execute("SELECT label FROM decisions")}
+            stored = {f"{kind} {key}" for kind, sql in enumerate(STORED) for (key,) in conn.execute(sql)}
             integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    return {"kills": kills, "acknowledged": len(acknowledged), "lost": len(acknowledged - stored),
-            "integrity": integrity}
+    lost = sorted(acknowledged - stored)
+    return {"kills": kills, "stopped": stopped, "acknowledged": len(acknowledged), "lost": len(lost),
+            "lost_examples": lost[:5], "integrity": integrity}
 
 
 def main(argv=None) -> int:
