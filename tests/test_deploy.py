@@ -25,6 +25,7 @@ DEPLOY = REPO / "deploy"
 UNIT = REPO / "systemd" / "kiosk.service"
 STAGE = DEPLOY / "pi-gen" / "stage-kiosk"
 sys.path.insert(0, str(DEPLOY))
+import chroot  # noqa: E402
 import image_config  # noqa: E402
 
 
@@ -335,66 +336,10 @@ def test_pi_gen_stage_layout():
 
 # --- the install script in a Debian Bookworm chroot (opt-in) -------------------------------
 
-CACHE = Path(os.environ.get("KIOSK_CHROOT_CACHE", "/var/cache/kiosk-tests"))
-BASE = CACHE / "bookworm-base"
-BASE_DONE = BASE / ".kiosk-base-complete"
-MIRROR = os.environ.get("KIOSK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
-HOST_CA_INSIDE = "/etc/ssl/certs/kiosk-test-host-ca.crt"
-CMDLINE = "console=serial0,115200 console=tty1 root=ROOTDEV rootfstype=ext4 fsck.repair=yes rootwait resize\n"
-
-
 def chroot_skip_reason():
     if not os.environ.get("KIOSK_TEST_CHROOT"):
         return "opt-in: set KIOSK_TEST_CHROOT=1 (as root, with debootstrap and network) to run install.sh in a Bookworm chroot"
-    if os.geteuid() != 0:
-        return "the chroot test needs root (chroot, mount)"
-    if not BASE_DONE.exists() and not shutil.which("debootstrap"):
-        return "debootstrap is not installed (apt-get install debootstrap)"
-    return None
-
-
-def ensure_base():
-    """A minimal Debian Bookworm made by Debian's own debootstrap, cached."""
-    if BASE_DONE.exists():
-        return BASE
-    tmp = BASE.with_name(BASE.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["debootstrap", "--variant=minbase", "--include=ca-certificates", "bookworm", str(tmp), MIRROR], check=True)
-    shutil.rmtree(BASE, ignore_errors=True)
-    tmp.rename(BASE)
-    BASE_DONE.touch()
-    return BASE
-
-
-class Chroot:
-    def __init__(self, root: Path):
-        self.root = root
-        self.mounts = []
-
-    def mount(self, *args, target):
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", *args, str(target)], check=True)
-        self.mounts.append(target)
-
-    def run(self, *cmd, check=True, **kw):
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-               "KIOSK_PIP_CACHE": "/var/cache/kiosk-pip", "DEBIAN_FRONTEND": "noninteractive"}
-        if self.path(HOST_CA_INSIDE).exists():
-            env["PIP_CERT"] = HOST_CA_INSIDE  # trust what the host trusts (e.g. a proxy's CA)
-        for name in ("PIP_INDEX_URL", "http_proxy", "https_proxy", "no_proxy"):
-            if os.environ.get(name):
-                env[name] = os.environ[name]
-        return subprocess.run(["chroot", str(self.root), *cmd], env=env, capture_output=True, text=True, check=check, **kw)
-
-    def path(self, p):
-        return self.root / str(p).lstrip("/")
-
-    def close(self):
-        for target in reversed(self.mounts):
-            if subprocess.run(["umount", str(target)]).returncode:
-                subprocess.run(["umount", "-l", str(target)])
+    return chroot.skip_reason()
 
 
 @pytest.fixture(scope="module")
@@ -402,40 +347,17 @@ def installed(tmp_path_factory):
     reason = chroot_skip_reason()
     if reason:
         pytest.skip(reason)
-    base = ensure_base()
-    root = tmp_path_factory.mktemp("chroot") / "root"
-    subprocess.run(["cp", "-a", str(base), str(root)], check=True)
-    ch = Chroot(root)
+    work = tmp_path_factory.mktemp("chroot")
     try:
-        ch.mount("-t", "proc", "proc", target=ch.path("/proc"))
-        ch.mount("--bind", "/dev", target=ch.path("/dev"))
-        ch.mount("--bind", "/dev/pts", target=ch.path("/dev/pts"))
-        for cache, inside in ((CACHE / "apt-archives", "/var/cache/apt/archives"), (CACHE / "pip", "/var/cache/kiosk-pip")):
-            (cache / "partial").mkdir(parents=True, exist_ok=True)
-            ch.mount("--bind", str(cache), target=ch.path(inside))
-        shutil.copy("/etc/resolv.conf", ch.path("/etc/resolv.conf"))
-        if Path(HOST_CA).exists():
-            shutil.copy(HOST_CA, ch.path(HOST_CA_INSIDE))
-        policy = ch.path("/usr/sbin/policy-rc.d")  # never start services in the chroot
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-        # What Raspberry Pi OS has and Debian has not: the boot partition.
-        ch.path("/boot/firmware").mkdir(parents=True, exist_ok=True)
-        ch.path("/boot/firmware/cmdline.txt").write_text(CMDLINE)
-        shutil.copytree(
-            REPO, ch.path("/tmp/kiosk-src"),
-            ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache"),
-        )
-        r = ch.run("bash", "/tmp/kiosk-src/deploy/install.sh", "--src", "/tmp/kiosk-src", "--image", check=False, timeout=1800)
-        (tmp_path_factory.getbasetemp() / "install.log").write_text(r.stdout + r.stderr)
-        if r.returncode:
-            pytest.fail(f"install.sh failed ({r.returncode}):\n{(r.stdout + r.stderr)[-6000:]}")
-        ch.install_output = r.stdout + r.stderr
+        ch = chroot.Chroot.installed(chroot.NATIVE, work)
+    except chroot.InstallFailed as e:
+        pytest.fail(str(e))
+    try:
         yield ch
     finally:
         ch.close()
         if not os.environ.get("KIOSK_TEST_KEEP"):
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(ch.root, ignore_errors=True)
 
 
 def test_chroot_app_installed(installed):
@@ -497,7 +419,7 @@ def test_chroot_image_settings(installed):
     fstab = ch.path("/etc/fstab").read_text()
     assert re.search(r"^LABEL=KIOSKDATA\s+/var/lib/kiosk\s+ext4\s+\S*nofail", fstab, re.M)
     cmdline = ch.path("/boot/firmware/cmdline.txt").read_text()
-    assert cmdline.split() == CMDLINE.split()[:-1]  # the root resize is gone, the rest kept
+    assert cmdline.split() == chroot.CMDLINE.split()[:-1]  # the root resize is gone, the rest kept
     assert "overlayroot" not in cmdline  # turned on by the first boot, after the partition is grown
     for f in ("/etc/systemd/logind.conf.d/kiosk.conf", "/etc/sysctl.d/99-kiosk.conf", "/etc/systemd/journald.conf.d/kiosk.conf",
               "/etc/systemd/system/kiosk.service.d/10-console.conf", "/opt/kiosk/bin/kiosk-firstboot", "/opt/kiosk/bin/kiosk-vt-lock"):

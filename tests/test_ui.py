@@ -486,3 +486,16 @@ def test_an_installed_cjk_family_without_the_glyphs_is_not_a_usable_font(cfg, mo
     assert ui_fonts.find_font("Droid Sans Fallback") is not None  # "installed"
     assert not ui_fonts.FontBook.can_show("zh", Wording(cfg).all_text("zh"))  # but it cannot show the words
     assert ui_fonts.FontBook.can_show("de", Wording(cfg).all_text("de"))
+
+
+def test_snapshot_finds_the_config_like_every_command(tmp_path, monkeypatch):
+    """`kiosk snapshot` on a kiosk (cwd /): the boot partition's kiosk.yaml, or --config; never ./config.yaml only."""
+    from kiosk.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)  # no config.yaml here
+    monkeypatch.setenv("KIOSK_CONFIG", str(REPO / "config.yaml"))
+    assert cli_main(["snapshot", "--state", "idle", "--out", str(tmp_path / "a.png")]) == 0
+    monkeypatch.delenv("KIOSK_CONFIG")
+    assert cli_main(["snapshot", "--config", str(REPO / "config.yaml"), "--state", "idle",
+                     "--out", str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "a.png").exists() and (tmp_path / "b.png").exists()

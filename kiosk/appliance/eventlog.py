@@ -221,8 +221,9 @@ class EventLog:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-            self._note_afresh("the event log file was " + ("deleted" if gone else "replaced")
-                              + " while the kiosk ran: a fresh one was started (events recorded since are lost)")
+            self._note_afresh("the event log file was deleted while the kiosk ran: a fresh one was started "
+                              "(what the deleted file held is gone)" if gone else
+                              "the event log file was replaced while the kiosk ran: writing to the new file")
         self._open()
 
     def _init_schema(self) -> None:

@@ -135,13 +135,20 @@ def register(subparsers) -> None:
     p.add_argument("--lang", default=None, help="language code (default: ui.default_language)")
     p.add_argument("--size", type=parse_size, default=None, help="WxH, e.g. 800x480 or 1280x800 (default: ui.size)")
     p.add_argument("--out", required=True, help="PNG file to write")
+    from kiosk.appliance.configpath import CONFIG_HELP
+
+    # SUPPRESS: a --config given to a parent parser is not overwritten by this one's default
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help=CONFIG_HELP)
     p.set_defaults(func=run_snapshot)
 
 
 def run_snapshot(args) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
-        cfg = load_config(getattr(args, "config", "config.yaml"), check_model=False)
+        from kiosk.appliance.configpath import resolve_config_arg
+
+        # the usual places (boot partition, /etc/kiosk, ./config.yaml), as every other command
+        cfg = load_config(resolve_config_arg(getattr(args, "config", None)), check_model=False)
     except ConfigError as e:
         print(f"kiosk snapshot: {e}", file=sys.stderr)
         return 2
