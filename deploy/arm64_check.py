@@ -132,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, action="append", default=[], help="another model (with its card) to eval")
     ap.add_argument("--report", type=Path, default=chroot.REPO / "build" / "arm64" / "report.json")
     ap.add_argument("--keep", action="store_true", help="keep the installed root (its path is printed)")
+    ap.add_argument("--root", type=Path, default=None,
+                    help="check a root installed by an earlier --keep run instead of installing again")
     args = ap.parse_args(argv)
     reason = chroot.skip_reason(ARCH)
     if reason:
@@ -142,15 +144,22 @@ def main(argv=None) -> int:
         print(f"--val {val}: no such folder ('none' skips the eval)", file=sys.stderr)
         return 2
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="kiosk-arm64-"))
     t = time.monotonic()
-    try:
-        ch = chroot.Chroot.installed(ARCH, work)
-    except chroot.InstallFailed as e:
-        print(e, file=sys.stderr)
-        return 1
-    try:
+    if args.root is not None:
+        work = args.root.resolve().parent
+        ch = chroot.Chroot.reuse(args.root.resolve(), ARCH)
+        args.keep = True
+        log = work / "install.log"
+        ch.install_output = log.read_text() if log.exists() else ""
+    else:
+        work = Path(tempfile.mkdtemp(prefix="kiosk-arm64-"))
+        try:
+            ch = chroot.Chroot.installed(ARCH, work)
+        except chroot.InstallFailed as e:
+            print(e, file=sys.stderr)
+            return 1
         print(f"PASS  install.sh --image in Bookworm {ARCH} ({(time.monotonic() - t) / 60:.0f} min emulated)", flush=True)
+    try:
         warn = [line for line in ch.install_output.splitlines() if "WARNING" in line]
         report = check(ch, val, [m.resolve() for m in args.model], args.report.parent)
         report["install_warnings"] = warn

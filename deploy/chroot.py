@@ -99,15 +99,19 @@ class Chroot:
             raise
         return ch
 
+    @classmethod
+    def reuse(cls, root: Path, arch: str) -> "Chroot":
+        """A root installed before (kept with --keep): only the mounts again."""
+        ch = cls(root)
+        try:
+            ch._mount_system(arch)
+        except BaseException:
+            ch.close()
+            raise
+        return ch
+
     def prepare(self, arch: str) -> None:
-        self.mount("-t", "proc", "proc", target=self.path("/proc"))
-        self.mount("--bind", "/dev", target=self.path("/dev"))
-        self.mount("--bind", "/dev/pts", target=self.path("/dev/pts"))
-        suffix = "" if arch == "amd64" else f"-{arch}"  # apt's .debs differ per architecture; wheels too
-        for cache, inside in ((CACHE / f"apt-archives{suffix}", "/var/cache/apt/archives"),
-                              (CACHE / f"pip{suffix}", "/var/cache/kiosk-pip")):
-            (cache / "partial").mkdir(parents=True, exist_ok=True)
-            self.mount("--bind", str(cache), target=self.path(inside))
+        self._mount_system(arch)
         shutil.copy("/etc/resolv.conf", self.path("/etc/resolv.conf"))
         if Path(HOST_CA).exists():
             shutil.copy(HOST_CA, self.path(HOST_CA_INSIDE))
@@ -121,6 +125,16 @@ class Chroot:
             REPO, self.path("/tmp/kiosk-src"),
             ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache"),
         )
+
+    def _mount_system(self, arch: str) -> None:
+        self.mount("-t", "proc", "proc", target=self.path("/proc"))
+        self.mount("--bind", "/dev", target=self.path("/dev"))
+        self.mount("--bind", "/dev/pts", target=self.path("/dev/pts"))
+        suffix = "" if arch == "amd64" else f"-{arch}"  # apt's .debs differ per architecture; wheels too
+        for cache, inside in ((CACHE / f"apt-archives{suffix}", "/var/cache/apt/archives"),
+                              (CACHE / f"pip{suffix}", "/var/cache/kiosk-pip")):
+            (cache / "partial").mkdir(parents=True, exist_ok=True)
+            self.mount("--bind", str(cache), target=self.path(inside))
 
     def mount(self, *args, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ class App:
                     if event.type == pygame.QUIT:
                         self.stop.set("window closed")
                     elif self.ui is not None:
-                        for action in self.ui.handle(event, view):
+                        for action in self._handle(event, view):
                             self.worker.post(action)
                 if self.ui is not None and surface is not None:
                     self.ui.draw(surface, view)
@@ -83,6 +83,14 @@ class App:
         if self.worker.error is not None or hung:
             return 1
         return 0
+
+    def _handle(self, event, view) -> list:
+        """A touch's actions. A bug behind one button must not take the kiosk down on every tap: logged, ignored."""
+        try:
+            return self.ui.handle(event, view)
+        except Exception:
+            log.exception("touch ignored: handling it failed (screen %s)", getattr(view, "screen", "?"))
+            return []
 
 
 def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFlag] = None,

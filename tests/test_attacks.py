@@ -720,7 +720,8 @@ ATTACKS = {
                                        "tests/test_attacks.py::test_error_messages_quote_a_bounded_excerpt"],
     "7 a bad hash field crashes the pad": [
         "tests/test_config.py::test_a_pin_hash_with_an_unbounded_iteration_count_is_a_config_error",
-        "tests/test_attacks.py::test_a_hash_file_with_absurd_iterations_never_reaches_the_pad"],
+        "tests/test_attacks.py::test_a_hash_file_with_absurd_iterations_never_reaches_the_pad",
+        "tests/test_attacks.py::test_a_failing_touch_handler_never_stops_the_kiosk"],
     "8 the PIN resists little": ["tests/test_attacks.py::test_the_lockout_escalates_and_survives_a_restart",
                                  "tests/test_attacks.py::test_wrong_pins_are_in_the_event_log_and_in_stats",
                                  "tests/test_attacks.py::test_new_pins_have_six_digits_at_least_and_the_hash_can_live_apart"],
@@ -743,3 +744,34 @@ def test_every_finding_has_replays_that_exist(repo):
             tree = ast.parse((repo / path).read_text(encoding="utf-8"))
             names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
             assert name in names, f"{finding}: {ref} is gone"
+
+
+def test_a_failing_touch_handler_never_stops_the_kiosk(cfg_with, scene_model, caplog):
+    """"Never let a UI action raise out of the loop": a bug behind a button is logged, the loop goes on."""
+    import pygame
+
+    from kiosk.appliance.lifecycle import StopFlag
+    from kiosk.classifier import OnnxClassifier
+    from kiosk.devices.synthetic_camera import SyntheticCamera
+    from kiosk.main import App
+    from kiosk.ui import KioskUI, open_display
+    from kiosk.worker import Worker
+    from tests.fakes import FakeHardware
+
+    class BrokenUI(KioskUI):
+        def handle(self, event, view):
+            raise OverflowError("int too large to convert")  # what the 20-digit iteration count raised
+
+    cfg = cfg_with({"camera.backend": "synthetic"}, model=scene_model)
+    w = Worker(cfg, lambda: SyntheticCamera(cfg.camera, realtime=False).open(),
+               lambda: OnnxClassifier(scene_model, threads=1), hardware=FakeHardware(), stop=StopFlag())
+    surface = open_display(cfg.ui)
+    try:
+        ui = BrokenUI(cfg, surface.get_size())
+        for i in range(5):
+            pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(10 + i, 10), touch=False))
+        code = App(cfg, w, ui=ui, max_frames=30).run(surface)
+    finally:
+        pygame.quit()
+    assert code == 0 and w.error is None
+    assert caplog.text.count("touch ignored") >= 5  # each tap (and any other event) logged, none fatal
