@@ -25,6 +25,8 @@ setup(
         "pyyaml>=6.0",
         "pydantic>=2.5,<3",
         "gpiozero>=2.0",
+        # fleet telemetry (fleet: in config.yaml, off by default): the MQTT client
+        "paho-mqtt>=2.0,<3",
     ],
     extras_require={
         # Raspberry Pi only. On Raspberry Pi OS prefer apt's python3-picamera2 and

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs beyond Python: qemu-user, so the int8
-# model is also checked on an emulated AVX2-only CPU (tests/test_kernels.py).
+# model is also checked on an emulated AVX2-only CPU (tests/test_kernels.py);
+# mosquitto (and openssl for its test certificates), the MQTT broker the fleet
+# tests start on loopback on a free port of their own (tests/test_fleet.py);
+# Debian also starts its own mosquitto service, which listens on localhost only.
 # As root it runs apt-get itself; as a desktop user it asks sudo. Nothing to do
 # when everything is there already.
 set -euo pipefail
 need=()
 command -v qemu-x86_64 >/dev/null 2>&1 || need+=(qemu-user)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
 	echo "test-deps: not a Debian/Ubuntu system; install ${need[*]} yourself (those tests skip without it)" >&2

@@ -175,6 +175,29 @@ class StorageConfig(Strict):
     capture_images: bool = Field(False, description="Store camera crops with events (privacy: off by default).")
 
 
+class FleetTlsConfig(Strict):
+    ca_file: Optional[str] = Field(None, max_length=4096, description="CA certificate(s) the broker's certificate must chain to (PEM). Unset: the system's CAs.")
+    cert_file: Optional[str] = Field(None, max_length=4096, description="Client certificate (PEM), when the broker asks for one.")
+    key_file: Optional[str] = Field(None, max_length=4096, description="The client certificate's key (PEM).")
+
+
+class FleetConfig(Strict):
+    """Telemetry to the city's MQTT broker. Off by default; the kiosk only connects out."""
+
+    enabled: bool = Field(False, description="Publish status, health, fill, events and daily counts.")
+    host: Optional[str] = Field(None, min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.\-:\[\]]+$",
+                                description="The broker's host name or address.")
+    port: int = Field(8883, ge=1, le=65535, description="8883 with TLS, 1883 without.")
+    tls: Optional[FleetTlsConfig] = Field(FleetTlsConfig(), description="TLS settings; null: no TLS (a closed network only).")
+    username: Optional[str] = Field(None, min_length=1, max_length=200)
+    password_file: Optional[str] = Field(None, max_length=4096,
+                                         description="A file holding the password, readable by the kiosk only (data partition).")
+    site_id: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$", description="This kiosk's name in the fleet.")
+    topic_prefix: str = Field("kiosk", pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=100)
+    keepalive_s: int = Field(60, ge=10, le=1200)
+    fill_alert: float = Field(0.85, ge=0.1, le=1.0, description="Fill fraction that raises a bin's alert flag.")
+
+
 class KioskConfig(Strict):
     camera: CameraConfig = CameraConfig()
     enhance: EnhanceConfig = EnhanceConfig()
@@ -187,6 +210,7 @@ class KioskConfig(Strict):
     gpio: GpioConfig = GpioConfig()
     service: ServiceConfig = ServiceConfig()
     storage: StorageConfig = StorageConfig()
+    fleet: FleetConfig = FleetConfig()
 
     # Set by load_config (not from YAML): where relative paths start.
     base_dir: Path = Field(Path("."), exclude=True)
@@ -291,6 +315,14 @@ def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
         problems.append("presence.min_area: must be smaller than presence.max_area")
     if cfg.camera.backend == CameraBackend.replay and not cfg.camera.path:
         problems.append("camera.path: required when camera.backend is replay")
+    fl = cfg.fleet
+    if fl.enabled:
+        problems += [f"fleet.{k}: required when fleet.enabled is true" for k in ("host", "site_id")
+                     if getattr(fl, k) is None]
+    if fl.password_file and not fl.username:
+        problems.append("fleet.password_file: needs fleet.username")
+    if fl.tls is not None and bool(fl.tls.cert_file) != bool(fl.tls.key_file):
+        problems.append("fleet.tls: cert_file and key_file go together")
     if cfg.service.pin_hash and cfg.service.pin_hash_file:
         problems.append("service.pin_hash_file: set it or service.pin_hash, not both (keep the hash in the file)")
 

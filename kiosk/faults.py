@@ -22,10 +22,11 @@ class PartKind(str, Enum):
     FLAP = "flap"
     HARDWARE = "hardware"
     EVENTLOG = "eventlog"
+    FLEET = "fleet"
 
 
 # Kinds whose faults leave the kiosk sorting (the bin is refused, or only records suffer).
-WARNING_KINDS = frozenset({PartKind.FLAP, PartKind.EVENTLOG})
+WARNING_KINDS = frozenset({PartKind.FLAP, PartKind.EVENTLOG, PartKind.FLEET})
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,27 @@ class Fault:
     def from_error(cls, err: BaseException, kind: PartKind, bin_id: Optional[str] = None) -> "Fault":
         """A part's raised error as its fault, under the error's own code (``KioskError.code``)."""
         return cls(getattr(err, "code", "E000"), kind, str(err), bin_id)
+
+
+# What a technician does next, per code: the fleet's ``health`` topic sends it with each fault.
+# The README's fault table says the same at more length.
+NEXT_STEPS = {
+    "E100": "fix the key the screen names in kiosk.yaml (kiosk check-config FILE)",
+    "E200": "check the camera cable and `kiosk doctor`; the kiosk retries by itself",
+    "E300": "re-copy the model and its card (sha256 or card mismatch); `kiosk doctor`",
+    "E301": "none needed (sorting on the reference path); report the CPU and onnxruntime version",
+    "E302": "report the CPU and onnxruntime version; install a model that passes its self-check",
+    "E400": "check the pin or device the message names; restart the kiosk",
+    "E402": "no GPIO here: run on the kiosk, or add --simulate on a desktop",
+    "E410": "clear the jam, then Reset the bin (service screen or `sudo kiosk flaps reset BIN`)",
+    "E411": "none needed if it passes; if it repeats, `sudo kiosk flaps test BIN`",
+    "E420": "check the HX711 wiring of the bin named",
+    "E425": "`kiosk scale tare BIN`, then `kiosk scale calibrate BIN --known-mass GRAMS`",
+    "E430": "tare and calibrate again (or fix calibration.json)",
+    "E500": "check /var/lib/kiosk (mounted, writable): `kiosk doctor`",
+    "E501": "free space on /var/lib/kiosk or replace the SD card: `kiosk doctor`",
+    "E502": "copy events.db.damaged-* off the kiosk, then delete it",
+    "E601": "check fleet.username and fleet.password_file (or the client certificate)",
+    "E602": "check the network and fleet.host/port; a certificate error: check fleet.tls.ca_file",
+    "E603": "make the file the message names readable by the kiosk",
+}

@@ -113,7 +113,7 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
     from kiosk.appliance.lifecycle import graceful_signals
 
     stop = StopFlag()
-    hardware = eventlog = None
+    hardware = eventlog = fleet = None
     surface = None
     with graceful_signals(stop):
         try:
@@ -136,6 +136,7 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
                 faults.append(Fault(e.code, PartKind.HARDWARE, str(e)))
             worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog,
                                   startup_faults=faults)
+            fleet = open_fleet(cfg, eventlog, worker) if cfg.fleet.enabled and not demo else None
             from kiosk.ui import KioskUI, open_display
 
             surface = open_display(cfg.ui)
@@ -144,7 +145,7 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
             log.info("stopped: %s", stop.signal_name)
             return code
         finally:
-            for closer in (hardware, eventlog):
+            for closer in (fleet, hardware, eventlog):  # the publisher first: it reads the log
                 if closer is not None:
                     try:
                         closer.close()
@@ -183,6 +184,25 @@ def open_eventlog(cfg: KioskConfig):
 
     return EventLog(eventlog_path(cfg.data_dir), capture_images=cfg.storage.capture_images,
                     retention_days=cfg.storage.retention_days)
+
+
+def open_fleet(cfg: KioskConfig, eventlog, worker):
+    """The MQTT publisher (fleet.enabled): its faults are the worker's warnings, its outbox the event log."""
+    from kiosk import __version__
+    from kiosk.classifier import ModelCard, card_path
+    from kiosk.errors import KioskError
+    from kiosk.faults import NEXT_STEPS
+    from kiosk.fleet.publisher import FleetPublisher
+
+    try:
+        card = ModelCard.load(card_path(cfg.model_path))
+        model = f"{card.raw.get('name', cfg.model_path.stem)}@{card.sha256[:12]}"
+    except KioskError:
+        model = None
+    fleet = FleetPublisher(cfg.fleet, eventlog, worker.view, software=__version__, model=model, resolve=cfg.resolve,
+                           next_steps=NEXT_STEPS)
+    worker.watch(frozenset({PartKind.FLEET}), fleet.faults)
+    return fleet
 
 
 def open_notifier():

@@ -101,6 +101,7 @@ class Worker:
                           PinChecked: self._pin_checked}
         self.heartbeat = clock()
         self.screen_heartbeat: Optional[float] = None  # None: no screen to wait for (tests, bench, eval)
+        self._watched: list[tuple[frozenset, Callable[[], list]]] = []
         self.language = cfg.ui.default_language
         self._view = View(language=self.language)
         self._view_lock = threading.Lock()
@@ -117,6 +118,10 @@ class Worker:
     def join(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def watch(self, kinds: frozenset, current: Callable[[], list]) -> None:
+        """Keep the faults of ``kinds`` equal to ``current()`` every step (a part the worker does not run)."""
+        self._watched.append((frozenset(kinds), current))
 
     def screen_drawn(self) -> None:
         """The main thread put a frame on the screen (called after every flip)."""
@@ -167,6 +172,8 @@ class Worker:
         if self.faults.sync(DEVICE_KINDS, self.hardware.faults()):  # before commands: no touch opens past a fault
             self._close_all()
         self.faults.sync(LOG_KINDS, self.eventlog.faults())  # a warning: the kiosk sorts on, the screen says so
+        for kinds, current in self._watched:  # parts on threads of their own (fleet telemetry)
+            self.faults.sync(kinds, current())
         self._commands(now)
         if not self._ensure_parts(now):
             self._publish(None, Presence(False))

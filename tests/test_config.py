@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -167,6 +168,9 @@ def test_check_config_passes_the_images_own_kiosk_yaml_on_a_laptop(tmp_path, rep
     """The SD card's kiosk.yaml names /opt/kiosk/models/...: absent on a laptop, and not a mistake there."""
     import subprocess
     import sys
+
+    if Path("/opt/kiosk/models/kiosk-lite0-int8.onnx").exists():
+        pytest.skip("this machine is a kiosk (the model is at /opt/kiosk/models): nothing to miss here")
 
     made = subprocess.run([sys.executable, str(repo / "deploy" / "image_config.py"), str(repo / "config.yaml"),
                            "--data-dir", "/var/lib/kiosk", "--model", "/opt/kiosk/models/kiosk-lite0-int8.onnx"],

@@ -17,7 +17,7 @@ from typing import Iterator
 from kiosk.files import give_to, owner_of
 
 EVENTLOG_FILE = "events.db"
-SCHEMA_VERSION = 2  # 2: bin_events (a v1 file gains the table when the kiosk opens it)
+SCHEMA_VERSION = 3  # 2: bin_events; 3: decisions.uid/published (the fleet outbox). Older files gain them at open.
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     corrected      INTEGER NOT NULL,  -- 1: the person chose the bin
     unsure         INTEGER NOT NULL,
     weight_g       REAL,
-    drop_confirmed INTEGER            -- NULL: no scale to tell
+    drop_confirmed INTEGER,           -- NULL: no scale to tell
+    uid            TEXT,              -- stable event id for the fleet (consumers de-duplicate on it)
+    published      INTEGER NOT NULL DEFAULT 0  -- 1: the fleet broker acknowledged it (PUBACK)
 );
 CREATE INDEX IF NOT EXISTS decisions_t ON decisions(t);
 CREATE TABLE IF NOT EXISTS images (
@@ -62,6 +64,28 @@ CREATE TABLE IF NOT EXISTS bin_events (
 );
 CREATE INDEX IF NOT EXISTS bin_events_t ON bin_events(t);
 """
+
+
+# Columns a file from an older kiosk lacks, added when it is opened (ALTER TABLE keeps every row).
+ADDED_COLUMNS = {("decisions", "uid"): "TEXT", ("decisions", "published"): "INTEGER NOT NULL DEFAULT 0"}
+AFTER_COLUMNS = """
+UPDATE decisions SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+CREATE INDEX IF NOT EXISTS decisions_outbox ON decisions(published, id);
+"""
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Make an older file's tables what SCHEMA makes (inside the caller's transaction)."""
+    for stmt in SCHEMA.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+    for (table, column), kind in ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for stmt in AFTER_COLUMNS.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
 
 
 def eventlog_path(data_dir: str | Path) -> Path:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from kiosk.appliance.eventdb import SCHEMA_VERSION, SCHEMA, connect
+from kiosk.appliance.eventdb import SCHEMA_VERSION, connect, upgrade
 from kiosk.datatypes import Decision
 from kiosk.errors import KioskError
 from kiosk.faults import Fault, PartKind
@@ -241,9 +241,7 @@ class EventLog:
         if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in SCHEMA.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
+                upgrade(conn)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -326,8 +324,8 @@ class EventLog:
 
         def insert(conn):
             cur = conn.execute(
-                "INSERT INTO decisions (t, label, bin_id, score, scores, corrected, unsure, weight_g, drop_confirmed)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO decisions (t, label, bin_id, score, scores, corrected, unsure, weight_g, drop_confirmed, uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, lower(hex(randomblob(16))))",
                 (
                     self.clock(),
                     decision.label,
@@ -393,6 +391,60 @@ class EventLog:
                 log.warning("event log %s: counts not read: %s", self.path, e)
                 return {}
         return {bin_id: n for bin_id, n in rows}
+
+    # -- the fleet outbox ------------------------------------------------------
+
+    def unpublished(self, limit: int = 100) -> list[dict]:
+        """The oldest decisions the fleet broker has not acknowledged yet (the outbox), oldest first."""
+        with self._lock:
+            if self._conn is None:
+                return []
+            try:
+                rows = self._conn.execute(
+                    "SELECT id, uid, t, label, bin_id, score, corrected, unsure, weight_g, drop_confirmed"
+                    " FROM decisions WHERE published = 0 ORDER BY id LIMIT ?", (int(limit),)).fetchall()
+            except sqlite3.Error as e:
+                log.warning("event log %s: outbox not read: %s", self.path, e)
+                return []
+        keys = ("id", "uid", "t", "label", "bin_id", "score", "corrected", "unsure", "weight_g", "drop_confirmed")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def mark_published(self, ids) -> Optional[int]:
+        """The broker acknowledged these decisions (PUBACK): they leave the outbox."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+
+        def mark(conn):
+            return conn.executemany("UPDATE decisions SET published = 1 WHERE id = ?", [(i,) for i in ids]).rowcount
+
+        return self._write("published mark", mark)
+
+    def backlog(self) -> Optional[int]:
+        """How many decisions wait for the broker (None: unknown)."""
+        with self._lock:
+            if self._conn is None:
+                return None
+            try:
+                return self._conn.execute("SELECT COUNT(*) FROM decisions WHERE published = 0").fetchone()[0]
+            except sqlite3.Error:
+                return None
+
+    def counts_for_day(self, day: dt.date) -> Optional[tuple[dict[str, int], dict[str, int]]]:
+        """(items per bin, items per class) on local ``day``; None when the log cannot be read."""
+        start = dt.datetime.combine(day, dt.time()).timestamp()
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
+        with self._lock:
+            if self._conn is None:
+                return None
+            try:
+                bins = self._conn.execute("SELECT bin_id, COUNT(*) FROM decisions WHERE t >= ? AND t < ? AND bin_id"
+                                          " IS NOT NULL GROUP BY bin_id", (start, end)).fetchall()
+                classes = self._conn.execute("SELECT label, COUNT(*) FROM decisions WHERE t >= ? AND t < ? AND label"
+                                             " IS NOT NULL GROUP BY label", (start, end)).fetchall()
+            except sqlite3.Error:
+                return None
+        return dict(bins), dict(classes)
 
     # -- housekeeping ------------------------------------------------------
 
@@ -492,6 +544,18 @@ class NullEventLog:
 
     def faults(self) -> list[Fault]:
         return list(self._faults)
+
+    def unpublished(self, limit: int = 100) -> list[dict]:
+        return []
+
+    def mark_published(self, ids) -> int:
+        return 0
+
+    def backlog(self) -> Optional[int]:
+        return None
+
+    def counts_for_day(self, day) -> None:
+        return None
 
     def close(self) -> None:
         pass

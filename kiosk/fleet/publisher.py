@@ -1,0 +1,292 @@
+"""The kiosk's side of fleet telemetry: one thread that talks to the city's MQTT broker.
+
+Why the event log is the outbox: an item is recorded once, in SQLite, before
+anything is sent; the publisher sends the oldest unsent decisions and marks
+one sent only when the broker acknowledges it (PUBACK, QoS 1). A broker or
+network away for days, a restart, a SIGKILL mid-publish: the marks tell
+what is left, so nothing is lost, and a message may arrive twice (consumers
+de-duplicate on the event id). The sorting loop never waits on the network:
+it records and moves on; this thread does the rest.
+
+Connecting is done here, not in paho's loop thread, so a refused login or a
+certificate that does not verify is a fault that says so (E601, E602), shown
+on the service screen like any warning, and retried with backoff. The
+connection only goes out: no port is opened on the kiosk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from kiosk.closing import Closable
+from kiosk.config import FleetConfig
+from kiosk.faults import Fault, PartKind
+from kiosk.fleet import topics
+
+log = logging.getLogger(__name__)
+
+LOGIN_REFUSED = "E601"  # the broker refused the credentials (or the client certificate)
+UNREACHABLE = "E602"  # no connection: network, broker down, TLS (the message says which)
+CREDENTIALS = "E603"  # fleet.password_file or a TLS file cannot be read
+IN_FLIGHT = 50  # events sent and not yet acknowledged, at most
+STATUS_EVERY_S = 60.0
+FILL_EVERY_S = 300.0
+TICK_S = 0.2
+
+
+class FleetPublisher(Closable):
+    """Publishes ``status``, ``health``, ``fill``, ``events`` and ``daily`` (kiosk.fleet.topics) from its own thread.
+
+    ``view``: the worker's latest View (faults, fill). ``eventlog``: the
+    kiosk's EventLog (the outbox). ``resolve``: config-relative paths.
+    """
+
+    def __init__(self, cfg: FleetConfig, eventlog, view: Callable[[], object], *, software: str,
+                 model: Optional[str] = None, resolve: Callable[[str], Path] = Path,
+                 next_steps: Optional[dict[str, str]] = None, clock: Callable[[], float] = time.time,
+                 connect_timeout_s: float = 10.0):
+        import paho.mqtt.client as mqtt
+
+        self.cfg = cfg
+        self.eventlog = eventlog
+        self.view = view
+        self.software, self.model = software, model
+        self.next_steps = next_steps or {}
+        self.clock = clock
+        self.connect_timeout_s = connect_timeout_s
+        self.started = clock()
+        self._fault: Optional[Fault] = None
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, int] = {}  # paho message id -> decision id
+        self._acked: list[int] = []
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._last: dict[str, tuple[float, bytes]] = {}  # retained topic -> (sent at, payload)
+        self._daily_sent: Optional[dt.date] = None
+        self.sent = self.acknowledged = 0
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-{cfg.site_id}",
+                                   clean_session=True, reconnect_on_failure=False)
+        self._client.will_set(self._topic("status"), topics.encode(topics.offline_will(software)), qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        try:
+            self._credentials(resolve)
+        except (OSError, ValueError, ssl.SSLError) as e:
+            self._set_fault(CREDENTIALS, f"fleet: {e}")
+            self._usable = False
+        else:
+            self._usable = True
+        self._thread = threading.Thread(target=self._run, name="fleet-publisher", daemon=True)
+        self._thread.start()
+
+    # ---- what the worker and doctor read ------------------------------------------
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return [self._fault] if self._fault is not None else []
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # ---- set-up -----------------------------------------------------------------------
+    def _topic(self, name: str) -> str:
+        return topics.topic(self.cfg.topic_prefix, self.cfg.site_id, name)
+
+    def _credentials(self, resolve) -> None:
+        cfg = self.cfg
+        if cfg.username:
+            password = None
+            if cfg.password_file:
+                path = resolve(cfg.password_file)
+                try:
+                    password = path.read_text(encoding="utf-8").strip()
+                except OSError as e:
+                    raise OSError(f"fleet.password_file {path}: {e.strerror or e}") from None
+            self._client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            files = {k: (str(resolve(v)) if v else None) for k, v in
+                     (("ca", cfg.tls.ca_file), ("cert", cfg.tls.cert_file), ("key", cfg.tls.key_file))}
+            for k, f in files.items():
+                if f and not Path(f).is_file():
+                    raise OSError(f"fleet.tls.{k}_file {f} not found")
+            context = ssl.create_default_context(cafile=files["ca"])
+            if files["cert"]:
+                context.load_cert_chain(files["cert"], files["key"])
+            self._client.tls_set_context(context)
+
+    # ---- paho callbacks (paho's network thread) ---------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self._set_fault(LOGIN_REFUSED, f"fleet broker {self.cfg.host} refused the connection: {reason_code}")
+            return
+        self._set_fault(None)
+        self._connected.set()
+        log.info("fleet: connected to %s:%d", self.cfg.host, self.cfg.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if self._connected.is_set():
+            log.warning("fleet: disconnected from %s (%s)", self.cfg.host, reason_code)
+        self._connected.clear()
+        with self._lock:
+            self._in_flight.clear()  # not acknowledged: still in the outbox, sent again after reconnecting
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self._lock:
+            decision = self._in_flight.pop(mid, None)
+            if decision is not None:
+                self._acked.append(decision)
+
+    def _set_fault(self, code: Optional[str], message: str = "") -> None:
+        with self._lock:
+            old = self._fault
+            self._fault = None if code is None else Fault(code, PartKind.FLEET, message)
+        if code is not None and (old is None or old.code != code):
+            log.error("fleet: [%s] %s", code, message)
+
+    # ---- the thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 1.0
+        next_try = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if not self._usable:
+                self._stop.wait(1.0)
+                continue
+            if not self._connected.is_set():
+                if now >= next_try:
+                    if self._connect():
+                        backoff = 1.0
+                    else:
+                        next_try = now + backoff
+                        backoff = min(backoff * 2, 60.0)
+                self._stop.wait(TICK_S)
+                continue
+            try:
+                self._pump()
+            except Exception:  # never the end of telemetry: logged, tried again next tick
+                log.exception("fleet: publishing failed")
+            self._stop.wait(TICK_S)
+
+    def _connect(self) -> bool:
+        self._client.loop_stop()  # the last session's network thread, if it ended with the connection
+        try:
+            self._client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        except ssl.SSLCertVerificationError as e:
+            self._set_fault(UNREACHABLE, f"fleet broker {self.cfg.host}: its certificate does not verify "
+                                         f"({e.verify_message}): check fleet.tls.ca_file")
+            return False
+        except (OSError, ValueError) as e:
+            self._set_fault(UNREACHABLE, f"fleet broker {self.cfg.host}:{self.cfg.port} not reachable: {e}")
+            return False
+        self._client.loop_start()
+        deadline = time.monotonic() + self.connect_timeout_s
+        while time.monotonic() < deadline and not self._connected.is_set() and not self._stop.is_set():
+            with self._lock:
+                refused = self._fault is not None and self._fault.code == LOGIN_REFUSED
+            if refused:
+                break
+            time.sleep(0.05)
+        if not self._connected.is_set():
+            self._client.loop_stop()
+            try:
+                self._client.disconnect()
+            except Exception:
+                pass
+            with self._lock:
+                if self._fault is None:
+                    self._fault = Fault(UNREACHABLE, PartKind.FLEET,
+                                        f"fleet broker {self.cfg.host} did not answer the connection")
+            return False
+        self._last.clear()  # a new session: every retained topic again
+        return True
+
+    def _publish(self, name: str, payload: dict, retain: bool):
+        return self._client.publish(self._topic(name), topics.encode(payload), qos=topics.TOPICS[name][1],
+                                    retain=retain)
+
+    def _retained(self, name: str, payload: dict, every_s: float, compare: dict) -> None:
+        """Send a retained topic when what it says changed, or every ``every_s``."""
+        key = topics.encode(compare)
+        sent = self._last.get(name)
+        now = time.monotonic()
+        if sent is not None and sent[1] == key and now - sent[0] < every_s:
+            return
+        self._publish(name, payload, retain=True)
+        self._last[name] = (now, key)
+
+    def _pump(self) -> None:
+        with self._lock:
+            acked, self._acked = self._acked, []
+        if acked:
+            if self.eventlog.mark_published(acked) is not None:
+                self.acknowledged += len(acked)
+            else:  # the mark did not stick: they stay in the outbox and go again (at least once)
+                log.warning("fleet: %d acknowledgements not recorded; those events will be sent again", len(acked))
+        now = self.clock()
+        view = self.view()
+        backlog = self.eventlog.backlog()
+        status = topics.status(True, now=now, started=self.started, software=self.software, model=self.model,
+                               backlog=backlog)
+        self._retained("status", status, STATUS_EVERY_S, {"online": True, "model": self.model})
+        faults = tuple(getattr(view, "faults", ()) or ())
+        self._retained("health", topics.health(faults, now=now, next_steps=self.next_steps), STATUS_EVERY_S,
+                       {"codes": sorted(f"{f.code} {f.part}" for f in faults)})
+        levels = dict(getattr(view, "fill", {}) or {})
+        fill = topics.fill(levels, now=now, alert_at=self.cfg.fill_alert, refused=getattr(view, "refused", ()))
+        self._retained("fill", fill, FILL_EVERY_S, {"bins": fill["bins"]})
+        self._send_events()
+        self._send_daily(now)
+
+    def _send_events(self) -> None:
+        with self._lock:
+            room = IN_FLIGHT - len(self._in_flight)
+            busy = set(self._in_flight.values())
+        if room <= 0:
+            return
+        for row in self.eventlog.unpublished(limit=room + len(busy)):
+            if row["id"] in busy:
+                continue
+            if room <= 0:
+                break
+            info = self._publish("events", topics.event(row, self.cfg.site_id), retain=False)
+            if info.rc != 0:  # not connected after all: the outbox keeps it
+                break
+            with self._lock:
+                self._in_flight[info.mid] = row["id"]
+            self.sent += 1
+            room -= 1
+
+    def _send_daily(self, now: float) -> None:
+        yesterday = dt.datetime.fromtimestamp(now).date() - dt.timedelta(days=1)
+        if self._daily_sent == yesterday:
+            return
+        counts = self.eventlog.counts_for_day(yesterday)
+        if counts is None:
+            return
+        per_bin, per_class = counts
+        self._publish("daily", topics.daily(yesterday, per_bin, per_class), retain=True)
+        self._daily_sent = yesterday
+
+    # ---- stopping -------------------------------------------------------------------------
+    def _close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        if self._connected.is_set():
+            try:  # a clean goodbye: the broker does not send the Last Will, so say offline ourselves
+                info = self._publish("status", {"online": False, "software": self.software, "reason": "stopped"},
+                                     retain=True)
+                info.wait_for_publish(timeout=2.0)
+                self._client.disconnect()
+            except Exception:
+                log.warning("fleet: offline status not sent", exc_info=True)
+        self._client.loop_stop()
+
+
+__all__ = ["FleetPublisher", "LOGIN_REFUSED", "UNREACHABLE", "CREDENTIALS"]

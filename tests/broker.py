@@ -1,0 +1,147 @@
+"""A real Mosquitto for the fleet tests: started on a free loopback port with a config written here.
+
+Plain, or TLS with a password file (a throw-away CA and server certificate
+made with openssl). ``Listener`` subscribes to everything and keeps what
+arrives, retained messages included. Tests poll with deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+def make_certs(d: Path) -> dict:
+    """A CA, and a server certificate for 127.0.0.1 / localhost signed by it."""
+    d.mkdir(parents=True, exist_ok=True)
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kiosk test CA",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "san.ext", "-out", "server.crt")
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA",
+        "-keyout", "other.key", "-out", "other.crt")
+    return {"ca": d / "ca.crt", "other_ca": d / "other.crt", "cert": d / "server.crt", "key": d / "server.key"}
+
+
+class Broker:
+    """``mosquitto -c CONF`` on 127.0.0.1:``port``; ``stop``/``kill`` and ``start`` again on the same port."""
+
+    def __init__(self, work: Path, *, tls: Optional[dict] = None, users: Optional[dict] = None, port: int = 0):
+        self.work = Path(work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.tls, self.users = tls, users
+        self.proc: Optional[subprocess.Popen] = None
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {self.work / 'broker.log'}",
+                 "log_type error", "log_type warning", "log_type notice"]
+        if os.geteuid() == 0:  # as root mosquitto would switch to its own user, who cannot read the test's files
+            lines.append("user root")
+        if users:
+            pw = self.work / "passwords"
+            pw.write_text("")
+            for user, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True, capture_output=True)
+            pw.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines += ["allow_anonymous true"]
+        if tls:
+            lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"]
+        self.conf = self.work / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> "Broker":
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+
+        def accepting():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        if not wait_until(accepting, 10):
+            log = (self.work / "broker.log").read_text() if (self.work / "broker.log").exists() else ""
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start on port {self.port}: {log[-2000:]}")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+class Listener:
+    """Subscribes to ``topic`` and keeps (topic, payload dict, retained) of every message."""
+
+    def __init__(self, broker: Broker, topic: str = "#", *, user=None, password=None, ca=None):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, dict, bool]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"listener-{free_port()}")
+        if user:
+            self.client.username_pw_set(user, password)
+        if ca:
+            self.client.tls_set(ca_certs=str(ca))
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1" if not ca else "localhost", broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:
+            payload = {"raw": msg.payload.decode(errors="replace")}
+        with self._lock:
+            self.messages.append((msg.topic, payload, bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[dict]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t.endswith("/" + suffix)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

@@ -1,0 +1,231 @@
+"""Fleet telemetry against a real Mosquitto on loopback: topics, the outbox, outages, kills, bad credentials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from kiosk.appliance.eventlog import EventLog
+from kiosk.config import FleetConfig, FleetTlsConfig
+from kiosk.datatypes import Decision
+from kiosk.faults import Fault, PartKind
+from tests.broker import MOSQUITTO, Broker, Listener, make_certs, wait_until
+
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (deploy/test-deps.sh installs it)")
+
+PREFIX, SITE = "city", "kiosk-7"
+
+
+def fleet(port, **kw) -> FleetConfig:
+    return FleetConfig(**{"enabled": True, "host": "127.0.0.1", "port": port, "tls": None, "site_id": SITE,
+                          "topic_prefix": PREFIX, "keepalive_s": 10, **kw})
+
+
+def view(faults=(), fill=None):
+    return SimpleNamespace(faults=tuple(faults), fill=fill if fill is not None else {"glass": 0.9, "paper": 0.2},
+                           refused=frozenset())
+
+
+def record(log: EventLog, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        log.record_decision(Decision(t=0, label="glass", bin_id="glass", score=0.9, weight_g=100.0 + i))
+
+
+def uids(log_path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(str(log_path)) as conn:
+        return {u for (u,) in conn.execute("SELECT uid FROM decisions")}
+
+
+def publisher(cfg, log, state=None, **kw):
+    from kiosk.fleet.publisher import FleetPublisher
+
+    current = state if state is not None else view()
+    return FleetPublisher(cfg, log, lambda: current if not callable(current) else current(), software="0.1.0",
+                          model="kiosk-lite0@abc", next_steps={"E200": "check the camera cable"}, **kw)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+def test_events_and_retained_state_reach_the_broker(tmp_path, broker):
+    log = EventLog(tmp_path / "events.db")
+    record(log, 20)
+    listener = Listener(broker)
+    state = {"v": view()}
+    pub = publisher(fleet(broker.port), log, state=lambda: state["v"])
+    try:
+        assert wait_until(lambda: len({e["id"] for e in listener.on("events")}) == 20, 20), listener.messages[-5:]
+        assert wait_until(lambda: log.backlog() == 0, 10)  # marked only once the broker acknowledged them
+        event = listener.on("events")[0]
+        assert event["schema"] == 1 and event["site"] == SITE and event["class"] == "glass" and event["bin"] == "glass"
+        assert event["id"] in uids(tmp_path / "events.db")
+        (status,) = listener.on("status")[-1:]
+        assert status["online"] is True and status["model"] == "kiosk-lite0@abc" and status["software"] == "0.1.0"
+        fill = listener.on("fill")[-1]
+        assert fill["bins"]["glass"] == {"fill_pct": 90.0, "alert": True, "refusing": False}
+        assert fill["bins"]["paper"]["alert"] is False
+        assert listener.on("health")[-1]["faults"] == []
+        state["v"] = view(faults=[Fault("E200", PartKind.CAMERA, "no frames for 5 s")])
+        assert wait_until(lambda: listener.on("health")[-1]["faults"] != [], 10)
+        (f,) = listener.on("health")[-1]["faults"]
+        assert f == {"code": "E200", "part": "camera", "message": "no frames for 5 s", "blocking": True,
+                     "next_step": "check the camera cable"}
+        assert pub.faults() == []
+    finally:
+        pub.close()
+    assert wait_until(lambda: listener.on("status")[-1]["online"] is False, 5)
+    assert listener.on("status")[-1]["reason"] == "stopped"
+    late = Listener(broker)  # retained: a dashboard that connects later sees the last state at once
+    try:
+        assert wait_until(lambda: late.on("status") and late.on("fill") and late.on("health"), 5)
+    finally:
+        late.close()
+        listener.close()
+        log.close()
+
+
+def test_a_broker_outage_loses_nothing(tmp_path, broker):
+    log = EventLog(tmp_path / "events.db")
+    first = Listener(broker)
+    pub = publisher(fleet(broker.port), log)
+    try:
+        record(log, 10)
+        assert wait_until(lambda: log.backlog() == 0, 20)
+        broker.kill()  # the network goes away mid-stream
+        record(log, 30, start=10)
+        assert wait_until(lambda: pub.faults() and pub.faults()[0].code == "E602", 20), pub.faults()
+        assert log.backlog() == 30  # nothing marked while nobody acknowledged
+        broker.start()
+        second = Listener(broker)
+        try:
+            assert wait_until(lambda: log.backlog() == 0, 60)
+            got = {e["id"] for e in first.on("events")} | {e["id"] for e in second.on("events")}
+            assert got == uids(tmp_path / "events.db")  # every logged event arrived at least once
+            assert wait_until(lambda: pub.faults() == [], 5)
+        finally:
+            second.close()
+    finally:
+        pub.close()
+        first.close()
+        log.close()
+
+
+def test_a_sigkill_mid_publish_loses_nothing_and_says_offline(tmp_path, broker):
+    path = tmp_path / "events.db"
+    with EventLog(path) as log:
+        record(log, 300)
+    listener = Listener(broker)
+    pid = os.fork()
+    if pid == 0:  # the kiosk, publishing its backlog
+        try:
+            child_log = EventLog(path)
+            publisher(fleet(broker.port), child_log)
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        assert wait_until(lambda: len(listener.on("events")) >= 50, 30)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    at_kill = len({e["id"] for e in listener.on("events")})
+    assert at_kill < 300  # killed mid-publish
+    assert wait_until(lambda: listener.on("status") and listener.on("status")[-1]["online"] is False, 20)
+    assert listener.on("status")[-1]["reason"] == "connection lost"  # the broker's Last Will
+    with EventLog(path) as log:
+        left = log.backlog()
+        pub = publisher(fleet(broker.port), log)  # the restart
+        try:
+            assert wait_until(lambda: log.backlog() == 0, 60)
+        finally:
+            pub.close()
+    got = [e["id"] for e in listener.on("events")]
+    assert set(got) == uids(path) and len(got) >= 300  # all of them; some maybe twice (at least once)
+    assert left > 0 and left >= 300 - at_kill - 50  # what the kill cut off (at most IN_FLIGHT more had been marked)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def test_tls_with_a_password_and_what_wrong_credentials_do(tmp_path, certs):
+    broker = Broker(tmp_path / "broker", tls=certs, users={"kiosk-7": "right horse"}).start()
+    (tmp_path / "pw").write_text("right horse\n")
+    (tmp_path / "wrong").write_text("wrong horse\n")
+    log = EventLog(tmp_path / "events.db")
+    record(log, 5)
+    tls = FleetTlsConfig(ca_file=str(certs["ca"]))
+    try:
+        bad = publisher(fleet(broker.port, host="localhost", tls=tls, username="kiosk-7",
+                              password_file=str(tmp_path / "wrong")), log)
+        try:
+            assert wait_until(lambda: bad.faults() and bad.faults()[0].code == "E601", 20), bad.faults()
+            assert "refused" in bad.faults()[0].message
+        finally:
+            bad.close()
+        other = publisher(fleet(broker.port, host="localhost", tls=FleetTlsConfig(ca_file=str(certs["other_ca"])),
+                                username="kiosk-7", password_file=str(tmp_path / "pw")), log)
+        try:
+            assert wait_until(lambda: other.faults() and other.faults()[0].code == "E602", 20), other.faults()
+            assert "certificate does not verify" in other.faults()[0].message
+        finally:
+            other.close()
+        missing = publisher(fleet(broker.port, host="localhost", tls=tls, username="kiosk-7",
+                                  password_file=str(tmp_path / "none")), log)
+        try:
+            assert missing.faults()[0].code == "E603" and "password_file" in missing.faults()[0].message
+        finally:
+            missing.close()
+        assert log.backlog() == 5  # nothing marked by the failed ones
+        listener = Listener(broker, user="kiosk-7", password="right horse", ca=certs["ca"])
+        good = publisher(fleet(broker.port, host="localhost", tls=tls, username="kiosk-7",
+                               password_file=str(tmp_path / "pw")), log)
+        try:
+            assert wait_until(lambda: log.backlog() == 0, 20), good.faults()
+            assert len({e["id"] for e in listener.on("events")}) == 5 and good.faults() == []
+        finally:
+            good.close()
+            listener.close()
+    finally:
+        log.close()
+        broker.stop()
+
+
+def test_fleet_faults_are_warnings_on_the_kiosk(cfg_with):
+    """A broker problem is shown (service screen, STATUS) and the kiosk sorts on."""
+    from tests.fakes import FakeHardware
+    from tests.test_main import unsure_worker
+
+    w = unsure_worker(cfg_with, FakeHardware())
+    current = [Fault("E602", PartKind.FLEET, "fleet broker 10.0.0.1:8883 not reachable")]
+    w.watch(frozenset({PartKind.FLEET}), lambda: current)
+    w.step()
+    assert [f.code for f in w.view().faults] == ["E602"] and w.view().screen != "out_of_service"
+    current.clear()
+    w.step()
+    assert w.view().faults == ()
+
+
+def test_fleet_config_is_checked(tmp_path, config_dict):
+    from kiosk.config import ConfigError, parse_config
+
+    config_dict["fleet"] = {"enabled": True}
+    with pytest.raises(ConfigError) as e:
+        parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    assert {"fleet.host: required when fleet.enabled is true", "fleet.site_id: required when fleet.enabled is true"} <= \
+        set(e.value.problems)
+    config_dict["fleet"] = {"password_file": "/x", "site_id": "a b"}
+    with pytest.raises(ConfigError) as e:
+        parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    assert any(p.startswith("fleet.site_id") for p in e.value.problems)
