@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own sub-commands (register(sub)); tests import each one.
-COMMAND_MODULES = ("kiosk.screens.snapshot", "kiosk.appliance.hardware_cli", "kiosk.appliance.stats_cli")
+COMMAND_MODULES = ("kiosk.screens.snapshot", "kiosk.appliance.hardware_cli", "kiosk.appliance.stats_cli",
+                   "kiosk.fleet.status_cli")
 
 
 def main(argv=None) -> int:

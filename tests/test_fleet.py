@@ -229,3 +229,65 @@ def test_fleet_config_is_checked(tmp_path, config_dict):
     with pytest.raises(ConfigError) as e:
         parse_config(config_dict, base_dir=tmp_path, check_model=False)
     assert any(p.startswith("fleet.site_id") for p in e.value.problems)
+
+
+def test_fleet_status_prints_one_line_per_kiosk(tmp_path, broker, capsys):
+    """Two kiosks report, one goes away without a word: the technician's view from the broker alone."""
+    import json as _json
+
+    from kiosk.cli import main as cli_main
+
+    logs = [EventLog(tmp_path / f"e{i}.db") for i in range(2)]
+    for log in logs:
+        record(log, 3)
+    pubs = [publisher(fleet(broker.port, site_id=f"kiosk-{i}"), log,
+                      state=view(faults=[Fault("E410", PartKind.FLAP, "jammed", "glass")] if i else ()))
+            for i, log in enumerate(logs)]
+    try:
+        assert wait_until(lambda: all(log.backlog() == 0 for log in logs), 20)
+        pubs[1].close()  # kiosk-1 is switched off (a vanished one is the Last Will: see the SIGKILL test)
+        assert cli_main(["fleet", "status", "--broker", f"127.0.0.1:{broker.port}", "--prefix", PREFIX,
+                         "--wait", "1"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2 and lines[0].startswith("kiosk-0  online  faults: none  fullest: glass 90% ALERT")
+        assert lines[1].startswith("kiosk-1  OFFLINE  faults: E410 flap:glass")
+        assert "model: kiosk-lite0@abc" in lines[0] and "last item: 20" in lines[0]
+        assert cli_main(["fleet", "status", "--broker", f"127.0.0.1:{broker.port}", "--prefix", PREFIX,
+                         "--wait", "1", "--json"]) == 0
+        rows = _json.loads(capsys.readouterr().out)
+        assert [r["site"] for r in rows] == ["kiosk-0", "kiosk-1"] and rows[0]["fullest_bin"]["bin"] == "glass"
+    finally:
+        for p in pubs:
+            p.close()
+        for log in logs:
+            log.close()
+    assert cli_main(["fleet", "status", "--broker", "127.0.0.1:1", "--wait", "0.5"]) == 1  # nothing there
+    assert "E602" in capsys.readouterr().err
+
+
+def test_doctor_checks_the_broker_and_shows_the_backlog(tmp_path, broker):
+    from types import SimpleNamespace as NS
+
+    from kiosk.appliance.doctor import check_fleet
+
+    log = EventLog(tmp_path / "events.db")
+    record(log, 4)
+    log.close()
+    cfg = NS(fleet=fleet(broker.port), data_dir=tmp_path, resolve=lambda p: tmp_path / p)
+    ok, detail = check_fleet(cfg)
+    assert ok is True and "answers" in detail and "4 events wait to be sent" in detail
+    broker.stop()
+    from kiosk.errors import KioskError
+
+    with pytest.raises(KioskError) as e:  # doctor turns it into a FAIL row with the code
+        check_fleet(cfg)
+    assert e.value.code == "E602"
+    assert check_fleet(NS(fleet=FleetConfig(), data_dir=tmp_path))[0] is None  # off: SKIP
+
+
+def test_the_readme_topic_table_is_the_code(repo):
+    from kiosk.fleet.topics import TOPICS
+
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    for name, (retained, qos, what) in TOPICS.items():
+        assert f"| `<prefix>/<site_id>/{name}` | {'yes' if retained else 'no'} | {qos} | {what} |" in text, name

@@ -149,6 +149,35 @@ def check_service_pin(cfg):
     return True, f"{path}, mode {mode:o}"
 
 
+def check_fleet(cfg):
+    """Telemetry: the broker answers with this kiosk's credentials; how many events wait in the outbox."""
+    import sqlite3
+
+    from kiosk.appliance.eventdb import eventlog_path, read_connection
+    from kiosk.fleet.status_cli import collect
+
+    fl = cfg.fleet
+    if not fl.enabled:
+        return None, "fleet telemetry is off (fleet.enabled)"
+    backlog = "no event log yet"
+    path = eventlog_path(cfg.data_dir)
+    if path.exists():
+        try:
+            with read_connection(path) as conn:
+                backlog = f"{conn.execute('SELECT COUNT(*) FROM decisions WHERE published = 0').fetchone()[0]} events wait to be sent"
+        except sqlite3.Error as e:
+            backlog = f"backlog unknown ({e})"
+    password = None
+    if fl.password_file:
+        password = cfg.resolve(fl.password_file).read_text(encoding="utf-8").strip()  # raises: a FAIL row
+    ca = str(cfg.resolve(fl.tls.ca_file)) if fl.tls is not None and fl.tls.ca_file else None
+    seen = collect(fl.host, fl.port, fl.topic_prefix, wait_s=1.0, ca=ca, tls=fl.tls is not None,
+                   username=fl.username, password=password)
+    mine = seen.get(fl.site_id, {}).get("status", {})
+    said = "online" if mine.get("online") else "not online" if mine else "no status yet"
+    return True, f"broker {fl.host}:{fl.port} answers; this kiosk ({fl.site_id}) is {said} there; {backlog}"
+
+
 def check_clock(cfg):
     year = time.gmtime().tm_year
     synced = Path("/run/systemd/timesync/synchronized").exists()
@@ -217,9 +246,11 @@ def run_doctor(args) -> int:
         run("data-partition", check_data_partition, cfg)
         run("eventlog", check_eventlog, cfg)
         run("service-pin", check_service_pin, cfg)
+        run("fleet", check_fleet, cfg)
     else:
         rows += [(n, None, "needs a valid config")
-                 for n in ("model", "camera", "display", "gpio", "disk", "data-partition", "eventlog", "service-pin")]
+                 for n in ("model", "camera", "display", "gpio", "disk", "data-partition", "eventlog", "service-pin",
+                           "fleet")]
     run("clock", check_clock, cfg)
     run("throttling", check_throttling, cfg)
 

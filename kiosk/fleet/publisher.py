@@ -67,7 +67,8 @@ class FleetPublisher(Closable):
         self._acked: list[int] = []
         self._connected = threading.Event()
         self._stop = threading.Event()
-        self._last: dict[str, tuple[float, bytes]] = {}  # retained topic -> (sent at, payload)
+        self._last: dict[str, tuple[float, tuple]] = {}  # retained topic -> (sent at, what it said)
+        self._last_item: Optional[float] = None  # wall time of the newest event sent
         self._daily_sent: Optional[dt.date] = None
         self.sent = self.acknowledged = 0
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-{cfg.site_id}",
@@ -211,15 +212,14 @@ class FleetPublisher(Closable):
         return self._client.publish(self._topic(name), topics.encode(payload), qos=topics.TOPICS[name][1],
                                     retain=retain)
 
-    def _retained(self, name: str, payload: dict, every_s: float, compare: dict) -> None:
-        """Send a retained topic when what it says changed, or every ``every_s``."""
-        key = topics.encode(compare)
+    def _due(self, name: str, every_s: float, says: tuple) -> bool:
+        """Is a retained topic due: what it says changed, or ``every_s`` passed? (Cheap: no payload built.)"""
         sent = self._last.get(name)
         now = time.monotonic()
-        if sent is not None and sent[1] == key and now - sent[0] < every_s:
-            return
-        self._publish(name, payload, retain=True)
-        self._last[name] = (now, key)
+        if sent is not None and sent[1] == says and now - sent[0] < every_s:
+            return False
+        self._last[name] = (now, says)
+        return True
 
     def _pump(self) -> None:
         with self._lock:
@@ -232,15 +232,20 @@ class FleetPublisher(Closable):
         now = self.clock()
         view = self.view()
         backlog = self.eventlog.backlog()
-        status = topics.status(True, now=now, started=self.started, software=self.software, model=self.model,
-                               backlog=backlog)
-        self._retained("status", status, STATUS_EVERY_S, {"online": True, "model": self.model})
+        minute = None if self._last_item is None else int(self._last_item // 60)
+        if self._due("status", STATUS_EVERY_S, (self.model, minute, not backlog)):  # last item: to the minute
+            self._publish("status", topics.status(True, now=now, started=self.started, software=self.software,
+                                                  model=self.model, backlog=backlog,
+                                                  last_item=self._last_item), retain=True)
         faults = tuple(getattr(view, "faults", ()) or ())
-        self._retained("health", topics.health(faults, now=now, next_steps=self.next_steps), STATUS_EVERY_S,
-                       {"codes": sorted(f"{f.code} {f.part}" for f in faults)})
+        if self._due("health", STATUS_EVERY_S, tuple(sorted((f.code, f.part) for f in faults))):
+            self._publish("health", topics.health(faults, now=now, next_steps=self.next_steps), retain=True)
         levels = dict(getattr(view, "fill", {}) or {})
-        fill = topics.fill(levels, now=now, alert_at=self.cfg.fill_alert, refused=getattr(view, "refused", ()))
-        self._retained("fill", fill, FILL_EVERY_S, {"bins": fill["bins"]})
+        refused = frozenset(getattr(view, "refused", ()) or ())
+        shown = tuple(sorted((b, round(v, 2) if v == v else None) for b, v in levels.items()))  # 1 % steps
+        if self._due("fill", FILL_EVERY_S, (shown, refused)):
+            self._publish("fill", topics.fill(levels, now=now, alert_at=self.cfg.fill_alert, refused=refused),
+                          retain=True)
         self._send_events()
         self._send_daily(now)
 
@@ -260,6 +265,7 @@ class FleetPublisher(Closable):
                 break
             with self._lock:
                 self._in_flight[info.mid] = row["id"]
+            self._last_item = max(self._last_item or 0.0, float(row["t"]))
             self.sent += 1
             room -= 1
 

@@ -17,7 +17,7 @@ SCHEMA = 1
 # topic -> (retained, QoS, what it carries): the README's table
 TOPICS = {
     "status": (True, 1, "online/offline (offline is the broker's Last Will), software and model version, uptime, "
-                        "outbox backlog"),
+                        "outbox backlog, time of the last item sent"),
     "health": (True, 1, "current fault codes with part, message and next step (empty list: all well)"),
     "fill": (True, 1, "per bin: fill % and alert flag at fleet.fill_alert"),
     "events": (False, 1, "one message per item: id, time, class, score, bin, corrected, unsure, weight"),
@@ -40,9 +40,10 @@ def _iso(t: float) -> str:
 
 
 def status(online: bool, *, now: float, started: float, software: str, model: Optional[str],
-           backlog: Optional[int]) -> dict:
+           backlog: Optional[int], last_item: Optional[float] = None) -> dict:
     return {"online": bool(online), "time": _iso(now), "software": software, "model": model,
-            "uptime_s": int(max(0.0, now - started)), "backlog": backlog}
+            "uptime_s": int(max(0.0, now - started)), "backlog": backlog,
+            "last_item": _iso(last_item) if last_item else None}
 
 
 def offline_will(software: str) -> dict:
