@@ -146,6 +146,7 @@ class EventLog:
         self._conn: Optional[sqlite3.Connection] = None
         self._identity: Optional[tuple[int, int]] = None  # (st_dev, st_ino) of the file we write
         self._closed = False
+        self.on_decision: list[Callable[[], None]] = []  # called after a decision is committed (the fleet's nudge)
         self._lock = threading.RLock()
         self._next_prune = float("-inf")
         try:
@@ -344,6 +345,9 @@ class EventLog:
 
         rowid = self._write("decision", insert)
         self._maybe_prune()
+        if rowid is not None:
+            for notify in self.on_decision:
+                notify()
         return rowid
 
     def _insert_row(self, what: str, table: str, **values) -> Optional[int]:

@@ -50,7 +50,7 @@ class FleetPublisher(Closable):
     def __init__(self, cfg: FleetConfig, eventlog, view: Callable[[], object], *, software: str,
                  model: Optional[str] = None, resolve: Callable[[str], Path] = Path,
                  next_steps: Optional[dict[str, str]] = None, clock: Callable[[], float] = time.time,
-                 connect_timeout_s: float = 10.0):
+                 connect_timeout_s: float = 10.0, tick_s: float = TICK_S):
         import paho.mqtt.client as mqtt
 
         self.cfg = cfg
@@ -60,6 +60,8 @@ class FleetPublisher(Closable):
         self.next_steps = next_steps or {}
         self.clock = clock
         self.connect_timeout_s = connect_timeout_s
+        self.tick_s = tick_s
+        self._wake = threading.Event()  # nudge(): an item was recorded, send it now rather than at the next tick
         self.started = clock()
         self._fault: Optional[Fault] = None
         self._lock = threading.Lock()
@@ -91,6 +93,10 @@ class FleetPublisher(Closable):
     def faults(self) -> list[Fault]:
         with self._lock:
             return [self._fault] if self._fault is not None else []
+
+    def nudge(self) -> None:
+        """An item was just recorded (EventLog.on_decision): publish without waiting for the tick."""
+        self._wake.set()
 
     @property
     def connected(self) -> bool:
@@ -143,6 +149,8 @@ class FleetPublisher(Closable):
             decision = self._in_flight.pop(mid, None)
             if decision is not None:
                 self._acked.append(decision)
+        if decision is not None:
+            self._wake.set()  # mark it, and send the next
 
     def _set_fault(self, code: Optional[str], message: str = "") -> None:
         with self._lock:
@@ -173,7 +181,8 @@ class FleetPublisher(Closable):
                 self._pump()
             except Exception:  # never the end of telemetry: logged, tried again next tick
                 log.exception("fleet: publishing failed")
-            self._stop.wait(TICK_S)
+            self._wake.wait(self.tick_s)
+            self._wake.clear()
 
     def _connect(self) -> bool:
         self._client.loop_stop()  # the last session's network thread, if it ended with the connection
@@ -283,6 +292,7 @@ class FleetPublisher(Closable):
     # ---- stopping -------------------------------------------------------------------------
     def _close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5.0)
         if self._connected.is_set():
             try:  # a clean goodbye: the broker does not send the Last Will, so say offline ourselves

@@ -9,7 +9,6 @@ the answer, so a kiosk that is offline still shows its last state.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading

@@ -35,8 +35,8 @@ def encode(payload: dict) -> bytes:
     return json.dumps({"schema": SCHEMA, **payload}, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
+def _iso(t: float, timespec: str = "seconds") -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec=timespec)
 
 
 def status(online: bool, *, now: float, started: float, software: str, model: Optional[str],
@@ -67,7 +67,8 @@ def fill(levels: dict[str, float], *, now: float, alert_at: float, refused: Iter
 
 def event(row: dict, site_id: str) -> dict:
     """One decision from the event log's outbox (``EventLog.unpublished``)."""
-    return {"id": row["uid"], "site": site_id, "time": _iso(row["t"]), "class": row["label"], "bin": row["bin_id"],
+    return {"id": row["uid"], "site": site_id, "time": _iso(row["t"], "milliseconds"), "class": row["label"],
+            "bin": row["bin_id"],
             "score": round(float(row["score"] or 0.0), 4), "corrected": bool(row["corrected"]),
             "unsure": bool(row["unsure"]), "weight_g": row["weight_g"],
             "drop_confirmed": None if row["drop_confirmed"] is None else bool(row["drop_confirmed"])}
