@@ -35,7 +35,7 @@ LOGIN_REFUSED = "E601"  # the broker refused the credentials (or the client cert
 UNREACHABLE = "E602"  # no connection: network, broker down, TLS (the message says which)
 CREDENTIALS = "E603"  # fleet.password_file or a TLS file cannot be read
 IN_FLIGHT = 50  # events sent and not yet acknowledged, at most
-STATUS_EVERY_S = 60.0
+STATUS_EVERY_S = 300.0  # a heartbeat; a kiosk that vanishes is said offline at once by its Last Will
 FILL_EVERY_S = 300.0
 TICK_S = 0.2
 

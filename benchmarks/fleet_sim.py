@@ -1,0 +1,210 @@
+"""A city's fleet against one Mosquitto on loopback: N simulated kiosks, a broker outage, what arrives.
+
+Each simulated kiosk is the kiosk's own telemetry path: an ``EventLog`` (the
+outbox, on tmpfs) and a ``FleetPublisher`` with its paho client, fed items
+at a realistic rate sped up ``--speed`` times, with fill levels that grow.
+Half-way the broker is killed for ``--outage-s`` seconds (``--speed`` x that
+in kiosk time: 10 s at 60x is a 10-minute outage) and started again on the
+same port. A listener on ``#`` counts what arrives.
+
+Prints: events recorded / received / lost / duplicated; delivery latency
+p50/p99 outside the outage (record -> listener, same clock); broker CPU and
+peak RSS; bytes per kiosk per day at the given item rate (MQTT payload,
+topic and header bytes of every message the kiosk sends, its PUBACKs and
+keep-alives; TCP/TLS overhead not counted).
+
+    python benchmarks/fleet_sim.py --kiosks 1000 [--minutes 3] [--speed 60] [--items-per-hour 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import resource
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kiosk.appliance.eventlog import EventLog  # noqa: E402
+from kiosk.config import FleetConfig  # noqa: E402
+from kiosk.datatypes import Decision  # noqa: E402
+from kiosk.fleet.publisher import FleetPublisher, STATUS_EVERY_S, FILL_EVERY_S  # noqa: E402
+from tests.broker import Broker, wait_until  # noqa: E402
+
+PREFIX = "city"
+BINS = ("glass", "paper", "packaging", "residual")
+
+
+class Counter:
+    """The city's side: every message on ``#``, its size, and each event's delivery latency."""
+
+    def __init__(self, port: int):
+        self.lock = threading.Lock()
+        self.events: dict[str, int] = {}  # event id -> times received
+        self.latency: list[tuple[float, float]] = []  # (received at, seconds)
+        self.bytes_by_topic: dict[str, int] = {}
+        self.count_by_topic: dict[str, int] = {}
+        self.connect(port)
+
+    def connect(self, port: int) -> None:
+        """(Again, after the broker restarts: it keeps no sessions.) The tallies go on."""
+        import paho.mqtt.client as mqtt
+
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"city-{time.time_ns()}")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{PREFIX}/#", qos=1)
+        self.client.on_message = self.on_message
+        self.client.connect("127.0.0.1", port, keepalive=60)
+        self.client.loop_start()
+
+    def on_message(self, client, userdata, msg):
+        now = time.time()
+        name = msg.topic.rsplit("/", 1)[-1]
+        with self.lock:
+            # what the kiosk sent: fixed header (2) + topic length (2) + topic + packet id (2) + payload
+            self.bytes_by_topic[name] = self.bytes_by_topic.get(name, 0) + 6 + len(msg.topic) + len(msg.payload)
+            self.count_by_topic[name] = self.count_by_topic.get(name, 0) + 1
+            if name == "events":
+                e = json.loads(msg.payload)
+                self.events[e["id"]] = self.events.get(e["id"], 0) + 1
+                self.latency.append((now, now - dt.datetime.fromisoformat(e["time"]).timestamp()))
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds so far, peak RSS in bytes) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    peak = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) * 1024
+    return cpu, peak
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kiosks", type=int, default=1000)
+    ap.add_argument("--minutes", type=float, default=3.0, help="wall-clock length of the run")
+    ap.add_argument("--speed", type=float, default=60.0, help="kiosk time runs this many times faster")
+    ap.add_argument("--items-per-hour", type=float, default=40.0, help="items per kiosk per (kiosk) hour")
+    ap.add_argument("--outage-s", type=float, default=10.0, help="wall seconds the broker is down, half-way")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = args.kiosks * 8 + 256  # a socket and the SQLite files per kiosk, on both sides of loopback
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    import logging
+
+    logging.disable(logging.ERROR)  # 1000 kiosks losing their broker at once would fill the screen
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="fleet-sim-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    broker = Broker(work / "broker").start()
+    counter = Counter(broker.port)
+    kiosks = []
+    t0 = time.monotonic()
+    for i in range(args.kiosks):
+        log = EventLog(work / f"k{i}.db")
+        state = SimpleNamespace(faults=(), fill={b: rng.random() * 0.5 for b in BINS}, refused=frozenset())
+        cfg = FleetConfig(enabled=True, host="127.0.0.1", port=broker.port, tls=None, site_id=f"kiosk-{i:04d}",
+                          topic_prefix=PREFIX, keepalive_s=60)
+        pub = FleetPublisher(cfg, log, (lambda s=state: s), software="sim", model="kiosk-lite0@sim", tick_s=2.0)
+        log.on_decision.append(pub.nudge)
+        kiosks.append((log, state, pub))
+    started = time.monotonic() - t0
+    wait_until(lambda: all(p.connected for _, _, p in kiosks), 120, every=0.5)
+    connected_in = time.monotonic() - t0
+    cpu0, _ = proc_stats(broker.proc.pid)
+    rate = args.items_per_hour * args.speed / 3600.0  # items per wall second per kiosk
+    end = time.monotonic() + args.minutes * 60
+    outage_at = time.monotonic() + args.minutes * 30
+    outage = None
+    recorded = 0
+    peak_rss = 0
+    broker_cpu = 0.0
+    next_item = [time.monotonic() + rng.expovariate(rate) for _ in kiosks]
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if outage is None and now >= outage_at:
+            cpu, rss = proc_stats(broker.proc.pid)
+            broker_cpu += cpu - cpu0
+            peak_rss = max(peak_rss, rss)
+            broker.kill()
+            outage = (time.time(), time.time() + args.outage_s)
+            time.sleep(args.outage_s)
+            broker.start()
+            counter.close()
+            counter.connect(broker.port)
+            cpu0, _ = proc_stats(broker.proc.pid)
+            continue
+        for i, (log, state, _) in enumerate(kiosks):
+            if now >= next_item[i]:
+                b = rng.choice(BINS)
+                log.record_decision(Decision(t=0, label=b, bin_id=b, score=0.9, weight_g=rng.uniform(20, 400)))
+                state.fill = {**state.fill, b: min(1.0, state.fill[b] + 0.01)}
+                recorded += 1
+                next_item[i] = now + rng.expovariate(rate)
+        time.sleep(0.01)
+    drained = wait_until(lambda: all(log.backlog() == 0 for log, _, _ in kiosks), 300, every=1.0)
+    time.sleep(1.0)
+    cpu, rss = proc_stats(broker.proc.pid)
+    broker_cpu += cpu - cpu0
+    peak_rss = max(peak_rss, rss)
+    for log, _, pub in kiosks:
+        pub.close()
+        log.close()
+    counter.close()
+    broker.stop()
+    ids = set()
+    for i in range(len(kiosks)):
+        with sqlite3.connect(str(work / f"k{i}.db")) as conn:
+            ids |= {u for (u,) in conn.execute("SELECT uid FROM decisions")}
+
+    with counter.lock:
+        got = counter.events
+        lost = len(ids - set(got))
+        dup = sum(n - 1 for n in got.values())
+        outside = sorted(lat for at, lat in counter.latency
+                         if outage is None or not (outage[0] - 1 <= at <= outage[1] + 60))
+        sizes = {k: counter.bytes_by_topic[k] / max(1, counter.count_by_topic[k]) for k in counter.bytes_by_topic}
+    p50 = statistics.median(outside) if outside else float("nan")
+    p99 = outside[int(0.99 * (len(outside) - 1))] if outside else float("nan")
+    items_per_day = args.items_per_hour * 24
+    per_day = (items_per_day * (sizes.get("events", 0) + 4)  # + its PUBACK
+               + 86400 / STATUS_EVERY_S * (sizes.get("status", 0) + sizes.get("health", 0) + 8)
+               + 86400 / FILL_EVERY_S * sizes.get("fill", 0)
+               + items_per_day * sizes.get("fill", 0) / 4  # a fill change at most every few items (1 % steps)
+               + 86400 / 60 * 4  # keep-alive ping and answer
+               + sizes.get("daily", 0))
+    from kiosk.model.cpuinfo import cpu_info
+
+    print(f"kiosks: {args.kiosks} (started in {started:.0f} s, all connected after {connected_in:.0f} s)")
+    print(f"events: {len(ids)} recorded, {len(got)} received, {lost} lost, {dup} duplicated"
+          f"{'' if drained else ' (outboxes not drained!)'}")
+    print(f"latency outside the outage: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({len(outside)} events)")
+    print(f"outage: broker down {args.outage_s:.0f} s = {args.outage_s * args.speed / 60:.0f} min of kiosk time")
+    print(f"broker: {broker_cpu:.1f} CPU s over {args.minutes:.1f} min, peak RSS {peak_rss / 1e6:.0f} MB")
+    print(f"bytes per kiosk per day at {items_per_day:.0f} items/day: {per_day / 1e6:.2f} MB "
+          f"(message sizes: {', '.join(f'{k} {v:.0f} B' for k, v in sorted(sizes.items()))})")
+    print(f"measured on: {cpu_info().describe()}, mosquitto on loopback, python {sys.version.split()[0]}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if lost == 0 and drained else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
