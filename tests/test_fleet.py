@@ -47,7 +47,8 @@ def publisher(cfg, log, state=None, **kw):
 
     current = state if state is not None else view()
     return FleetPublisher(cfg, log, lambda: current if not callable(current) else current(), software="0.1.0",
-                          model="kiosk-lite0@abc", next_steps={"E200": "check the camera cable"}, **kw)
+                          model="kiosk-lite0@abc", next_steps={"E200": "check the camera cable"},
+                          capacity_kg={"glass": 30.0}, **kw)
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_events_and_retained_state_reach_the_broker(tmp_path, broker):
         (status,) = listener.on("status")[-1:]
         assert status["online"] is True and status["model"] == "kiosk-lite0@abc" and status["software"] == "0.1.0"
         fill = listener.on("fill")[-1]
-        assert fill["bins"]["glass"] == {"fill_pct": 90.0, "alert": True, "refusing": False}
+        assert fill["bins"]["glass"] == {"fill_pct": 90.0, "kg": 27.0, "alert": True, "refusing": False}
         assert fill["bins"]["paper"]["alert"] is False
         assert listener.on("health")[-1]["faults"] == []
         state["v"] = view(faults=[Fault("E200", PartKind.CAMERA, "no frames for 5 s")])
@@ -292,3 +293,33 @@ def test_the_readme_topic_table_is_the_code(repo):
     text = (repo / "README.md").read_text(encoding="utf-8")
     for name, (retained, qos, what) in TOPICS.items():
         assert f"| `<prefix>/<site_id>/{name}` | {'yes' if retained else 'no'} | {qos} | {what} |" in text, name
+
+
+def test_the_kiosk_itself_publishes_what_it_sorts(tmp_path, broker, config_dict, scene_model):
+    """`kiosk run` with fleet enabled: items the synthetic camera shows reach the broker; the log agrees."""
+    import signal as _signal
+
+    from tests.test_cli import start, wait_for, write_config
+
+    config_dict["gpio"]["pin_factory"] = "mock"
+    for b in config_dict["bins"]:
+        b["scale"] = {"type": "none"}  # mock pins have no HX711 behind them (the demo simulates those)
+    config_dict["fleet"] = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "tls": None,
+                            "site_id": "kiosk-run", "topic_prefix": PREFIX}
+    path = write_config(tmp_path, config_dict, scene_model)
+    listener = Listener(broker)
+    proc = start(tmp_path, "run", "--config", str(path))
+    try:
+        assert wait_until(lambda: len(listener.on("events")) >= 1 or proc.poll() is not None, 90), \
+            proc.log_path.read_text()[-3000:]
+        assert listener.on("status")[-1]["online"] is True
+        proc.send_signal(_signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    assert listener.on("status")[-1]["online"] is False and listener.on("status")[-1]["reason"] == "stopped"
+    sent = {e["id"] for e in listener.on("events")}
+    assert sent <= uids(tmp_path / "data" / "events.db") and all(e["site"] == "kiosk-run" for e in listener.on("events"))
+    assert "Traceback" not in wait_for(proc, "stopped", 1)

@@ -50,7 +50,8 @@ class FleetPublisher(Closable):
     def __init__(self, cfg: FleetConfig, eventlog, view: Callable[[], object], *, software: str,
                  model: Optional[str] = None, resolve: Callable[[str], Path] = Path,
                  next_steps: Optional[dict[str, str]] = None, clock: Callable[[], float] = time.time,
-                 connect_timeout_s: float = 10.0, tick_s: float = TICK_S):
+                 connect_timeout_s: float = 10.0, tick_s: float = TICK_S,
+                 capacity_kg: Optional[dict[str, float]] = None):
         import paho.mqtt.client as mqtt
 
         self.cfg = cfg
@@ -61,6 +62,7 @@ class FleetPublisher(Closable):
         self.clock = clock
         self.connect_timeout_s = connect_timeout_s
         self.tick_s = tick_s
+        self.capacity_kg = dict(capacity_kg or {})
         self._wake = threading.Event()  # nudge(): an item was recorded, send it now rather than at the next tick
         self.started = clock()
         self._fault: Optional[Fault] = None
@@ -253,8 +255,8 @@ class FleetPublisher(Closable):
         refused = frozenset(getattr(view, "refused", ()) or ())
         shown = tuple(sorted((b, round(v, 2) if v == v else None) for b, v in levels.items()))  # 1 % steps
         if self._due("fill", FILL_EVERY_S, (shown, refused)):
-            self._publish("fill", topics.fill(levels, now=now, alert_at=self.cfg.fill_alert, refused=refused),
-                          retain=True)
+            self._publish("fill", topics.fill(levels, now=now, alert_at=self.cfg.fill_alert, refused=refused,
+                                              capacity_kg=self.capacity_kg), retain=True)
         self._send_events()
         self._send_daily(now)
 

@@ -19,7 +19,7 @@ TOPICS = {
     "status": (True, 1, "online/offline (offline is the broker's Last Will), software and model version, uptime, "
                         "outbox backlog, time of the last item sent"),
     "health": (True, 1, "current fault codes with part, message and next step (empty list: all well)"),
-    "fill": (True, 1, "per bin: fill % and alert flag at fleet.fill_alert"),
+    "fill": (True, 1, "per bin: fill %, kg and the alert flag at fleet.fill_alert (plan the pickups)"),
     "events": (False, 1, "one message per item: id, time, class, score, bin, corrected, unsure, weight"),
     "daily": (True, 1, "items per bin and per class for one local day, sent after midnight"),
 }
@@ -58,11 +58,17 @@ def health(faults: Iterable, *, now: float, next_steps: dict[str, str]) -> dict:
          "next_step": next_steps.get(f.code, "")} for f in faults]}
 
 
-def fill(levels: dict[str, float], *, now: float, alert_at: float, refused: Iterable[str] = ()) -> dict:
-    refused = set(refused)
-    return {"time": _iso(now), "alert_at": alert_at, "bins": {
-        b: {"fill_pct": round(100.0 * max(0.0, min(1.0, v)), 1), "alert": v >= alert_at, "refusing": b in refused}
-        for b, v in sorted(levels.items())}}
+def fill(levels: dict[str, float], *, now: float, alert_at: float, refused: Iterable[str] = (),
+         capacity_kg: Optional[dict[str, float]] = None) -> dict:
+    """``levels``: bin -> fill fraction (the scales'); kg from each bin's ``capacity_kg``."""
+    refused, capacity_kg = set(refused), capacity_kg or {}
+
+    def one(b, v):
+        v = max(0.0, min(1.0, v))
+        kg = round(v * capacity_kg[b], 2) if b in capacity_kg else None
+        return {"fill_pct": round(100.0 * v, 1), "kg": kg, "alert": v >= alert_at, "refusing": b in refused}
+
+    return {"time": _iso(now), "alert_at": alert_at, "bins": {b: one(b, v) for b, v in sorted(levels.items())}}
 
 
 def event(row: dict, site_id: str) -> dict:
