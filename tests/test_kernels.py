@@ -229,3 +229,21 @@ def test_the_emulated_avx2_cpu_exposes_saturating_int8_kernels(tmp_path):
     reference = run_batch(make_session(model, 1, optimise=False), x)
     avx2 = logits_under_qemu(model, x, tmp_path, timeout=600)
     assert np.abs(avx2 - reference).max() > 0.5, "qemu's Haswell did not reach the saturating kernels"
+
+
+def test_an_emulated_arm64_does_not_claim_the_hosts_x86_flags(tmp_path, monkeypatch):
+    """Under qemu-user, /proc/cpuinfo is the x86 host's: figures must not say 'aarch64; avx2'."""
+    import platform
+
+    from kiosk.model.cpuinfo import cpu_info
+
+    host = tmp_path / "cpuinfo"
+    host.write_text("processor : 0\nmodel name : AMD EPYC\nflags : fpu sse2 avx avx2 fma\n")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    info = cpu_info(host)
+    assert info.model == "qemu-user emulated ARM64 on AMD EPYC" and info.kernel_flags == [] and info.int8_path == "arm64"
+    arm = tmp_path / "arm"
+    arm.write_text("processor : 0\nFeatures : fp asimd asimddp\nCPU part : 0xd0b\n")
+    assert cpu_info(arm).kernel_flags == ["asimddp"]  # a real ARM's features are kept
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert cpu_info(host).kernel_flags == ["avx2"]

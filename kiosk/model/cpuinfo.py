@@ -73,4 +73,12 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> CpuInfo:
         text = ""
     model, flags = _parse(text)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return CpuInfo(platform.machine(), model or platform.processor() or "unknown CPU", flags, cpus)
+    arch = platform.machine()
+    if arch in ("aarch64", "arm64") and flags & X86_ONLY:
+        # qemu-user passes the host's /proc/cpuinfo through: this is an emulated ARM64, and the x86 host's
+        # flags say nothing about the kernels it runs (qemu's "max" CPU model)
+        model, flags = f"qemu-user emulated ARM64 on {model or 'an x86 host'}", frozenset()
+    return CpuInfo(arch, model or platform.processor() or "unknown CPU", flags, cpus)
+
+
+X86_ONLY = frozenset({"sse2", "avx", "avx2", "ssse3"})  # flags no ARM cpuinfo has
