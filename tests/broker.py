@@ -56,13 +56,17 @@ def make_certs(d: Path) -> dict:
 class Broker:
     """``mosquitto -c CONF`` on 127.0.0.1:``port``; ``stop``/``kill`` and ``start`` again on the same port."""
 
-    def __init__(self, work: Path, *, tls: Optional[dict] = None, users: Optional[dict] = None, port: int = 0):
+    def __init__(self, work: Path, *, tls: Optional[dict] = None, users: Optional[dict] = None, port: int = 0,
+                 persistent: bool = False):
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.tls, self.users = tls, users
         self.proc: Optional[subprocess.Popen] = None
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {self.work / 'broker.log'}",
+        # persistent: sessions saved every second, so a consumer's subscription survives a kill (as a city's broker)
+        keep = ["persistence true", f"persistence_location {self.work}/", "autosave_interval 1"] if persistent \
+            else ["persistence false"]
+        lines = [f"listener {self.port} 127.0.0.1", *keep, f"log_dest file {self.work / 'broker.log'}",
                  "log_type error", "log_type warning", "log_type notice"]
         if os.geteuid() == 0:  # as root mosquitto would switch to its own user, who cannot read the test's files
             lines.append("user root")
