@@ -134,6 +134,12 @@ def run_group(first: int, count: int, port: int, work: Path, args, t_end: float,
                 next_item[i] = now + rng.expovariate(rate)
         time.sleep(0.01)
     drained = wait_until(lambda: all(log.backlog() == 0 for log, _, _ in kiosks), 300, every=1.0)
+    stuck = [(pub.cfg.site_id, pub.connected, log.backlog(), [f.message for f in pub.faults()],
+              len(pub._in_flight), pub._client.is_connected(), len(pub._client._out_messages),
+              pub._thread.is_alive(), log.unpublished(3))
+             for log, _, pub in kiosks if log.backlog()]
+    for st in stuck[:3]:
+        print("not drained:", st, file=sys.stderr, flush=True)
     for log, _, pub in kiosks:
         pub.close()
         log.close()

@@ -64,8 +64,8 @@ class Broker:
         self.tls, self.users = tls, users
         self.proc: Optional[subprocess.Popen] = None
         # persistent: sessions saved every second, so a consumer's subscription survives a kill (as a city's broker)
-        keep = ["persistence true", f"persistence_location {self.work}/", "autosave_interval 1"] if persistent \
-            else ["persistence false"]
+        keep = ["persistence true", f"persistence_location {self.work}/", "autosave_interval 1",
+                "max_queued_messages 0"] if persistent else ["persistence false"]  # 0: queue all for a consumer away
         lines = [f"listener {self.port} 127.0.0.1", *keep, f"log_dest file {self.work / 'broker.log'}",
                  "log_type error", "log_type warning", "log_type notice"]
         if os.geteuid() == 0:  # as root mosquitto would switch to its own user, who cannot read the test's files

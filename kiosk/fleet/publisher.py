@@ -35,6 +35,7 @@ LOGIN_REFUSED = "E601"  # the broker refused the credentials (or the client cert
 UNREACHABLE = "E602"  # no connection: network, broker down, TLS (the message says which)
 CREDENTIALS = "E603"  # fleet.password_file or a TLS file cannot be read
 IN_FLIGHT = 50  # events sent and not yet acknowledged, at most
+ACK_TIMEOUT_S = 30.0  # an event sent this long ago without an acknowledgement is sent again
 STATUS_EVERY_S = 300.0  # a heartbeat; a kiosk that vanishes is said offline at once by its Last Will
 FILL_EVERY_S = 300.0
 TICK_S = 0.2
@@ -66,8 +67,11 @@ class FleetPublisher(Closable):
         self._wake = threading.Event()  # nudge(): an item was recorded, send it now rather than at the next tick
         self.started = clock()
         self._fault: Optional[Fault] = None
-        self._lock = threading.Lock()
-        self._in_flight: dict[int, int] = {}  # paho message id -> decision id
+        # Never held across a paho call: paho calls on_publish holding its own locks (lock order).
+        self._lock = threading.RLock()
+        self._in_flight: dict[int, tuple[int, float]] = {}  # paho message id -> (decision id, sent at)
+        self._early: set[int] = set()  # acknowledged before the id was mapped (a fast broker)
+        self._session = 0  # +1 at every disconnect: a mapping made for an older session is void
         self._acked: list[int] = []
         self._connected = threading.Event()
         self._stop = threading.Event()
@@ -145,14 +149,17 @@ class FleetPublisher(Closable):
         self._connected.clear()
         with self._lock:
             self._in_flight.clear()  # not acknowledged: still in the outbox, sent again after reconnecting
+            self._early.clear()
+            self._session += 1
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self._lock:
-            decision = self._in_flight.pop(mid, None)
-            if decision is not None:
-                self._acked.append(decision)
-        if decision is not None:
-            self._wake.set()  # mark it, and send the next
+            entry = self._in_flight.pop(mid, None)
+            if entry is not None:
+                self._acked.append(entry[0])
+            else:
+                self._early.add(mid)
+        self._wake.set()  # mark it, and send the next
 
     def _set_fault(self, code: Optional[str], message: str = "") -> None:
         with self._lock:
@@ -170,6 +177,9 @@ class FleetPublisher(Closable):
             if not self._usable:
                 self._stop.wait(1.0)
                 continue
+            if self._connected.is_set() and not self._client.is_connected():
+                # the network thread ended with the connection without a disconnect callback: start over
+                self._on_disconnect(self._client, None, None, "connection lost", None)
             if not self._connected.is_set():
                 if now >= next_try:
                     if self._connect():
@@ -261,9 +271,13 @@ class FleetPublisher(Closable):
         self._send_daily(now)
 
     def _send_events(self) -> None:
+        now = time.monotonic()
         with self._lock:
+            for mid in [m for m, (_, at) in self._in_flight.items() if now - at > ACK_TIMEOUT_S]:
+                del self._in_flight[mid]  # no answer: the row is still unmarked and goes again (at least once)
             room = IN_FLIGHT - len(self._in_flight)
-            busy = set(self._in_flight.values())
+            busy = {d for d, _ in self._in_flight.values()}
+            session = self._session
         if room <= 0:
             return
         for row in self.eventlog.unpublished(limit=room + len(busy)):
@@ -272,10 +286,17 @@ class FleetPublisher(Closable):
             if room <= 0:
                 break
             info = self._publish("events", topics.event(row, self.cfg.site_id), retain=False)
-            if info.rc != 0:  # not connected after all: the outbox keeps it
+            if info.rc != 0:  # not connected after all: the outbox keeps it, and the connection is made again
+                self._on_disconnect(self._client, None, None, f"publish refused ({info.rc})", None)
                 break
             with self._lock:
-                self._in_flight[info.mid] = row["id"]
+                if session != self._session:  # disconnected meanwhile: it goes again with the next session
+                    break
+                if info.mid in self._early:
+                    self._early.discard(info.mid)
+                    self._acked.append(row["id"])
+                else:
+                    self._in_flight[info.mid] = (row["id"], time.monotonic())
             self._last_item = max(self._last_item or 0.0, float(row["t"]))
             self.sent += 1
             room -= 1
