@@ -202,8 +202,7 @@ def open_fleet(cfg: KioskConfig, eventlog, worker):
     fleet = FleetPublisher(cfg.fleet, eventlog, worker.view, software=__version__, model=model, resolve=cfg.resolve,
                            next_steps=NEXT_STEPS, capacity_kg={b.id: b.capacity_kg for b in cfg.bins})
     worker.watch(frozenset({PartKind.FLEET}), fleet.faults)
-    if hasattr(eventlog, "on_decision"):
-        eventlog.on_decision.append(fleet.nudge)  # each item goes out as soon as it is recorded
+    eventlog.on_decision.append(fleet.nudge)  # each item goes out as soon as it is recorded
     return fleet
 
 

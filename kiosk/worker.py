@@ -102,6 +102,7 @@ class Worker:
         self.heartbeat = clock()
         self.screen_heartbeat: Optional[float] = None  # None: no screen to wait for (tests, bench, eval)
         self._watched: list[tuple[frozenset, Callable[[], list]]] = []
+        self.watch(LOG_KINDS, self.eventlog.faults)  # writes failing, file started afresh
         self.language = cfg.ui.default_language
         self._view = View(language=self.language)
         self._view_lock = threading.Lock()
@@ -171,8 +172,7 @@ class Worker:
         self.hardware.poll(now)
         if self.faults.sync(DEVICE_KINDS, self.hardware.faults()):  # before commands: no touch opens past a fault
             self._close_all()
-        self.faults.sync(LOG_KINDS, self.eventlog.faults())  # a warning: the kiosk sorts on, the screen says so
-        for kinds, current in self._watched:  # parts on threads of their own (fleet telemetry)
+        for kinds, current in self._watched:  # the event log, fleet telemetry: warnings, the kiosk sorts on
             self.faults.sync(kinds, current())
         self._commands(now)
         if not self._ensure_parts(now):

@@ -530,6 +530,7 @@ class NullEventLog:
 
     def __init__(self, failed: Optional[Fault] = None):
         self._faults = (failed,) if failed is not None else ()
+        self.on_decision: list[Callable[[], None]] = []  # nothing is recorded, so never called
 
     def record_decision(self, decision: Decision, image=None) -> None:
         pass
