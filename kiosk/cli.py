@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that add their own sub-commands (register(sub)); tests import each one.
 COMMAND_MODULES = ("kiosk.screens.snapshot", "kiosk.appliance.hardware_cli", "kiosk.appliance.stats_cli",
-                   "kiosk.fleet.status_cli")
+                   "kiosk.fleet.status_cli", "kiosk.updates.cli")
 
 
 def main(argv=None) -> int:

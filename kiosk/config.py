@@ -198,6 +198,17 @@ class FleetConfig(Strict):
     fill_alert: float = Field(0.85, ge=0.1, le=1.0, description="Fill fraction that raises a bin's alert flag.")
 
 
+class UpdatesConfig(Strict):
+    """Signed model updates (README "Model updates"). The daily check is off by default."""
+
+    trusted_root: Optional[str] = Field(None, max_length=4096,
+                                        description="The repository's root.json, put in the image (kiosk model keys makes it).")
+    source: Optional[str] = Field(None, min_length=1, max_length=2048, pattern=r"^(https?://\S+|file://\S+|[^:\s][^\n]*)$",
+                                  description="http(s) URL of the update repository, or a folder (a USB stick).")
+    daily_check: bool = Field(False, description="Look for a new model once a day (needs source and trusted_root).")
+    check_hour: int = Field(3, ge=0, le=23, description="Local hour of the daily check.")
+
+
 class KioskConfig(Strict):
     camera: CameraConfig = CameraConfig()
     enhance: EnhanceConfig = EnhanceConfig()
@@ -211,6 +222,7 @@ class KioskConfig(Strict):
     service: ServiceConfig = ServiceConfig()
     storage: StorageConfig = StorageConfig()
     fleet: FleetConfig = FleetConfig()
+    updates: UpdatesConfig = UpdatesConfig()
 
     # Set by load_config (not from YAML): where relative paths start.
     base_dir: Path = Field(Path("."), exclude=True)
@@ -323,6 +335,9 @@ def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
         problems.append("fleet.password_file: needs fleet.username")
     if fl.tls is not None and bool(fl.tls.cert_file) != bool(fl.tls.key_file):
         problems.append("fleet.tls: cert_file and key_file go together")
+    if cfg.updates.daily_check:
+        problems += [f"updates.{k}: required when updates.daily_check is true" for k in ("source", "trusted_root")
+                     if getattr(cfg.updates, k) is None]
     if cfg.service.pin_hash and cfg.service.pin_hash_file:
         problems.append("service.pin_hash_file: set it or service.pin_hash, not both (keep the hash in the file)")
 

@@ -70,3 +70,15 @@ class HardwareError(KioskError):
     """A flap, switch or scale misbehaved."""
 
     code = "E400"
+
+
+class UpdateError(KioskError):
+    """A model update was refused or could not be installed; the running model is untouched.
+
+    E701: refused by TUF (a signature, threshold, hash, rollback or expiry check failed).
+    E702: the canary failed (the new model does not load, answers its reference photos wrongly, or is too slow).
+    E703: the update source cannot be reached. E704: the data partition cannot take the install.
+    E705: the update settings or a command's arguments are wrong (no trusted root, no keys).
+    """
+
+    code = "E700"

@@ -23,10 +23,11 @@ class PartKind(str, Enum):
     HARDWARE = "hardware"
     EVENTLOG = "eventlog"
     FLEET = "fleet"
+    UPDATE = "update"
 
 
 # Kinds whose faults leave the kiosk sorting (the bin is refused, or only records suffer).
-WARNING_KINDS = frozenset({PartKind.FLAP, PartKind.EVENTLOG, PartKind.FLEET})
+WARNING_KINDS = frozenset({PartKind.FLAP, PartKind.EVENTLOG, PartKind.FLEET, PartKind.UPDATE})
 
 
 @dataclass(frozen=True)
@@ -74,4 +75,9 @@ NEXT_STEPS = {
     "E601": "check fleet.username and fleet.password_file (or the client certificate)",
     "E602": "check the network and fleet.host/port; a certificate error: check fleet.tls.ca_file",
     "E603": "make the file the message names readable by the kiosk",
+    "E701": "none on the kiosk: the update was refused as unsigned, tampered, older or expired; tell the publisher",
+    "E702": "none on the kiosk (it kept or went back to the previous model); send `kiosk model status` to the publisher",
+    "E703": "check the network or the USB stick given to --from (updates.source)",
+    "E704": "free space on /var/lib/kiosk: `kiosk doctor`",
+    "E705": "set updates.trusted_root to the image's root.json (made by `kiosk model keys`)",
 }

@@ -77,8 +77,13 @@ def atomic_write_text(path: Path, text: str, mode: Optional[int] = None) -> None
         except FileNotFoundError:
             pass
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)  # make the rename itself durable
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the names in ``folder`` (a rename, a new file, a switched link) survive a power cut."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -87,6 +92,19 @@ def atomic_write_text(path: Path, text: str, mode: Optional[int] = None) -> None
         pass
     finally:
         os.close(dfd)
+
+
+def switch_symlink(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` in one step: a crash leaves the old link or the new one, never none."""
+    link = Path(link)
+    tmp = link.with_name(f".{link.name}.new")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    fsync_dir(link.parent)
 
 
 MAX_JSON_BYTES = 1 << 20  # the kiosk's own JSON files are a few KB

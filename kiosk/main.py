@@ -94,18 +94,53 @@ class App:
 
 
 def build_worker(cfg: KioskConfig, *, demo: bool = False, stop: Optional[StopFlag] = None,
-                 hardware=None, eventlog=None, realtime: bool = True, startup_faults=()) -> Worker:
+                 hardware=None, eventlog=None, realtime: bool = True, startup_faults=(),
+                 on_model_rollback=lambda reason: None) -> Worker:
     """The worker with the configured camera, model, hardware and event log."""
     from kiosk.camera import open_camera
-    from kiosk.classifier import OnnxClassifier
+    from kiosk.updates.store import ModelStore, open_running
 
-    clahe = cfg.enhance.clahe
+    store = ModelStore.for_config(cfg)
+    load = model_loader(cfg)
 
-    def load_classifier():
-        return OnnxClassifier(cfg.model_path, threads=cfg.model.threads, clahe=clahe)
+    def load_classifier():  # the active update, rolled back by itself if it does not load; else the factory model
+        return open_running(store, load, on_rollback=on_model_rollback)
 
     return Worker(cfg, lambda: open_camera(cfg.camera, realtime=realtime, allow_synthetic=demo), load_classifier,
                   hardware=hardware, eventlog=eventlog, stop=stop, startup_faults=startup_faults)
+
+
+def model_loader(cfg: KioskConfig):
+    """path -> classifier, as the kiosk loads its model (threads, CLAHE): the kiosk, an update's canary."""
+    from kiosk.classifier import OnnxClassifier
+
+    return lambda path: OnnxClassifier(path, threads=cfg.model.threads, clahe=cfg.enhance.clahe)
+
+
+def open_model_watcher(cfg: KioskConfig, worker: Worker, fleet=None):
+    """The thread that follows ``kiosk model update``/``rollback`` (and runs the daily check when set)."""
+    from kiosk.updates.store import ModelStore, model_label
+    from kiosk.updates.watcher import ModelWatcher
+
+    store = ModelStore.for_config(cfg)
+    load = model_loader(cfg)
+
+    def offer(classifier) -> None:
+        worker.offer_classifier(classifier)
+        if fleet is not None:  # the status topic names the model the kiosk runs
+            fleet.model = model_label(classifier.path)
+
+    daily = None
+    if cfg.updates.daily_check:
+        from kiosk.updates.install import update
+
+        def daily():
+            log.info("daily model check: %s", update(store, cfg.updates.source, cfg.resolve(cfg.updates.trusted_root),
+                                                      load).message)
+
+    watcher = ModelWatcher(store, load, offer, daily=daily, check_hour=cfg.updates.check_hour)
+    worker.watch(frozenset({PartKind.UPDATE}), watcher.faults)
+    return watcher
 
 
 def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = None) -> int:
@@ -113,7 +148,7 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
     from kiosk.appliance.lifecycle import graceful_signals
 
     stop = StopFlag()
-    hardware = eventlog = fleet = None
+    hardware = eventlog = fleet = watcher = None
     surface = None
     with graceful_signals(stop):
         try:
@@ -135,8 +170,10 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
                 log.error("flaps/scales did not start: %s", e)
                 faults.append(Fault(e.code, PartKind.HARDWARE, str(e)))
             worker = build_worker(cfg, demo=demo, stop=stop, hardware=hardware, eventlog=eventlog,
-                                  startup_faults=faults)
+                                  startup_faults=faults,  # the watcher exists by the time the worker loads
+                                  on_model_rollback=lambda why: watcher.rolled_back(why) if watcher else None)
             fleet = open_fleet(cfg, eventlog, worker) if cfg.fleet.enabled and not demo else None
+            watcher = open_model_watcher(cfg, worker, fleet) if not demo else None
             from kiosk.ui import KioskUI, open_display
 
             surface = open_display(cfg.ui)
@@ -145,7 +182,7 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
             log.info("stopped: %s", stop.signal_name)
             return code
         finally:
-            for closer in (fleet, hardware, eventlog):  # the publisher first: it reads the log
+            for closer in (watcher, fleet, hardware, eventlog):  # the publisher before the log it reads
                 if closer is not None:
                     try:
                         closer.close()
@@ -189,16 +226,11 @@ def open_eventlog(cfg: KioskConfig):
 def open_fleet(cfg: KioskConfig, eventlog, worker):
     """The MQTT publisher (fleet.enabled): its faults are the worker's warnings, its outbox the event log."""
     from kiosk import __version__
-    from kiosk.classifier import ModelCard, card_path
-    from kiosk.errors import KioskError
     from kiosk.faults import NEXT_STEPS
     from kiosk.fleet.publisher import FleetPublisher
+    from kiosk.updates.store import model_label, running_model
 
-    try:
-        card = ModelCard.load(card_path(cfg.model_path))
-        model = f"{card.raw.get('name', cfg.model_path.stem)}@{card.sha256[:12]}"
-    except KioskError:
-        model = None
+    model = model_label(running_model(cfg))
     fleet = FleetPublisher(cfg.fleet, eventlog, worker.view, software=__version__, model=model, resolve=cfg.resolve,
                            next_steps=NEXT_STEPS, capacity_kg={b.id: b.capacity_kg for b in cfg.bins})
     worker.watch(frozenset({PartKind.FLEET}), fleet.faults)

@@ -24,7 +24,7 @@ from kiosk.classifier import Classifier
 from kiosk.commands import ChooseBin, PinChecked, Service, ServiceMode, SetLanguage
 from kiosk.config import KioskConfig
 from kiosk.datatypes import Decision, Frame, Presence
-from kiosk.decision import Effect
+from kiosk.decision import Effect, State
 from kiosk.devices.front import HardwareFront, NullHardware
 from kiosk.errors import CameraError, HardwareError, KioskError, ModelError
 from kiosk.faultbook import FaultBook
@@ -90,6 +90,8 @@ class Worker:
             load_classifier, ModelError, Backoff(2.0, 60.0),
             on_failed=lambda e: self._fault(Fault.from_error(e, PartKind.MODEL)), on_opened=self._model_opened)
         self.pipeline: Optional[Pipeline] = None
+        self._offered: Optional[Classifier] = None  # a new model, checked elsewhere, waiting for a pause
+        self._offer_lock = threading.Lock()
         self.faults = FaultBook(self.eventlog.record_fault, startup_faults)
         self.service = ServiceSession()
         self.tally = DailyTally(self.eventlog.counts_today())
@@ -123,6 +125,28 @@ class Worker:
     def watch(self, kinds: frozenset, current: Callable[[], list]) -> None:
         """Keep the faults of ``kinds`` equal to ``current()`` every step (a part the worker does not run)."""
         self._watched.append((frozenset(kinds), current))
+
+    def offer_classifier(self, classifier: Classifier) -> None:
+        """A loaded, checked model (kiosk.updates.watcher): used from the next idle moment, between two items."""
+        with self._offer_lock:
+            old, self._offered = self._offered, classifier
+        if old is not None:  # offered twice before a pause: the newer one wins
+            old.close()
+
+    def _take_offered(self) -> None:
+        """Swap in an offered model while nobody is mid-decision: no item is judged by two models."""
+        if self._offered is None or (self.pipeline is not None and self.pipeline.decider.state is not State.IDLE):
+            return
+        with self._offer_lock:
+            new, self._offered = self._offered, None
+        old = self._model.part
+        self._model.part = new
+        if self.pipeline is not None:
+            self.pipeline.classifier = new
+        self._model_opened(new)
+        if old is not None and old is not new:
+            old.close()
+        log.info("now sorting with %s", getattr(new, "path", "the new model"))
 
     def screen_drawn(self) -> None:
         """The main thread put a frame on the screen (called after every flip)."""
@@ -175,6 +199,7 @@ class Worker:
         for kinds, current in self._watched:  # the event log, fleet telemetry: warnings, the kiosk sorts on
             self.faults.sync(kinds, current())
         self._commands(now)
+        self._take_offered()
         if not self._ensure_parts(now):
             self._publish(None, Presence(False))
             self.stop.wait(0.1)

@@ -39,6 +39,7 @@ ACK_TIMEOUT_S = 30.0  # an event sent this long ago without an acknowledgement i
 STATUS_EVERY_S = 300.0  # a heartbeat; a kiosk that vanishes is said offline at once by its Last Will
 FILL_EVERY_S = 300.0
 TICK_S = 0.2
+RECHECK_S = 30.0  # the outbox is read again at least this often, even with nothing said to have changed
 
 
 class FleetPublisher(Closable):
@@ -73,6 +74,11 @@ class FleetPublisher(Closable):
         self._early: set[int] = set()  # acknowledged before the id was mapped (a fast broker)
         self._session = 0  # +1 at every disconnect: a mapping made for an older session is void
         self._acked: list[int] = []
+        # Why a flag: an idle tick must cost nothing. The outbox is read only when something may have changed
+        # (an item recorded, an acknowledgement, a new session, a send timed out) or RECHECK_S passed.
+        self._dirty = True
+        self._read_at = float("-inf")
+        self._backlog: Optional[int] = None
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._last: dict[str, tuple[float, tuple]] = {}  # retained topic -> (sent at, what it said)
@@ -102,6 +108,8 @@ class FleetPublisher(Closable):
 
     def nudge(self) -> None:
         """An item was just recorded (EventLog.on_decision): publish without waiting for the tick."""
+        with self._lock:
+            self._dirty = True
         self._wake.set()
 
     @property
@@ -159,6 +167,7 @@ class FleetPublisher(Closable):
                 self._acked.append(entry[0])
             else:
                 self._early.add(mid)
+            self._dirty = True
         self._wake.set()  # mark it, and send the next
 
     def _set_fault(self, code: Optional[str], message: str = "") -> None:
@@ -227,6 +236,8 @@ class FleetPublisher(Closable):
                                         f"fleet broker {self.cfg.host} did not answer the connection")
             return False
         self._last.clear()  # a new session: every retained topic again
+        with self._lock:
+            self._dirty = True
         return True
 
     def _publish(self, name: str, payload: dict, retain: bool):
@@ -250,9 +261,16 @@ class FleetPublisher(Closable):
                 self.acknowledged += len(acked)
             else:  # the mark did not stick: they stay in the outbox and go again (at least once)
                 log.warning("fleet: %d acknowledgements not recorded; those events will be sent again", len(acked))
+        with self._lock:
+            stale = any(time.monotonic() - at > ACK_TIMEOUT_S for _, at in self._in_flight.values())
+            read = self._dirty or stale or time.monotonic() - self._read_at > RECHECK_S
+            self._dirty = False
+        if read:
+            self._read_at = time.monotonic()
+            self._backlog = self.eventlog.backlog()
         now = self.clock()
         view = self.view()
-        backlog = self.eventlog.backlog()
+        backlog = self._backlog
         minute = None if self._last_item is None else int(self._last_item // 60)
         if self._due("status", STATUS_EVERY_S, (self.model, minute, not backlog)):  # last item: to the minute
             self._publish("status", topics.status(True, now=now, started=self.started, software=self.software,
@@ -267,7 +285,8 @@ class FleetPublisher(Closable):
         if self._due("fill", FILL_EVERY_S, (shown, refused)):
             self._publish("fill", topics.fill(levels, now=now, alert_at=self.cfg.fill_alert, refused=refused,
                                               capacity_kg=self.capacity_kg), retain=True)
-        self._send_events()
+        if read:
+            self._send_events()
         self._send_daily(now)
 
     def _send_events(self) -> None:
