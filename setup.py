@@ -27,6 +27,11 @@ setup(
         "gpiozero>=2.0",
         # fleet telemetry (fleet: in config.yaml, off by default): the MQTT client
         "paho-mqtt>=2.0,<3",
+        # signed model updates (kiosk model ...): The Update Framework's reference client, and
+        # cryptography for its Ed25519 signatures
+        "tuf>=6.0,<8",
+        "securesystemslib>=1.0",
+        "cryptography>=42",
     ],
     extras_require={
         # Raspberry Pi only. On Raspberry Pi OS prefer apt's python3-picamera2 and

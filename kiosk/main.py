@@ -130,15 +130,14 @@ def open_model_watcher(cfg: KioskConfig, worker: Worker, fleet=None):
         if fleet is not None:  # the status topic names the model the kiosk runs
             fleet.model = model_label(classifier.path)
 
-    daily = None
-    if cfg.updates.daily_check:
+    def daily_check() -> None:
         from kiosk.updates.install import update
 
-        def daily():
-            log.info("daily model check: %s", update(store, cfg.updates.source, cfg.resolve(cfg.updates.trusted_root),
-                                                      load).message)
+        outcome = update(store, cfg.updates.source, cfg.resolve(cfg.updates.trusted_root), load)
+        log.info("daily model check: %s", outcome.message)
 
-    watcher = ModelWatcher(store, load, offer, daily=daily, check_hour=cfg.updates.check_hour)
+    watcher = ModelWatcher(store, load, offer, daily=daily_check if cfg.updates.daily_check else None,
+                           check_hour=cfg.updates.check_hour)
     worker.watch(frozenset({PartKind.UPDATE}), watcher.faults)
     return watcher
 

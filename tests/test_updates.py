@@ -27,11 +27,11 @@ import pytest
 
 pytest.importorskip("tuf")
 
-from kiosk.errors import ModelError, UpdateError  # noqa: E402
+from kiosk.errors import UpdateError  # noqa: E402
 from kiosk.updates import repository as rp  # noqa: E402
 from kiosk.updates.canary import run_canary  # noqa: E402
 from kiosk.updates.install import update  # noqa: E402
-from kiosk.updates.store import Manifest, ModelStore, open_running  # noqa: E402
+from kiosk.updates.store import ModelStore, open_running  # noqa: E402
 from kiosk.updates.watcher import ModelWatcher  # noqa: E402
 from tests.conftest import CLASSES, PROTOTYPES, REPO, build_tiny_model  # noqa: E402
 
@@ -445,3 +445,26 @@ def test_fleet_status_topic_names_the_model_the_kiosk_switched_to(city, cfg_with
         pub.close()
         log.close()
         broker.stop()
+
+
+def test_doctor_names_the_active_update_and_a_refused_one(city, cfg_with):
+    from kiosk.appliance.doctor import check_model, check_model_updates
+
+    cfg = cfg_with({"updates.trusted_root": str(city.root), "updates.source": city.server.url})
+    store = ModelStore.for_config(cfg)
+    ok, detail = check_model_updates(cfg)
+    assert ok and "factory model active" in detail and "trusted root v1" in detail
+    update(store, city.server.url, city.root, load)
+    ok, detail = check_model_updates(cfg)
+    assert ok and "kiosk-tiny v1 active" in detail
+    _, detail, clf = check_model(cfg)  # doctor loads the model the kiosk runs: the update's
+    assert str(store.installed("active").model_path) in detail
+    clf.close()
+    publish_v(city, 9.0, photos=[(p, "trash") for p, _ in city.photos])
+    with pytest.raises(UpdateError):
+        update(store, city.server.url, city.root, load)
+    ok, detail = check_model_updates(cfg)
+    assert ok is False and "refused: 000002-kiosk-tiny" in detail
+    (city.tmp / "bad-root.json").write_text('{"signed": {"_type": "targets"}}')
+    ok, detail = check_model_updates(cfg_with({"updates.trusted_root": str(city.tmp / "bad-root.json")}))
+    assert ok is False and "not a TUF root.json" in detail

@@ -24,13 +24,35 @@ def check_config(path: str):
 
 
 def check_model(cfg):
-    from kiosk.classifier import OnnxClassifier
+    """The model the kiosk runs (an installed update, else the factory model), loaded as the kiosk loads it."""
+    from kiosk.main import model_loader
+    from kiosk.updates.store import running_model
 
+    path = running_model(cfg)
     t = time.perf_counter()
-    clf = OnnxClassifier(cfg.model_path, threads=cfg.model.threads,
-                         clahe=cfg.enhance.clahe)
+    clf = model_loader(cfg)(path)
     ms = (time.perf_counter() - t) * 1000
-    return True, f"{cfg.model_path.name}: sha256 matches card, {len(clf.classes)} classes, loaded in {ms:.0f} ms", clf
+    return True, f"{path}: sha256 matches card, {len(clf.classes)} classes, loaded in {ms:.0f} ms", clf
+
+
+def check_model_updates(cfg):
+    """Signed updates: which model is active, the trusted root in place, versions refused."""
+    from kiosk.files import read_json
+    from kiosk.updates.store import ModelStore
+
+    status = ModelStore.for_config(cfg).status()
+    a = status["active"]
+    active = "factory model active" if a.get("factory") else f"{a['name']} v{a['version']} active"
+    refused = f"; refused: {', '.join(status['rejected'])}" if status["rejected"] else ""
+    up = cfg.updates
+    if not up.trusted_root:
+        return None, f"{active}; updates not set up (updates.trusted_root){refused}"
+    root = read_json(cfg.resolve(up.trusted_root))  # raises: a FAIL row naming the file
+    if not isinstance(root, dict) or root.get("signed", {}).get("_type") != "root":
+        return False, f"updates.trusted_root {cfg.resolve(up.trusted_root)} is not a TUF root.json"
+    source = up.source or "no updates.source: `kiosk model update --from URL|DIR`"
+    return not refused, f"{active}; trusted root v{root['signed'].get('version')}; source {source}" \
+                        f"{'; daily check at %02d:00' % up.check_hour if up.daily_check else ''}{refused}"
 
 
 def check_model_kernels(clf):
@@ -247,10 +269,11 @@ def run_doctor(args) -> int:
         run("eventlog", check_eventlog, cfg)
         run("service-pin", check_service_pin, cfg)
         run("fleet", check_fleet, cfg)
+        run("model-updates", check_model_updates, cfg)
     else:
         rows += [(n, None, "needs a valid config")
                  for n in ("model", "camera", "display", "gpio", "disk", "data-partition", "eventlog", "service-pin",
-                           "fleet")]
+                           "fleet", "model-updates")]
     run("clock", check_clock, cfg)
     run("throttling", check_throttling, cfg)
 
