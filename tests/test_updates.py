@@ -468,3 +468,30 @@ def test_doctor_names_the_active_update_and_a_refused_one(city, cfg_with):
     (city.tmp / "bad-root.json").write_text('{"signed": {"_type": "targets"}}')
     ok, detail = check_model_updates(cfg_with({"updates.trusted_root": str(city.tmp / "bad-root.json")}))
     assert ok is False and "not a TUF root.json" in detail
+
+
+def test_daily_check_runs_once_a_day_at_its_hour_and_shows_a_refusal(city):
+    calls = []
+    clock = {"now": dt.datetime(2026, 12, 4, 2, 59)}
+
+    def daily():
+        calls.append(clock["now"])
+        raise UpdateError("update refused: its signed metadata has expired", code="E701")
+
+    w = ModelWatcher(city.store, load, lambda clf: None, poll_s=3600, daily=daily, check_hour=3,
+                     now=lambda: clock["now"])
+    try:
+        w.poll()
+        assert calls == []
+        clock["now"] = dt.datetime(2026, 12, 4, 3, 0)
+        w.poll()
+        clock["now"] = dt.datetime(2026, 12, 4, 3, 30)
+        w.poll()
+        assert len(calls) == 1
+        [fault] = w.faults()
+        assert fault.code == "E701" and fault.blocking is False  # a warning: the kiosk sorts on
+        clock["now"] = dt.datetime(2026, 12, 5, 3, 1)
+        w.poll()
+        assert len(calls) == 2
+    finally:
+        w.close()

@@ -72,6 +72,7 @@ class ModelWatcher(Closable):
                 self._checked_on = now.date()
                 try:
                     self.daily()
+                    self._set_fault(None)
                 except UpdateError as e:
                     log.error("daily model check: [%s] %s", e.code, e)
                     self._set_fault(Fault(e.code, PartKind.UPDATE, str(e)))
