@@ -118,8 +118,18 @@ class Decider:
         return []
 
     def choose(self, now: float, bin_id: str) -> list[Effect]:
-        """The person touched a bin on the unsure or bin-full screen."""
-        if self.state not in (State.UNSURE, State.BIN_FULL) or bin_id not in self.bins or bin_id in self.blocked:
+        """The person touched a bin: on the unsure or bin-full screen, or another bin than the open one.
+
+        A correction of an open bin closes that flap before the chosen one opens
+        (never two open), and the record keeps the model's class and score with
+        the bin the person chose (``corrected``): what ``kiosk stats`` counts.
+        """
+        if bin_id not in self.bins or bin_id in self.blocked:
+            return []
+        if self.state in (State.DECIDED, State.AWAIT_DROP) and self.decision and self.decision.bin_id != bin_id:
+            old = self.decision.bin_id
+            return [Effect("close", old)] + self._open(now, replace(self.decision, t=now, bin_id=bin_id, corrected=True))
+        if self.state not in (State.UNSURE, State.BIN_FULL):
             return []
         base = self.decision or Decision(t=now, bin_id=None, label=None)
         return self._open(now, replace(base, t=now, bin_id=bin_id, corrected=True))

@@ -207,3 +207,28 @@ def test_every_state_returns_to_idle_and_every_open_is_closed(present):
 def test_rules_must_point_to_known_bins():
     with pytest.raises(ValueError, match="unknown bins"):
         Decider(DecisionConfig(), {"glass": "bottle_bank"}, BINS)
+
+
+def test_a_tap_on_another_bin_corrects_an_open_decision_one_flap_at_a_time():
+    d, c = make(), Clock()
+    feed(d, c, 13, True, "glass")
+    assert d.state is State.DECIDED and d.decision.bin_id == "glass"
+    assert d.choose(c(), "glass") == []  # the open one: nothing to change
+    effects = d.choose(c(), "paper")
+    assert [(e.kind, e.bin_id) for e in effects] == [("close", "glass"), ("open", "paper")]  # never two open
+    assert d.state is State.DECIDED and d.decision.corrected and d.decision.label == "glass"
+    feed(d, c, 30, True)
+    assert d.state is State.AWAIT_DROP
+    effects = d.choose(c(), "packaging")  # on the drop screen too
+    assert [(e.kind, e.bin_id) for e in effects] == [("close", "paper"), ("open", "packaging")]
+    effects = d.dropped(c(), "packaging", 120.0)
+    rec = effects[-1].decision
+    assert (rec.label, rec.bin_id, rec.corrected, rec.unsure) == ("glass", "packaging", True, False)
+    assert rec.score == pytest.approx(0.9)  # the model's class and score stay in the record
+
+
+def test_a_correction_to_a_full_bin_is_refused():
+    d, c = make(), Clock()
+    d.set_full({"paper"})
+    feed(d, c, 13, True, "glass")
+    assert d.choose(c(), "paper") == [] and d.decision.bin_id == "glass"

@@ -319,3 +319,31 @@ def test_model_on_its_reference_path_keeps_sorting_and_tells_the_technician(cfg_
     with sqlite3.connect(tmp_path / "events.db") as conn:
         rows = conn.execute("SELECT code, part FROM faults WHERE code = 'E301'").fetchall()
     assert rows == [("E301", "model")]  # logged once, not every frame
+
+
+def test_a_correction_on_the_decided_screen_moves_the_flap_and_shows_in_stats(cfg_with, tmp_path):
+    """The kiosk says glass, the person taps paper: glass closes, paper opens, the log has the correction."""
+    from kiosk.appliance.eventlog import EventLog
+    from kiosk.appliance.stats import compute
+    from kiosk.classifier import ScriptedClassifier
+
+    from tests.conftest import CLASSES
+
+    cfg = cfg_with({"camera.backend": "synthetic"})
+    hw = FakeHardware(drop_after=0)
+    log = EventLog(tmp_path / "events.db")
+    clf = ScriptedClassifier(CLASSES, ["glass"], score=0.95)
+    w = Worker(cfg, lambda: SyntheticCamera(cfg.camera, realtime=False).open(), lambda: clf, hardware=hw,
+               eventlog=log)
+    assert run_until(w, "decided") and hw.log == [("open", "glass")]
+    w.post(Choose("paper"))
+    w.step()
+    assert hw.log == [("open", "glass"), ("close", "glass"), ("open", "paper")] and hw.open == "paper"
+    assert w.view().decision.corrected and w.view().decision.bin_id == "paper"
+    assert run_until(w, "thanks", limit=600)
+    assert hw.open is None
+    stats = compute(tmp_path / "events.db")
+    assert stats.corrected() == 1
+    [row] = [g for g in stats.groups if g.items]
+    assert (row.label, row.bin_id, row.corrected) == ("glass", "paper", 1)
+    log.close()

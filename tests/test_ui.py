@@ -499,3 +499,22 @@ def test_snapshot_finds_the_config_like_every_command(tmp_path, monkeypatch):
     assert cli_main(["snapshot", "--config", str(REPO / "config.yaml"), "--state", "idle",
                      "--out", str(tmp_path / "b.png")]) == 0
     assert (tmp_path / "a.png").exists() and (tmp_path / "b.png").exists()
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("screen", ["decided", "await_drop"])
+def test_on_the_result_screens_every_other_bin_is_a_touch_target(cfg, size, screen):
+    """A person who knows it is glass corrects the kiosk with one tap; the open bin itself is no button."""
+    ui = KioskUI(cfg, size, clock=Clock())
+    view = sample_view(cfg, screen, "en")
+    surface = pygame.Surface(size)
+    ui.draw(surface, view)
+    opened = view.decision.bin_id
+    bins = [b for b in ui.buttons(view) if b.kind == "bin"]
+    assert sorted(b.arg for b in bins) == sorted(x.id for x in cfg.bins if x.id != opened)
+    mm = size[0] / 154 if size == (800, 480) else size[0] / 217  # 7" 800x480 / 10.1" 1280x800: px per mm
+    for b in bins:
+        assert b.rect.w >= 15 * mm and b.rect.h >= 15 * mm, (b.arg, b.rect, mm)
+        assert ui.handle(finger(ui, b.rect.center), view) == [ChooseBin(b.arg)]
+    thanks = sample_view(cfg, "thanks", "en")
+    assert [b for b in ui.buttons(thanks) if b.kind == "bin"] == []  # the item is in: nothing to correct

@@ -108,7 +108,12 @@ class Layout:
 
     @property
     def steps(self) -> pygame.Rect:
-        return self.r(244, 216, 548, 160)
+        return self.r(244, 216, 548, 132)
+
+    @property
+    def change_hint(self) -> pygame.Rect:
+        """Under the steps, over the strip: the other bins can be tapped."""
+        return self.r(244, 350, 548, 30)
 
     # ---- unsure / bin full -------------------------------------------------
     @property

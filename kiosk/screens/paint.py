@@ -28,6 +28,7 @@ CONFIDENCE_STEPS = (0.75, 0.9)  # scores for two and three confidence dots
 MAX_STEPS = 3  # guidance steps shown; the first is the one that matters
 PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "ok")
 RESULT_SCREENS = ("decided", "await_drop", "thanks")
+CORRECTABLE = ("decided", "await_drop")  # the other bins are touch targets: the person can correct the kiosk
 
 
 SERVICE_KINDS = tuple(a.value for a in ServiceAction)  # one service-screen button per action
@@ -99,6 +100,9 @@ def make_plan(c: Ctx) -> Plan:
         plan.live = L.live_full
     elif v.screen in RESULT_SCREENS:
         plan.live = L.live_small
+        if v.screen in CORRECTABLE and v.decision and v.decision.bin_id:  # wrong bin? one tap on the right one
+            plan.buttons += [Button(r, "bin", b.id, b.id not in c.full)
+                             for r, b in zip(L.strip_cells(n), c.bins) if b.id != v.decision.bin_id]
     elif v.screen in ("unsure", "bin_full"):
         rects = L.choice_grid(n) if v.screen == "unsure" else L.full_grid(n)
         plan.buttons += [Button(r, "bin", b.id, b.id not in c.full) for r, b in zip(rects, c.bins)]
@@ -246,7 +250,9 @@ def _result(c: Ctx, s: pygame.Surface) -> None:
                    min_size=12, valign="middle")
     else:
         _steps(c, s, d, colour)
-    _strip(c, s, highlight=bin_id)
+        if v.screen in CORRECTABLE and bin_id:
+            c.draw(s, c.t("change_bin_hint"), L.change_hint, 20, th.MUTED, min_size=10, valign="middle")
+    _strip(c, s, highlight=bin_id, tappable=v.screen in CORRECTABLE)
 
 
 def _steps(c: Ctx, s: pygame.Surface, d, colour) -> None:

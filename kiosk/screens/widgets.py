@@ -31,13 +31,16 @@ def _strip_cell(c: Ctx, bin_id: str) -> Optional[pygame.Rect]:
     return None
 
 
-def _strip(c: Ctx, s: pygame.Surface, highlight: Optional[str] = None) -> None:
-    """The bins as they stand, with fill bars; one highlighted, the others dimmed."""
+def _strip(c: Ctx, s: pygame.Surface, highlight: Optional[str] = None, tappable: bool = False) -> None:
+    """The bins as they stand, with fill bars; one highlighted, the others dimmed.
+
+    ``tappable``: the others are buttons (a correction), so they are dimmed less and outlined.
+    """
     L = c.lay
     for cell, b in zip(L.strip_cells(len(c.bins)), c.bins):
         colour = th.hex_rgb(b.colour)
         if highlight and b.id != highlight:
-            colour = th.mix(colour, th.BG, 0.7)
+            colour = th.mix(colour, th.BG, 0.45 if tappable and b.id not in c.full else 0.7)
         pygame.draw.rect(s, colour, cell, border_radius=L.px(10))
         fg = th.text_on(colour)
         name_box = cell.inflate(-L.px(12), -L.px(20))
@@ -51,6 +54,8 @@ def _strip(c: Ctx, s: pygame.Surface, highlight: Optional[str] = None) -> None:
             pygame.draw.rect(s, th.ERROR if fill >= b.near_full else fg, done, border_radius=bar.h // 2)
         if highlight == b.id:
             pygame.draw.rect(s, th.TEXT, cell, width=L.px(3), border_radius=L.px(10))
+        elif tappable and b.id not in c.full:
+            pygame.draw.rect(s, th.MUTED, cell, width=L.px(2), border_radius=L.px(10))
 
 
 def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool = False) -> None:
