@@ -297,6 +297,13 @@ def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
                             f"decision.drop_timeout_s ({open_needed:g} s): the flap would close while the screen says 'drop it'")
         if b.flap and b.flap.type == "servo" and b.flap.open_pulse_ms == b.flap.closed_pulse_ms:
             problems.append(f"{bin_key(b.id, i)}.flap: open_pulse_ms equals closed_pulse_ms, the flap would never move")
+    from kiosk.screens.theme import MIN_CONTRAST, bin_text_contrast, hex_rgb
+
+    for i, b in enumerate(cfg.bins):
+        worst = bin_text_contrast(hex_rgb(b.colour))
+        if worst < MIN_CONTRAST:
+            problems.append(f"{bin_key(b.id, i)}.colour: {b.colour} gives text only {worst:.1f}:1 contrast (at least "
+                            f"{MIN_CONTRAST}:1 so everyone can read it); pick a darker or lighter shade")
     for cls, rule in cfg.rules.items():
         if rule.bin not in bin_ids:
             problems.append(f"rules.{cls}.bin: unknown bin '{rule.bin}' (bins are {', '.join(sorted(bin_ids))})")

@@ -24,7 +24,7 @@ def test_repo_config_is_valid(repo):
     cfg = load_config(repo / "config.yaml", check_model=False)
     assert {b.id for b in cfg.bins} == {"paper", "packaging", "glass", "residual"}
     assert cfg.rules["glass"].bin == "glass"
-    assert cfg.bin("paper").colour == "#1E6FD9"
+    assert cfg.bin("paper").colour == "#1A66CC"
 
 
 def test_unknown_key_is_named_with_its_path(tmp_path, config_dict):

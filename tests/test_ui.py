@@ -434,7 +434,7 @@ def test_longest_config_texts_and_eight_bins_still_fit(config_dict):
 
     data = yaml.safe_load(yaml.safe_dump(config_dict))
     positions = ["far_left", "left", "left", "centre", "centre", "right", "right", "far_right"]
-    colours = ["#1E6FD9", "#E0B000", "#2E9D4A", "#6B6B6B", "#FFFFFF", "#000000", "#D03030", "#8040C0"]
+    colours = ["#1A66CC", "#E0B000", "#2E9D4A", "#6B6B6B", "#FFFFFF", "#000000", "#D03030", "#8040C0"]
     data["bins"] = [{"id": f"b{i}", "name": {"en": ("Extraordinarily long bin name number " + str(i))[:40],
                                                  "zh": "非常长的垃圾桶名称" * 4 + str(i)},
                      "colour": colours[i], "position": positions[i]} for i in range(8)]
@@ -518,3 +518,26 @@ def test_on_the_result_screens_every_other_bin_is_a_touch_target(cfg, size, scre
         assert ui.handle(finger(ui, b.rect.center), view) == [ChooseBin(b.arg)]
     thanks = sample_view(cfg, "thanks", "en")
     assert [b for b in ui.buttons(thanks) if b.kind == "bin"] == []  # the item is in: nothing to correct
+
+
+def test_every_text_and_badge_colour_pair_of_the_theme_reads(cfg):
+    """WCAG 2.1: 4.5:1 for text, 3:1 for large text, computed from the theme itself."""
+    from kiosk.screens import theme as th
+
+    low = {}
+    for name, (fg, bg, large) in th.TEXT_PAIRS.items():
+        ratio = th.contrast(getattr(th, fg), getattr(th, bg))
+        if ratio < (th.MIN_CONTRAST_LARGE if large else th.MIN_CONTRAST):
+            low[name] = round(ratio, 2)
+    assert low == {}
+    for b in cfg.bins:  # the shipped bins, plain and dimmed on the strip
+        assert th.bin_text_contrast(hex_rgb(b.colour)) >= th.MIN_CONTRAST, b.id
+
+
+def test_a_bin_colour_text_cannot_read_on_is_a_config_error(config_dict):
+    from kiosk.config import parse_config
+    from kiosk.errors import ConfigError
+
+    config_dict["bins"][0]["colour"] = "#777777"  # mid grey: neither black nor white reaches 4.5:1
+    with pytest.raises(ConfigError, match=r"bins\[paper\]\.colour: #777777 gives text only"):
+        parse_config(config_dict, base_dir=REPO, check_model=False)

@@ -40,7 +40,7 @@ def _strip(c: Ctx, s: pygame.Surface, highlight: Optional[str] = None, tappable:
     for cell, b in zip(L.strip_cells(len(c.bins)), c.bins):
         colour = th.hex_rgb(b.colour)
         if highlight and b.id != highlight:
-            colour = th.mix(colour, th.BG, 0.45 if tappable and b.id not in c.full else 0.7)
+            colour = th.mix(colour, th.BG, th.DIM_TAPPABLE if tappable and b.id not in c.full else th.DIM_OTHER)
         pygame.draw.rect(s, colour, cell, border_radius=L.px(10))
         fg = th.text_on(colour)
         name_box = cell.inflate(-L.px(12), -L.px(20))
@@ -69,8 +69,10 @@ def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool 
              else c.t("suggested_badge") if suggested else None)
     if badge:
         badge_box = pygame.Rect(inner.x, inner.y, inner.w, min(L.px(30), inner.h // 3))
-        c.draw(s, badge, badge_box, 20, th.ERROR if not enabled else fg, bold=True, min_size=9, align="centre",
-               valign="middle")
+        if not enabled:  # a red pill with dark ink: 6:1, where red words on grey were 2.2:1
+            pygame.draw.rect(s, th.ERROR, badge_box, border_radius=badge_box.h // 2)
+        c.draw(s, badge, badge_box.inflate(-L.px(8), 0), 20, th.text_on(th.ERROR) if not enabled else fg, bold=True,
+               min_size=9, align="centre", valign="middle")
         inner = pygame.Rect(inner.x, badge_box.bottom, inner.w, inner.bottom - badge_box.bottom)
     if suggested:
         pygame.draw.rect(s, th.TEXT, rect, width=L.px(5), border_radius=L.px(16))
