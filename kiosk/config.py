@@ -121,6 +121,13 @@ class RuleConfig(Strict):
     guidance: dict[LANG, list[Annotated[str, Field(min_length=1, max_length=80)]]] = Field(default_factory=dict)
 
 
+class SoundConfig(Strict):
+    """Short tones for decided, not sure, thanks and faults (generated at start-up; no files)."""
+
+    enabled: bool = Field(True, description="Play the cues; without an audio device the kiosk is silent anyway.")
+    volume: float = Field(0.6, ge=0.0, le=1.0, description="0 (silent) to 1.")
+
+
 class UiConfig(Strict):
     size: tuple[Annotated[int, Field(ge=320, le=3840)], Annotated[int, Field(ge=240, le=2160)]] = (800, 480)
     fullscreen: bool = False
@@ -129,6 +136,7 @@ class UiConfig(Strict):
     default_language: LANG = "en"
     tips: dict[LANG, list[Annotated[str, Field(min_length=1, max_length=120)]]] = Field(default_factory=dict)
     tip_seconds: float = Field(6.0, ge=1, le=120)
+    sound: SoundConfig = SoundConfig()
 
 
 class GpioConfig(Strict):

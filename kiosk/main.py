@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 class App:
     """Main thread: events -> worker commands, latest View -> screen, watchdog."""
 
-    def __init__(self, cfg: KioskConfig, worker: Worker, ui=None, notifier=None, max_frames: Optional[int] = None):
+    def __init__(self, cfg: KioskConfig, worker: Worker, ui=None, notifier=None, max_frames: Optional[int] = None,
+                 cues=None):
         self.cfg = cfg
         self.worker = worker
         self.ui = ui
+        self.cues = cues  # kiosk.screens.sound.SoundCues: a tone when the screen changes
         self.notifier = notifier
         self.max_frames = max_frames
         self.stop = worker.stop
@@ -59,6 +61,8 @@ class App:
                     self.ui.draw(surface, view)
                     pygame.display.flip()
                     self.worker.screen_drawn()  # no flap opens behind a screen that stopped drawing
+                    if self.cues is not None:
+                        self.cues.on_screen(view.screen)
                 now = time.monotonic()
                 if self.notifier is not None:
                     if not ready:
@@ -177,7 +181,10 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
 
             surface = open_display(cfg.ui)
             ui = KioskUI(cfg, surface.get_size())
-            code = App(cfg, worker, ui=ui, notifier=open_notifier(), max_frames=max_frames).run(surface)
+            from kiosk.screens.sound import SoundCues
+
+            cues = SoundCues(cfg.ui.sound.enabled, cfg.ui.sound.volume)
+            code = App(cfg, worker, ui=ui, notifier=open_notifier(), max_frames=max_frames, cues=cues).run(surface)
             log.info("stopped: %s", stop.signal_name)
             return code
         finally:

@@ -45,7 +45,10 @@ def test_app_runs_headless_and_decides(cfg_with, scene_model):
     surface = open_display(cfg.ui)
     try:
         ui, notifier = KioskUI(cfg, surface.get_size()), Notifier()
-        app = App(cfg, w, ui=ui, notifier=notifier)
+        from kiosk.screens.sound import SoundCues
+
+        cues = SoundCues(cfg.ui.sound.enabled, cfg.ui.sound.volume)  # SDL's dummy audio driver
+        app = App(cfg, w, ui=ui, notifier=notifier, cues=cues)
         start = time.monotonic()
 
         def stop_when_done():
@@ -64,6 +67,7 @@ def test_app_runs_headless_and_decides(cfg_with, scene_model):
     assert [d.label for d in decisions[:2]] == ["glass", "cardboard"]
     assert notifier.readies == 1 and notifier.alives > 10 and notifier.stops == 1
     assert hw.open is None  # every flap closed at the end
+    assert cues.active and cues.played[:2] == ["decided", "thanks"]  # the drawn screens' tones, in order
 
 
 def test_hung_worker_starves_the_watchdog_and_stops_the_app(cfg_with, scene_model, monkeypatch):
