@@ -13,13 +13,24 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kiosk.errors import ConfigError, excerpt
 from kiosk.preprocess import ClaheSettings
 
 HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
-LANG = Annotated[str, Field(pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")]
+# Older configs and lang files say "zh"; the kiosk's own name for it is the BCP 47 tag zh-CN.
+LANG_ALIASES = {"zh": "zh-CN"}
+
+
+def canonical_lang(code: str) -> str:
+    """A BCP 47 language tag as the kiosk spells it: ``zh-cn`` -> ``zh-CN``, ``zh`` -> ``zh-CN``, ``EN`` -> ``en``."""
+    parts = str(code).replace("_", "-").split("-")
+    tag = "-".join([parts[0].lower()] + [p.upper() if len(p) == 2 else p.title() for p in parts[1:]])
+    return LANG_ALIASES.get(tag, tag)
+
+
+LANG = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z]{2,4})?$"), AfterValidator(canonical_lang)]
 
 
 class Strict(BaseModel):
@@ -132,7 +143,7 @@ class UiConfig(Strict):
     size: tuple[Annotated[int, Field(ge=320, le=3840)], Annotated[int, Field(ge=240, le=2160)]] = (800, 480)
     fullscreen: bool = False
     fps: int = Field(30, ge=5, le=60)
-    languages: list[LANG] = Field(["en", "zh"], min_length=1)
+    languages: list[LANG] = Field(["en", "zh-CN"], min_length=1)
     default_language: LANG = "en"
     tips: dict[LANG, list[Annotated[str, Field(min_length=1, max_length=120)]]] = Field(default_factory=dict)
     tip_seconds: float = Field(6.0, ge=1, le=120)

@@ -31,7 +31,7 @@ import pygame  # noqa: E402
 import pygame.freetype  # noqa: E402
 
 from kiosk.commands import ChooseBin, Command, PinChecked, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402,F401
-from kiosk.config import KioskConfig, UiConfig  # noqa: E402
+from kiosk.config import KioskConfig, UiConfig, canonical_lang  # noqa: E402
 from kiosk.screens.layout import Layout, bin_order  # noqa: E402
 from kiosk.screens.wording import Wording, chrome  # noqa: E402
 from kiosk.screens.live import LiveView  # noqa: E402
@@ -43,6 +43,7 @@ from kiosk.view import View  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+FONT_MISSING_CODE = "E110"  # a configured language no installed font can show (a warning on the service screen)
 SERVICE_TAPS = 5  # taps on the top-left corner ...
 SERVICE_TAP_WINDOW_S = 3.0  # ... within this time ask for the service PIN
 
@@ -107,6 +108,15 @@ class KioskUI:
         self.bins = bin_order(cfg.bins)
         self.service_bin: Optional[str] = self.bins[0].id if self.bins else None
         self.languages = [lang for lang in cfg.ui.languages if self.fonts.renders(lang)]
+        from kiosk.faults import Fault, PartKind
+
+        # A language the config asks for and no font can show: said at start, and on the service screen
+        # for as long as it lasts (the passers-by see the others; the technician installs the font).
+        self.font_faults = tuple(Fault(FONT_MISSING_CODE, PartKind.CONFIG, self.fonts.problems.get(lang, lang),
+                                       blocking=False)
+                                 for lang in cfg.ui.languages if not self.fonts.renders(lang))
+        for f in self.font_faults:
+            log.warning("[%s] %s (README: fonts)", f.code, f.message)
         self.dirty: list[pygame.Rect] = []  # rects changed by the last draw()
         self._layers = Lru(3)
         self._last = None  # (surface, layer key, rects drawn over the layer)
@@ -213,7 +223,9 @@ class KioskUI:
         if view.screen not in PAINTERS:
             self._warn(("screen", view.screen), "UI: unknown screen '%s'; showing out of service", view.screen)
             view = _replace_screen(view, "out_of_service")
-        lang = self._shown_language(view.language)
+        if view.screen == "service" and self.font_faults:
+            view = _replace_faults(view, view.faults + self.font_faults)
+        lang = self._shown_language(canonical_lang(view.language))
         full = {b for b, f in view.fill.items() if f >= FULL_AT} | set(view.refused)
         if view.screen == "bin_full" and view.full_bin:
             full.add(view.full_bin)
@@ -235,6 +247,7 @@ class KioskUI:
         return lang
 
     def _next_language(self, lang: str) -> Optional[str]:
+        lang = canonical_lang(lang)
         langs = self.languages
         if len(langs) < 2:
             return None
@@ -258,6 +271,12 @@ class KioskUI:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(msg, *args)
+
+
+def _replace_faults(view: View, faults) -> View:
+    from dataclasses import replace
+
+    return replace(view, faults=tuple(faults))
 
 
 def _replace_screen(view: View, screen: str) -> View:

@@ -48,12 +48,12 @@ def test_bounds_and_enums(tmp_path, config_dict):
 def test_cross_checks_gpio_bins_languages(tmp_path, config_dict):
     config_dict["bins"][2]["flap"]["pin"] = config_dict["bins"][0]["flap"]["pin"]  # GPIO12 twice
     config_dict["rules"]["glass"]["bin"] = "bottles"
-    del config_dict["rules"]["paper"]["guidance"]["zh"]
+    del config_dict["rules"]["paper"]["guidance"]["zh-CN"]
     config_dict["decision"]["min_votes"] = 9
     probs = problems_of(tmp_path, config_dict)
     assert "bins[glass].flap.pin: GPIO12 is already used by bins[paper].flap.pin" in probs
     assert any(p.startswith("rules.glass.bin: unknown bin 'bottles'") for p in probs)
-    assert "rules.paper.guidance: no guidance in language 'zh'" in probs
+    assert "rules.paper.guidance: no guidance in language 'zh-CN'" in probs
     assert any(p.startswith("decision.min_votes:") for p in probs)
 
 

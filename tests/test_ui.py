@@ -32,7 +32,7 @@ from kiosk.view import SCREENS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [(800, 480), (1280, 800)]
-LANGS = ["en", "zh"]
+LANGS = ["en", "zh-CN"]
 PX_15MM_7IN = 78  # 15 mm on the official 7" display: 800 px over ~154 mm
 
 
@@ -119,7 +119,7 @@ def test_chinese_screens_use_chinese_words_when_a_cjk_font_is_installed(cfg):
     _, record = draw_recorded(ui, sample_view(cfg, "decided", "zh"))
     text = "".join(line for _, _, line in record)
     assert ui.words.bin_name("zh", "packaging") in text
-    assert cfg.rules["plastic"].guidance["zh"][0] in text
+    assert cfg.rules["plastic"].guidance["zh-CN"][0] in text
 
 
 def test_decision_is_shown_in_the_bins_colour_with_its_first_step(cfg):
@@ -306,7 +306,7 @@ def test_language_button_switches_language(cfg):
     if not ui.fonts.renders("zh"):
         assert not lang_buttons  # only English can be shown: no switch
         return
-    assert ui.handle(finger(ui, lang_buttons[0].rect.center), view) == [SetLanguage("zh")]
+    assert ui.handle(finger(ui, lang_buttons[0].rect.center), view) == [SetLanguage("zh-CN")]
     view_zh = sample_view(cfg, "unsure", "zh")
     assert ui.handle(mouse(button(ui, view_zh, "lang").rect.center), view_zh) == [SetLanguage("en")]
 
@@ -413,7 +413,7 @@ def test_snapshot_command_writes_a_png(tmp_path):
 def test_language_files_have_the_same_keys_and_every_key_used_exists():
     lang_dir = REPO / "kiosk" / "lang"
     tables = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in lang_dir.glob("*.yaml")}
-    assert {"en", "zh"} <= set(tables)
+    assert {"en", "zh-CN"} <= set(tables)
 
     def keys(d, prefix=""):
         return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{k}.")}
@@ -541,3 +541,89 @@ def test_a_bin_colour_text_cannot_read_on_is_a_config_error(config_dict):
     config_dict["bins"][0]["colour"] = "#777777"  # mid grey: neither black nor white reaches 4.5:1
     with pytest.raises(ConfigError, match=r"bins\[paper\]\.colour: #777777 gives text only"):
         parse_config(config_dict, base_dir=REPO, check_model=False)
+
+
+def _without_cjk(monkeypatch):
+    fonts = ui_fonts.system_fonts()
+    kept = tuple(f for f in fonts if not any("CJK" in fam or "WenQuanYi" in fam or "Han Sans" in fam
+                                             or "Droid Sans Fallback" in fam for fam in f[2]))
+    monkeypatch.setattr(ui_fonts, "system_fonts", lambda: kept)
+    monkeypatch.setattr(ui_fonts, "KNOWN_FILES", {k: v for k, v in ui_fonts.KNOWN_FILES.items() if "CJK" not in k[0]})
+
+
+def test_a_language_without_a_font_is_a_service_screen_warning_and_snapshot_refuses_it(cfg, monkeypatch, tmp_path,
+                                                                                          capsys):
+    _without_cjk(monkeypatch)
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    [fault] = ui.font_faults
+    assert fault.code == "E110" and "zh-CN" in fault.message and "fonts-noto-cjk" in fault.message
+    _, record = draw_recorded(ui, sample_view(cfg, "service", "en"))
+    assert any("E110" in line for _, _, line in record)  # the technician sees it
+    parser = argparse.ArgumentParser(prog="kiosk")
+    parser.add_argument("--config", default=str(REPO / "config.yaml"))
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "zh.png"
+    args = parser.parse_args(["snapshot", "--state", "idle", "--lang", "zh-CN", "--out", str(out)])
+    assert args.func(args) == 3 and not out.exists()  # never an English picture named Chinese
+    assert "fonts-noto-cjk" in capsys.readouterr().err
+    args = parser.parse_args(["snapshot", "--all", "--out", str(tmp_path / "all")])
+    assert args.func(args) == 3
+    names = {p.name for p in (tmp_path / "all").iterdir()}
+    assert "idle-en-800x480.png" in names and not [n for n in names if "zh-CN" in n]
+
+
+def test_bcp47_codes_and_the_old_zh(config_dict):
+    from kiosk.config import canonical_lang, parse_config
+
+    assert [canonical_lang(c) for c in ("zh", "zh-cn", "zh_CN", "EN", "zh-hans", "es")] == \
+        ["zh-CN", "zh-CN", "zh-CN", "en", "zh-Hans", "es"]
+    old = json_copy(config_dict)  # an existing config that still says zh
+    old["ui"]["languages"] = ["en", "zh"]
+    for b in old["bins"]:
+        b["name"]["zh"] = b["name"].pop("zh-CN")
+    for r in old["rules"].values():
+        r["guidance"]["zh"] = r["guidance"].pop("zh-CN")
+    old["ui"]["tips"]["zh"] = old["ui"]["tips"].pop("zh-CN")
+    cfg = parse_config(old, base_dir=REPO, check_model=False)
+    assert cfg.ui.languages == ["en", "zh-CN"] and cfg.bins[0].name["zh-CN"]
+
+
+def json_copy(d):
+    import json
+
+    return json.loads(json.dumps(d))
+
+
+def test_snapshot_all_renders_every_state_language_and_size(tmp_path, capsys):
+    from kiosk.cli import main as cli_main
+    from kiosk.screens.snapshot import SIZES
+
+    cfg = load_config(REPO / "config.yaml", check_model=False)
+    if not all(ui_fonts.FontBook.can_show(lang, "") for lang in cfg.ui.languages):
+        pytest.skip("a configured language has no font here")
+    assert cli_main(["snapshot", "--all", "--out", str(tmp_path), "--config", str(REPO / "config.yaml")]) == 0
+    want = {f"{s}-{lang}-{w}x{h}.png" for s in SCREENS for lang in cfg.ui.languages for w, h in SIZES}
+    assert {p.name for p in tmp_path.iterdir()} == want
+
+
+def test_a_third_language_is_a_language_file_and_config_texts_only(config_dict):
+    """Spanish (kiosk/lang/es.yaml) with no code change: the site's names, guidance and tips in config."""
+    from kiosk.config import parse_config
+
+    data = json_copy(config_dict)
+    data["ui"]["languages"] = ["en", "zh-CN", "es"]
+    spanish = {"paper": "Papel y cartón", "packaging": "Envases", "glass": "Vidrio", "residual": "Resto"}
+    for b in data["bins"]:
+        b["name"]["es"] = spanish[b["id"]]
+    for r in data["rules"].values():
+        r["guidance"]["es"] = ["Vacíalo, por favor"]
+    data["ui"]["tips"]["es"] = ["Acerca el residuo a la cámara"]
+    cfg3 = parse_config(data, base_dir=REPO, check_model=False)
+    ui = KioskUI(cfg3, (800, 480), clock=Clock())
+    assert ui.fonts.renders("es")
+    _, record = draw_recorded(ui, sample_view(cfg3, "decided", "es"))
+    text = " ".join(line for _, _, line in record)
+    assert "Esto es plástico" in text and "Envases" in text and "Vacíalo, por favor" in text
+    assert ui.words.t("es", "idle_title") == "Muéstrame tu residuo"
+    assert not list((REPO / "kiosk").rglob("*.py")) or not any(
+        '"es"' in p.read_text(encoding="utf-8") for p in (REPO / "kiosk").rglob("*.py"))  # no code knows it

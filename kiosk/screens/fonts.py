@@ -41,6 +41,12 @@ KNOWN_FILES = {
 REGULAR_STYLES = ("regular", "book", "normal", "roman")
 
 
+def _canonical(lang: str) -> str:
+    from kiosk.config import canonical_lang
+
+    return canonical_lang(lang)
+
+
 @dataclass(frozen=True)
 class FontFile:
     path: str
@@ -170,12 +176,13 @@ class FontBook:
             latin = Face("pygame default", None)
         self.default: Face = latin
         for lang, text in needs.items():
+            lang = _canonical(lang)
             face = self._choose(lang, text)
             if face is not None:
                 self.faces[lang] = face
 
     def face(self, lang: str) -> Face:
-        return self.faces.get(lang, self.default)
+        return self.faces.get(_canonical(lang), self.default)
 
     @classmethod
     def can_show(cls, lang: str, text: str) -> bool:
@@ -188,7 +195,7 @@ class FontBook:
         return cls({lang: text}).renders(lang)
 
     def renders(self, lang: str) -> bool:
-        return lang in self.faces
+        return _canonical(lang) in self.faces
 
     # ---- internals ---------------------------------------------------------
     def _face(self, regular: Optional[FontFile], bold: Optional[FontFile], name: str) -> Optional[Face]:

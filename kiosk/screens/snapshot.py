@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.config import KioskConfig, load_config
+from kiosk.config import KioskConfig, canonical_lang, load_config
 from kiosk.datatypes import Decision, Roi
 from kiosk.errors import ConfigError
 from kiosk.faults import PartKind
@@ -100,20 +100,53 @@ def sample_view(cfg: KioskConfig, state: str, lang: str, frame: np.ndarray | Non
     return View(**kw)
 
 
-def snapshot(cfg: KioskConfig, state: str, lang: str, size: tuple[int, int], out_path) -> None:
-    """Render ``state`` in ``lang`` at ``size`` with sample data and save it as a PNG."""
+class FontMissing(RuntimeError):
+    """No installed font shows this language: a picture of it would be another language's (or boxes)."""
+
+
+SIZES = ((800, 480), (1280, 800))  # the official 7" display and the 10.1" panel
+
+
+def snapshot(cfg: KioskConfig, state: str, lang: str, size: tuple[int, int], out_path, ui=None) -> None:
+    """Render ``state`` in ``lang`` at ``size`` with sample data and save it as a PNG.
+
+    Raises ``FontMissing`` (nothing written) when no installed font can show ``lang``.
+    """
     import pygame
 
     from kiosk.ui import KioskUI
 
     view = sample_view(cfg, state, lang)
     surface = pygame.Surface(tuple(size))
-    ui = KioskUI(cfg, tuple(size), clock=lambda: 0.0)
+    ui = ui or KioskUI(cfg, tuple(size), clock=lambda: 0.0)
+    if not ui.fonts.renders(lang):
+        raise FontMissing(ui.fonts.problems.get(canonical_lang(lang), f"no installed font can show '{lang}'"))
     ui.draw(surface, view)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     pygame.image.save(surface, str(out))
     log.info("snapshot: %s in '%s' at %dx%d -> %s", state, lang, *size, out)
+
+
+def snapshot_all(cfg: KioskConfig, out_dir: Path) -> int:
+    """Every state x language x size as ``STATE-LANG-WxH.png``; exit 3 if a language had no font."""
+    from kiosk.ui import KioskUI
+
+    missing, written = {}, 0
+    for size in SIZES:
+        ui = KioskUI(cfg, size, clock=lambda: 0.0)
+        for lang in cfg.ui.languages:
+            for state in SCREENS:
+                try:
+                    snapshot(cfg, state, lang, size, out_dir / f"{state}-{lang}-{size[0]}x{size[1]}.png", ui=ui)
+                    written += 1
+                except FontMissing as e:
+                    missing[lang] = str(e)
+                    break
+    print(f"wrote {written} pictures to {out_dir}")
+    for lang, why in missing.items():
+        print(f"kiosk snapshot: {why}; '{lang}' not drawn (README: fonts)", file=sys.stderr)
+    return 3 if missing else 0
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -131,10 +164,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "snapshot", help="render a screen with sample data to a PNG (no display needed)",
         description="Render one UI screen with built-in sample data to a PNG file; needs no display or camera.")
-    p.add_argument("--state", required=True, choices=SCREENS, help="the screen to render")
+    p.add_argument("--state", choices=SCREENS, help="the screen to render")
+    p.add_argument("--all", action="store_true",
+                   help="every screen in every language of ui.languages at 800x480 and 1280x800, into --out (a folder)")
     p.add_argument("--lang", default=None, help="language code (default: ui.default_language)")
     p.add_argument("--size", type=parse_size, default=None, help="WxH, e.g. 800x480 or 1280x800 (default: ui.size)")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--out", required=True, help="PNG file to write (with --all: a folder)")
     from kiosk.appliance.configpath import CONFIG_HELP
 
     # SUPPRESS: a --config given to a parent parser is not overwritten by this one's default
@@ -152,7 +187,12 @@ def run_snapshot(args) -> int:
     except ConfigError as e:
         print(f"kiosk snapshot: {e}", file=sys.stderr)
         return 2
-    lang = args.lang or cfg.ui.default_language
+    if args.all:
+        return snapshot_all(cfg, Path(args.out))
+    if not args.state:
+        print("kiosk snapshot: give --state (or --all)", file=sys.stderr)
+        return 2
+    lang = canonical_lang(args.lang or cfg.ui.default_language)
     if lang not in cfg.ui.languages:
         print(f"kiosk snapshot: language '{lang}' is not in ui.languages ({', '.join(cfg.ui.languages)})",
               file=sys.stderr)
@@ -160,6 +200,9 @@ def run_snapshot(args) -> int:
     size = tuple(args.size or cfg.ui.size)
     try:
         snapshot(cfg, args.state, lang, size, args.out)
+    except FontMissing as e:
+        print(f"kiosk snapshot: {e}; nothing written (README: fonts)", file=sys.stderr)
+        return 3
     except (OSError, RuntimeError) as e:  # pygame.error is a RuntimeError
         print(f"kiosk snapshot: cannot write {args.out}: {e}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from kiosk.config import KioskConfig
+from kiosk.config import KioskConfig, canonical_lang
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,8 @@ BASE = "en"
 
 
 def _read(lang: str) -> dict:
-    for code in (lang, lang.split("-")[0]):
+    lang = canonical_lang(lang)
+    for code in dict.fromkeys((lang, lang.split("-")[0])):
         path = LANG_DIR / f"{code}.yaml"
         if path.is_file():
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -35,6 +36,7 @@ def _read(lang: str) -> dict:
 
 def chrome(lang: str) -> dict:
     """The UI's own wording for ``lang``, with English filling any gap (logged)."""
+    lang = canonical_lang(lang)
     base = _read(BASE)
     if lang == BASE:
         return base
@@ -62,6 +64,7 @@ class Wording:
         self._chrome = {lang: chrome(lang) for lang in self.langs}
 
     def t(self, lang: str, key: str, **values) -> str:
+        lang = canonical_lang(lang)
         table = self._chrome.get(lang) or self._chrome.setdefault(lang, chrome(lang))
         text = table.get(key)
         if not isinstance(text, str):
@@ -76,14 +79,15 @@ class Wording:
             return text
 
     def _table(self, lang: str, name: str) -> dict:
-        table = self._chrome.get(lang) or {}
+        table = self._chrome.get(canonical_lang(lang)) or {}
         v = table.get(name)
         return v if isinstance(v, dict) else {}
 
     def language_name(self, lang: str) -> str:
-        return self.t(lang, "language_name") if lang in self._chrome else lang
+        return self.t(lang, "language_name") if canonical_lang(lang) in self._chrome else lang
 
     def bin_name(self, lang: str, bin_id: str) -> str:
+        lang = canonical_lang(lang)
         try:
             names = self.cfg.bin(bin_id).name
         except KeyError:
@@ -102,17 +106,20 @@ class Wording:
         return self.t(lang, "part_with_bin", part=name, bin=self.bin_name(lang, fault.bin_id)) if fault.bin_id else name
 
     def guidance(self, lang: str, label: str | None) -> list[str]:
+        lang = canonical_lang(lang)
         rule = self.cfg.rules.get(label or "")
         if rule is None:
             return []
         return list(rule.guidance.get(lang) or rule.guidance.get(self.cfg.ui.default_language) or [])
 
     def tips(self, lang: str) -> list[str]:
+        lang = canonical_lang(lang)
         tips = self.cfg.ui.tips
         return list(tips.get(lang) or tips.get(self.cfg.ui.default_language) or [])
 
     def all_text(self, lang: str) -> str:
         """Everything ``lang`` may show, for the font coverage check."""
+        lang = canonical_lang(lang)
         parts: list[str] = []
 
         def walk(v):
