@@ -32,6 +32,8 @@ setup(
         "tuf>=6.0,<8",
         "securesystemslib>=1.0",
         "cryptography>=42",
+        # QR codes on the fault screens (site.qr_url): pure Python, no image library needed
+        "segno>=1.5,<2",
     ],
     extras_require={
         # Raspberry Pi only. On Raspberry Pi OS prefer apt's python3-picamera2 and

@@ -13,7 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kiosk.errors import ConfigError, excerpt
 from kiosk.preprocess import ClaheSettings
@@ -200,6 +200,19 @@ class FleetTlsConfig(Strict):
     key_file: Optional[str] = Field(None, max_length=4096, description="The client certificate's key (PEM).")
 
 
+SITE_ID = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+
+
+class SiteConfig(Strict):
+    """Who this kiosk is and whom the public tells when it is out of service (the fault screens)."""
+
+    id: Optional[str] = Field(None, pattern=SITE_ID, description="This kiosk's name (also the fleet's site_id).")
+    contact: Optional[str] = Field(None, min_length=3, max_length=60,
+                                   description="Shown to the public on fault screens, e.g. a phone number.")
+    qr_url: Optional[str] = Field(None, min_length=8, max_length=300, pattern=r"^(https?://|mailto:|tel:)\S+$",
+                                  description="Encoded in the fault screens' QR code; {site_id} is replaced.")
+
+
 class FleetConfig(Strict):
     """Telemetry to the city's MQTT broker. Off by default; the kiosk only connects out."""
 
@@ -211,7 +224,7 @@ class FleetConfig(Strict):
     username: Optional[str] = Field(None, min_length=1, max_length=200)
     password_file: Optional[str] = Field(None, max_length=4096,
                                          description="A file holding the password, readable by the kiosk only (data partition).")
-    site_id: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$", description="This kiosk's name in the fleet.")
+    site_id: Optional[str] = Field(None, pattern=SITE_ID, description="This kiosk's name in the fleet (default: site.id).")
     topic_prefix: str = Field("kiosk", pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=100)
     keepalive_s: int = Field(60, ge=10, le=1200)
     fill_alert: float = Field(0.85, ge=0.1, le=1.0, description="Fill fraction that raises a bin's alert flag.")
@@ -240,11 +253,19 @@ class KioskConfig(Strict):
     gpio: GpioConfig = GpioConfig()
     service: ServiceConfig = ServiceConfig()
     storage: StorageConfig = StorageConfig()
+    site: SiteConfig = SiteConfig()
     fleet: FleetConfig = FleetConfig()
     updates: UpdatesConfig = UpdatesConfig()
 
     # Set by load_config (not from YAML): where relative paths start.
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _site_id_for_the_fleet(self):
+        """One name per kiosk: ``fleet.site_id`` unset means ``site.id``."""
+        if self.fleet.site_id is None and self.site.id is not None:
+            object.__setattr__(self, "fleet", self.fleet.model_copy(update={"site_id": self.site.id}))
+        return self
 
     @field_validator("bins")
     @classmethod

@@ -54,27 +54,36 @@ class Fault:
         return cls(getattr(err, "code", "E000"), kind, str(err), bin_id)
 
 
-# What a technician does next, per code: the fleet's ``health`` topic sends it with each fault.
-# The README's fault table says the same at more length.
+# What a technician does next, per code: the out-of-service screen shows it, the fleet's ``health``
+# topic sends it, and the README's fault table has it as its last column (a test keeps them equal).
+_SCALE_WIRING = "check the HX711 wiring of the bin named"
+_SCALE_READER = "restart the kiosk; if it repeats, check the scale's wiring: `kiosk doctor`"
 NEXT_STEPS = {
+    "E000": "report it with the journal: journalctl -u kiosk",
     "E100": "fix the key the screen names in kiosk.yaml (kiosk check-config FILE)",
+    "E110": "install the font the message names (fonts-noto-cjk for zh-CN), then restart",
     "E200": "check the camera cable and `kiosk doctor`; the kiosk retries by itself",
     "E300": "re-copy the model and its card (sha256 or card mismatch); `kiosk doctor`",
     "E301": "none needed (sorting on the reference path); report the CPU and onnxruntime version",
     "E302": "report the CPU and onnxruntime version; install a model that passes its self-check",
+    "E310": "replace the image file the message names",
     "E400": "check the pin or device the message names; restart the kiosk",
     "E402": "no GPIO here: run on the kiosk, or add --simulate on a desktop",
     "E410": "clear the jam, then Reset the bin (service screen or `sudo kiosk flaps reset BIN`)",
     "E411": "none needed if it passes; if it repeats, `sudo kiosk flaps test BIN`",
-    "E420": "check the HX711 wiring of the bin named",
+    **{f"E42{i}": _SCALE_WIRING for i in range(5)},
     "E425": "`kiosk scale tare BIN`, then `kiosk scale calibrate BIN --known-mass GRAMS`",
+    "E426": _SCALE_READER,
+    "E427": _SCALE_READER,
     "E430": "tare and calibrate again (or fix calibration.json)",
     "E500": "check /var/lib/kiosk (mounted, writable): `kiosk doctor`",
     "E501": "free space on /var/lib/kiosk or replace the SD card: `kiosk doctor`",
     "E502": "copy events.db.damaged-* off the kiosk, then delete it",
+    "E510": "run it with sudo, or check /var/lib/kiosk/events.db: `kiosk doctor`",
     "E601": "check fleet.username and fleet.password_file (or the client certificate)",
     "E602": "check the network and fleet.host/port; a certificate error: check fleet.tls.ca_file",
     "E603": "make the file the message names readable by the kiosk",
+    "E700": "read the message; `kiosk model status` shows the model that runs",
     "E701": "none on the kiosk: the update was refused as unsigned, tampered, older or expired; tell the publisher",
     "E702": "none on the kiosk (it kept or went back to the previous model); send `kiosk model status` to the publisher",
     "E703": "check the network or the USB stick given to --from (updates.source)",

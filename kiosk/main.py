@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Optional
 
 from kiosk.appliance.lifecycle import StopFlag
@@ -274,25 +275,28 @@ def run_from_path(path: str, max_frames: Optional[int] = None) -> int:
 
 
 def config_error_screen(path: str, error, stop: StopFlag, max_frames: Optional[int] = None):
-    """Say what is wrong (code E100 and the key) until the file loads (returns it) or we are stopped.
+    """Say what is wrong (code E100, the key and the file) until the file loads (returns it) or we are stopped.
 
-    Drawn without the config (there is none to trust), so plain and English;
-    one display for the whole wait, the watchdog fed all along.
+    The same out-of-service design as every fault, in every language it can
+    show (one after the other), drawn with a config that does load: the
+    factory one, else built-in defaults. One display for the whole wait, the
+    watchdog fed all along.
     """
     import pygame
 
     from kiosk.config import UiConfig, load_config
     from kiosk.errors import ConfigError
-    from kiosk.ui import open_display
+    from kiosk.ui import KioskUI, open_display
+    from kiosk.view import View
 
     log.error("config %s is invalid: %s", path, "; ".join(error.problems))
     headless = os.environ.get("DISPLAY") is None and os.environ.get("WAYLAND_DISPLAY") is None
-    surface = open_display(UiConfig(fullscreen=headless))
+    base = fallback_config(path)
+    surface = open_display(UiConfig(fullscreen=headless, size=base.ui.size))
+    ui = KioskUI(base, surface.get_size())
+    langs = ui.languages or [base.ui.default_language]
     notifier = open_notifier()
     notifier.ready("out of service: config")
-    w, h = surface.get_size()
-    font_big = pygame.font.Font(None, max(24, h // 8))
-    font = pygame.font.Font(None, max(18, h // 18))
     frames, next_check = 0, time.monotonic() + CONFIG_RECHECK_S
     try:
         while not stop:
@@ -307,11 +311,8 @@ def config_error_screen(path: str, error, stop: StopFlag, max_frames: Optional[i
             for event in pygame.event.get():
                 if event.type == pygame.QUIT:
                     stop.set("window closed")
-            lines = [f"{error.code}  config  {path}"] + [p[:90] for p in error.problems[:6]]
-            surface.fill((30, 30, 30))
-            surface.blit(font_big.render("Out of service", True, (255, 200, 60)), (w // 20, h // 12))
-            for i, line in enumerate(lines):
-                surface.blit(font.render(line, True, (230, 230, 230)), (w // 20, h // 3 + i * font.get_linesize()))
+            lang = langs[int(time.monotonic() // LANGUAGE_EVERY_S) % len(langs)]
+            ui.draw(surface, View(screen="out_of_service", language=lang, faults=config_faults(path, error)))
             pygame.display.flip()
             notifier.alive(None)
             frames += 1
@@ -321,3 +322,35 @@ def config_error_screen(path: str, error, stop: StopFlag, max_frames: Optional[i
         return None
     finally:
         pygame.quit()
+
+
+LANGUAGE_EVERY_S = 6.0  # the config-error screen shows each language in turn
+
+
+def config_faults(path: str, error) -> tuple:
+    """The config's problems as the screen's faults: each names the key, the first the file too."""
+    problems = error.problems or ["the file cannot be read"]
+    return tuple(Fault(error.code, PartKind.CONFIG, f"{p} ({path})" if i == 0 else p)
+                 for i, p in enumerate(problems[:6]))
+
+
+def fallback_config(broken: str):
+    """A config to draw with while the technician's file is broken: the factory one, else built-in defaults."""
+    from kiosk.appliance.configpath import DEFAULT_CANDIDATES
+    from kiosk.config import load_config, parse_config
+    from kiosk.errors import ConfigError
+    from kiosk.screens.wording import LANG_DIR
+
+    for candidate in DEFAULT_CANDIDATES:
+        try:
+            if candidate.is_file() and candidate.resolve() != Path(broken).resolve():
+                return load_config(str(candidate), check_model=False)
+        except (ConfigError, OSError):
+            continue
+    langs = sorted(p.stem for p in LANG_DIR.glob("*.yaml"))
+    every = lambda text: {lang: text for lang in langs}  # noqa: E731
+    return parse_config({
+        "bins": [{"id": "residual", "name": every("-"), "colour": "#6B6B6B", "position": "centre"}],
+        "rules": {"trash": {"bin": "residual", "guidance": every(["-"])}},
+        "ui": {"languages": langs, "default_language": "en", "tips": every(["-"])},
+    }, base_dir=Path("."), check_model=False)

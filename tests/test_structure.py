@@ -76,3 +76,24 @@ def test_every_fault_code_the_code_can_raise_is_in_the_readme_table():
         listed |= set(re.findall(r"E\d{3}", cell))
     assert len(used) > 15, used  # the scan finds the codes
     assert sorted(used - listed) == []
+
+
+def test_the_readme_fault_table_and_the_screens_next_steps_are_one_table():
+    """The out-of-service screen's next step per code is kiosk.faults.NEXT_STEPS; the README shows that column."""
+    import re
+
+    from kiosk.faults import NEXT_STEPS
+
+    repo = Path(__file__).resolve().parents[1]
+    table = (repo / "README.md").read_text(encoding="utf-8").split("## Fault codes")[1].split("\n## ")[0]
+    rows = [r for r in table.splitlines() if r.startswith("| E")]
+    assert len(rows) > 20
+    seen = set()
+    for row in rows:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        a_b = re.findall(r"E(\d{3})(?:\s*[–-]\s*E(\d{3}))?", cells[0])
+        codes = {f"E{n:03d}" for a, b in a_b for n in range(int(a), int(b or a) + 1)} | set(re.findall(r"E\d{3}", cells[0]))
+        for code in codes:
+            assert NEXT_STEPS.get(code) == cells[-1], (code, cells[-1])
+        seen |= codes
+    assert sorted(set(NEXT_STEPS) - seen) == []  # and no step the README does not show

@@ -627,3 +627,66 @@ def test_a_third_language_is_a_language_file_and_config_texts_only(config_dict):
     assert ui.words.t("es", "idle_title") == "Muéstrame tu residuo"
     assert not list((REPO / "kiosk").rglob("*.py")) or not any(
         '"es"' in p.read_text(encoding="utf-8") for p in (REPO / "kiosk").rglob("*.py"))  # no code knows it
+
+
+def site_cfg(cfg):
+    site = cfg.site.model_copy(update={"id": "kiosk-0042", "contact": "0800 123 456",
+                                       "qr_url": "https://city.example/report?kiosk={site_id}"})
+    return cfg.model_copy(update={"site": site})
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_fault_screen_tells_the_public_whom_to_call_and_the_technician_what_next(cfg, size):
+    import segno
+
+    from kiosk.faults import NEXT_STEPS
+    from kiosk.screens.qr import BORDER
+
+    c = site_cfg(cfg)
+    ui = KioskUI(c, size, clock=Clock())
+    for lang in [x for x in LANGS if ui.fonts.renders(x)]:
+        surface, record = draw_recorded(ui, sample_view(c, "out_of_service", lang))
+        text = " ".join(line for _, _, line in record)
+        assert "0800 123 456" in text and "kiosk-0042" in text and "E200" in text
+        assert ui.words.t(lang, "out_next", step=NEXT_STEPS["E200"]).split()[0] in text
+        for box, _, line in record:  # nothing leaves its box, at both sizes
+            assert pygame.Rect(0, 0, *size).contains(box), line
+    # the QR code on the screen is segno's code for the configured URL, module for module
+    matrix = segno.make("https://city.example/report?kiosk=kiosk-0042", error="m", micro=False).matrix
+    box = ui.layout.out_qr
+    n = len(matrix) + 2 * BORDER
+    m = min(box.w, box.h) // n
+    x0, y0 = box.centerx - n * m // 2, box.centery - n * m // 2
+    for y in range(len(matrix)):
+        for x in range(len(matrix)):
+            px = surface.get_at((x0 + (x + BORDER) * m + m // 2, y0 + (y + BORDER) * m + m // 2))[:3]
+            assert (px == (0, 0, 0)) == bool(matrix[y][x]), (x, y)
+
+
+def test_without_a_site_contact_the_fault_screen_has_no_empty_promises(cfg):
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    _, record = draw_recorded(ui, sample_view(cfg, "out_of_service", "en"))
+    text = " ".join(line for _, _, line in record)
+    assert "Report it" not in text and "Scan to report" not in text and "E200" in text
+
+
+def test_the_config_error_screen_is_the_same_design_in_every_language(tmp_path):
+    from kiosk.config import load_config as load
+    from kiosk.errors import ConfigError
+    from kiosk.main import config_faults, fallback_config
+
+    broken = tmp_path / "kiosk.yaml"
+    broken.write_text("bins: []\n")
+    with pytest.raises(ConfigError) as e:
+        load(str(broken))
+    faults = config_faults(str(broken), e.value)
+    assert faults[0].code == "E100" and str(broken) in faults[0].message and "bins" in faults[0].message
+    base = fallback_config(str(broken))
+    ui = KioskUI(base, (800, 480), clock=Clock())
+    from kiosk.view import View
+
+    for lang in ui.languages:
+        _, record = draw_recorded(ui, View(screen="out_of_service", language=lang, faults=faults))
+        text = " ".join(line for _, _, line in record)
+        assert ui.words.t(lang, "out_title") in text and "E100" in text and "bins" in text
+    assert "es" in base.ui.languages or (REPO / "config.yaml").is_file()

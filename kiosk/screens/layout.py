@@ -138,22 +138,39 @@ class Layout:
     def full_grid(self, n: int) -> list[pygame.Rect]:
         return self.grid(8, 216, 784, 256, n)
 
-    # ---- out of service --------------------------------------------------
+    # ---- out of service: the public above, the technician's band below ------------
     @property
     def out_icon(self) -> pygame.Rect:
-        return self.r(40, 40, 150, 140)
+        return self.r(24, 24, 120, 110)
 
     @property
     def out_title(self) -> pygame.Rect:
-        return self.r(210, 40, 480, 72)
+        return self.r(160, 20, 436, 64)
 
     @property
     def out_hint(self) -> pygame.Rect:
-        return self.r(210, 116, 560, 120)
+        return self.r(160, 88, 436, 92)
+
+    @property
+    def out_contact(self) -> pygame.Rect:
+        return self.r(160, 184, 436, 44)
+
+    @property
+    def out_site(self) -> pygame.Rect:
+        return self.r(160, 230, 436, 28)
+
+    @property
+    def out_qr(self) -> pygame.Rect:
+        """Below the language button: a square the code is centred in."""
+        return self.r(620, 94, 150, 150)
+
+    @property
+    def out_qr_caption(self) -> pygame.Rect:
+        return self.r(600, 240, 190, 24)
 
     @property
     def out_codes(self) -> pygame.Rect:
-        return self.r(40, 256, 720, 192)
+        return self.r(8, 266, 784, 206)
 
     # ---- service -----------------------------------------------------------
     @property

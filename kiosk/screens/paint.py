@@ -316,7 +316,8 @@ def _bin_full(c: Ctx, s: pygame.Surface) -> None:
     hint = c.t("bin_full_suggest", bin=c.bin_name(v.suggested_bin)) if v.suggested_bin else c.t("bin_full_choose")
     c.draw(s, hint, L.full_hint, 30, bold=True, min_size=12, valign="middle")
     for rect, b in zip(L.full_grid(len(c.bins)), c.bins):
-        _bin_button(c, s, rect, b, enabled=b.id not in c.full, suggested=(b.id == v.suggested_bin))
+        _bin_button(c, s, rect, b, enabled=b.id not in c.full, suggested=(b.id == v.suggested_bin),
+                    dim=v.suggested_bin is not None and b.id != v.suggested_bin)
 
 
 PAINTERS = {

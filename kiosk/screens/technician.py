@@ -11,31 +11,59 @@ from typing import TYPE_CHECKING
 import pygame
 
 from kiosk.screens import shapes as shapes
+from kiosk.faults import NEXT_STEPS
 from kiosk.screens import theme as th
+from kiosk.screens.qr import qr_surface
 
 if TYPE_CHECKING:  # the context type only; paint imports this module
     from kiosk.screens.paint import Ctx
 
 MAX_FAULT_LINES = 3
+OUT_FAULTS = 2  # faults the out-of-service band spells out (code, part, message, next step); the rest counted
+
 
 def _out_of_service(c: Ctx, s: pygame.Surface) -> None:
+    """For the public: what happened and whom to tell (contact, QR). For a technician: code, part, next step."""
     L, v = c.lay, c.view
+    site = c.cfg.site
     shapes.warning(s, th.WARN, th.INK, L.out_icon)
     c.draw(s, c.t("out_title"), L.out_title, 48, bold=True, min_size=16, valign="middle")
-    c.draw(s, c.t("out_hint"), L.out_hint, 28, th.MUTED, min_size=12)
+    c.draw(s, c.t("out_hint"), L.out_hint, 26, th.MUTED, min_size=12, valign="middle")
+    if site.contact:
+        c.draw(s, c.t("out_contact", contact=site.contact), L.out_contact, 28, bold=True, min_size=12,
+               valign="middle")
+    if site.id:
+        c.draw(s, c.t("out_site", id=site.id), L.out_site, 20, th.MUTED, min_size=10, valign="middle")
+    if site.qr_url:
+        box = L.out_qr
+        code = qr_surface(site.qr_url.replace("{site_id}", site.id or ""), min(box.w, box.h))
+        s.blit(code, code.get_rect(center=box.center))
+        c.draw(s, c.t("out_scan"), L.out_qr_caption, 20, th.MUTED, min_size=10, align="centre", valign="middle")
     if not v.faults:
         return
     box = L.out_codes
     pygame.draw.rect(s, th.PANEL, box, border_radius=L.px(14))
-    inner = box.inflate(-L.px(32), -L.px(24))
-    lines = [c.t("out_code", code=f.code, part=c.words.part(c.lang, f)) for f in v.faults[:MAX_FAULT_LINES]]
-    if len(v.faults) > MAX_FAULT_LINES:
-        lines.append(c.t("service_more_faults", n=len(v.faults) - MAX_FAULT_LINES))
-    h = inner.h // max(len(lines), 2)
-    for i, line in enumerate(lines):
+    inner = box.inflate(-L.px(28), -L.px(16))
+    shown = v.faults[:OUT_FAULTS]
+    rows = len(shown) + (1 if len(v.faults) > OUT_FAULTS else 0)
+    h = inner.h // max(rows, 1)
+    for i, f in enumerate(shown):
         row = pygame.Rect(inner.x, inner.y + i * h, inner.w, h)
-        c.draw(s, line, row, 30, th.WARN if i < MAX_FAULT_LINES else th.MUTED, bold=True, min_size=12,
+        head = pygame.Rect(row.x, row.y, row.w, round(row.h * 0.45))
+        step = pygame.Rect(row.x, head.bottom, row.w, row.h - head.h)
+        c.draw(s, c.t("out_fault", code=f.code, part=c.words.part(c.lang, f), message=f.message), head, 22, th.WARN,
+               bold=True, min_size=10, valign="middle", max_lines=1)
+        c.draw(s, c.t("out_next", step=next_step(f.code)), step, 20, th.TEXT, min_size=10, valign="top",
+               max_lines=2)
+    if len(v.faults) > OUT_FAULTS:
+        more = pygame.Rect(inner.x, inner.y + len(shown) * h, inner.w, h)
+        c.draw(s, c.t("service_more_faults", n=len(v.faults) - OUT_FAULTS), more, 20, th.MUTED, min_size=10,
                valign="middle")
+
+
+def next_step(code: str) -> str:
+    """What a technician does next: kiosk.faults.NEXT_STEPS, the table the README's fault table shows."""
+    return NEXT_STEPS.get(code) or NEXT_STEPS["E000"]
 
 
 def _service(c: Ctx, s: pygame.Surface) -> None:

@@ -38,6 +38,7 @@ TEXT_PAIRS = {  # name: (text, background, large)
     "muted labels on raised panel": ("MUTED", "PANEL_HI", False),
     "a disabled bin's name": ("MUTED", "DISABLED", True),
     "the Full / out-of-order badge": ("INK", "ERROR", False),
+    "the Use-this badge": ("INK", "TEXT", False),
     "warnings and fault codes on background": ("WARN", "BG", False),
     "warnings on panel": ("WARN", "PANEL", False),
     "PIN errors on panel": ("ERROR", "PANEL", False),

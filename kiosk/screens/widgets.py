@@ -58,9 +58,12 @@ def _strip(c: Ctx, s: pygame.Surface, highlight: Optional[str] = None, tappable:
             pygame.draw.rect(s, th.MUTED, cell, width=L.px(2), border_radius=L.px(10))
 
 
-def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool = False) -> None:
+def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool = False, dim: bool = False) -> None:
+    """A bin to touch. ``suggested``: the one to use (a white pill and frame); ``dim``: the others then."""
     L = c.lay
     colour = th.hex_rgb(b.colour) if enabled else th.DISABLED
+    if enabled and dim:
+        colour = th.mix(colour, th.BG, th.DIM_TAPPABLE)
     fg = th.text_on(colour) if enabled else th.MUTED
     pygame.draw.rect(s, colour, rect, border_radius=L.px(16))
     inner = rect.inflate(-L.px(16), -L.px(16))
@@ -69,13 +72,13 @@ def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool 
              else c.t("suggested_badge") if suggested else None)
     if badge:
         badge_box = pygame.Rect(inner.x, inner.y, inner.w, min(L.px(30), inner.h // 3))
-        if not enabled:  # a red pill with dark ink: 6:1, where red words on grey were 2.2:1
-            pygame.draw.rect(s, th.ERROR, badge_box, border_radius=badge_box.h // 2)
-        c.draw(s, badge, badge_box.inflate(-L.px(8), 0), 20, th.text_on(th.ERROR) if not enabled else fg, bold=True,
+        pill = th.ERROR if not enabled else th.TEXT  # red "Full" / white "Use this", dark ink on both
+        pygame.draw.rect(s, pill, badge_box, border_radius=badge_box.h // 2)
+        c.draw(s, badge, badge_box.inflate(-L.px(8), 0), 20, th.text_on(pill), bold=True,
                min_size=9, align="centre", valign="middle")
         inner = pygame.Rect(inner.x, badge_box.bottom, inner.w, inner.bottom - badge_box.bottom)
     if suggested:
-        pygame.draw.rect(s, th.TEXT, rect, width=L.px(5), border_radius=L.px(16))
+        pygame.draw.rect(s, th.TEXT, rect, width=L.px(7), border_radius=L.px(16))
     c.draw(s, c.bin_name(b.id), inner, 34, fg, bold=True, min_size=10, align="centre", valign="middle")
 
 
