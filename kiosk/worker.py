@@ -133,6 +133,12 @@ class Worker:
         if old is not None:  # offered twice before a pause: the newer one wins
             old.close()
 
+    def _drop_offered(self) -> None:
+        with self._offer_lock:
+            pending, self._offered = self._offered, None
+        if pending is not None:
+            pending.close()
+
     def _take_offered(self) -> None:
         """Swap in an offered model while nobody is mid-decision: no item is judged by two models."""
         if self._offered is None or (self.pipeline is not None and self.pipeline.decider.state is not State.IDLE):
@@ -356,7 +362,7 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Flaps first (they are the dangerous part), then the rest; never raise."""
-        for step in (self.hardware.close_all, self._camera.close, self._model.close):
+        for step in (self.hardware.close_all, self._camera.close, self._model.close, self._drop_offered):
             try:
                 step()
             except Exception:

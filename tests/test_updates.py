@@ -495,3 +495,154 @@ def test_daily_check_runs_once_a_day_at_its_hour_and_shows_a_refusal(city):
         assert len(calls) == 2
     finally:
         w.close()
+
+
+# ---- the review's findings: root and the kiosk user, races, repair ---------------------------------
+KIOSK_UID = 12345  # an unprivileged "kiosk user" with no account: only its numbers matter
+
+
+def as_uid(uid, fn):
+    """Run ``fn()`` in a child process as ``uid``; its return value must be an int (the exit code)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            code = int(fn())
+        except BaseException as e:  # noqa: BLE001
+            print(f"child failed: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder other users can traverse (pytest's own tmp folders are root-only)."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="kiosk-upd-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@needs_root
+def test_sudo_update_works_as_the_kiosk_user_and_a_planted_link_gets_nothing(shared_tmp, config_dict):
+    """Root's update runs as the data partition's owner: a symlink that user planted cannot aim root's writes."""
+    import yaml
+
+    from kiosk.cli import main as cli_main
+
+    keys, repo_dir = shared_tmp / "keys", shared_tmp / "repo"
+    root = rp.make_keys(keys, repo_dir, ONE, ONE)
+    model = build_tiny_model(shared_tmp / "kiosk-tiny-int8.onnx")
+    rp.publish(rp.Repository(repo_dir, rp.Keyring.load([keys])), model, canary_photos(shared_tmp / "photos"))
+    for p in [repo_dir, *repo_dir.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    data = shared_tmp / "data"
+    data.mkdir()
+    os.chown(data, KIOSK_UID, KIOSK_UID)
+    victim = shared_tmp / "victim"
+    victim.write_text("root's secret\n")
+    os.chmod(victim, 0o600)
+    versions = data / "models" / "versions"
+
+    def plant() -> int:  # the kiosk user prepares a trap where root's install would write
+        (versions / ".000001-kiosk-tiny.partial").mkdir(parents=True)
+        os.symlink(victim, versions / ".000001-kiosk-tiny.partial" / "kiosk-tiny-int8.onnx")
+        return 0
+
+    assert as_uid(KIOSK_UID, plant) == 0
+    config_dict["model"]["path"] = str(model)
+    config_dict["storage"]["data_dir"] = str(data)
+    config_dict["updates"] = {"trusted_root": str(root), "source": str(repo_dir)}
+    conf = shared_tmp / "kiosk.yaml"
+    conf.write_text(yaml.safe_dump(config_dict), encoding="utf-8")
+    os.chmod(conf, 0o644)
+    assert cli_main(["model", "update", "--config", str(conf)]) == 0
+    assert victim.read_text() == "root's secret\n" and oct(victim.stat().st_mode & 0o777) == "0o600"
+    store = ModelStore(data / "models", model)
+    assert store.installed("active").manifest.version == 1
+    owners = {(p.lstat().st_uid, str(p.relative_to(data))) for p in (data / "models").rglob("*")}
+    assert {uid for uid, _ in owners} == {KIOSK_UID}, sorted(o for o in owners if o[0] != KIOSK_UID)[:5]
+
+    def kiosk_rolls_back() -> int:  # and the kiosk itself can still change it: lock, rollback
+        with store.locked():
+            store.rollback("kiosk's own rollback")
+        return 0 if store.installed("active") is None else 1
+
+    assert as_uid(KIOSK_UID, kiosk_rolls_back) == 0
+
+
+def test_a_rollback_for_a_model_that_is_no_longer_active_does_nothing(city):
+    update(city.store, city.server.url, city.root, load)
+    seen = city.store.active_link()  # the watcher found this one bad ...
+    publish_v(city, 9.0)
+    update(city.store, city.server.url, city.root, load)  # ... while a technician installed v2
+    with city.store.locked():
+        city.store.rollback("v1 did not load", expected=seen)
+    assert city.store.installed("active").manifest.version == 2 and city.store.rejected() == {}
+
+
+def test_a_switch_that_breaks_is_a_fault_and_the_classifier_is_closed(city, monkeypatch):
+    import kiosk.updates.watcher as watcher_mod
+
+    closed = []
+
+    class Loaded:
+        path = "x"
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(watcher_mod, "run_canary", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("onnx boom")))
+    w = ModelWatcher(city.store, lambda p: Loaded(), lambda c: None, poll_s=3600)
+    try:
+        update(city.store, city.server.url, city.root, load)
+        w.poll()
+        [fault] = w.faults()
+        assert fault.code == "E702" and "onnx boom" in fault.message and closed == [True]
+    finally:
+        w.close()
+
+
+def test_a_renewed_root_reaches_the_kiosk(city):
+    assert city.repo.renew_root(400) == 2
+    publish_v(city, 9.0)
+    assert update(city.store, city.server.url, city.root, load).version == 2
+    trusted = json.loads((city.store.tuf_dir / "root.json").read_text())
+    assert trusted["signed"]["version"] == 2
+
+
+def test_a_target_file_cut_short_by_a_killed_publish_is_written_again(city):
+    onnx = next((city.repo_dir / "targets" / "kiosk-tiny" / "1").glob("*.onnx"))
+    onnx.write_bytes(onnx.read_bytes()[:100])  # the copy a kill left
+    model = city.models / "kiosk-tiny-int8.onnx"
+    targets = city.repo.load("targets")
+    city.repo.add_target(targets, "kiosk-tiny/1/kiosk-tiny-int8.onnx", model)
+    assert onnx.read_bytes() == model.read_bytes()
+
+
+def test_prune_keeps_an_active_model_named_by_an_absolute_link(city):
+    update(city.store, city.server.url, city.root, load)
+    folder = city.store.installed("active").folder
+    os.remove(city.store.root / "active")
+    os.symlink(folder.resolve(), city.store.root / "active")
+    city.store.prune()
+    assert folder.is_dir() and city.store.installed("active") is not None
+
+
+def test_file_system_refusals_are_coded_lines(capsys):
+    import errno as e
+
+    from kiosk.updates.cli import os_error
+
+    assert os_error(PermissionError(e.EACCES, "Permission denied", "/var/lib/kiosk/models/.lock")).code == "E705"
+    assert "sudo" in str(os_error(PermissionError(e.EACCES, "Permission denied", "x")))
+    assert os_error(OSError(e.ENOSPC, "No space left on device", "x")).code == "E704"

@@ -7,11 +7,34 @@ it as ``error [E70x]: ...`` and exits 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import json
 import sys
 from pathlib import Path
 
 from kiosk.errors import UpdateError
+
+
+def os_error(e: OSError) -> UpdateError:
+    """A file-system refusal in words a technician acts on, with its code."""
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return UpdateError(f"permission denied{where}: run it with sudo", code="E705")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return UpdateError(f"the data partition cannot take it{where}: {e.strerror}", code="E704")
+    return UpdateError(f"{e.strerror or e}{where}", code="E700")
+
+
+def coded(fn):
+    """Every model command: an OSError is a coded one-line error, never a traceback."""
+    @functools.wraps(fn)
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except OSError as e:
+            raise os_error(e) from None
+    return run
 
 
 def _count(value: str) -> int:
@@ -38,7 +61,7 @@ def register(subparsers) -> None:
         k.add_argument(f"--{role}-keys", type=_count, default=n, metavar="N", help=f"{role} keys to make ({n})")
         k.add_argument(f"--{role}-threshold", type=_count, default=n, metavar="N",
                        help=f"signatures a {role} change needs ({n})")
-    k.set_defaults(func=cmd_keys)
+    k.set_defaults(func=coded(cmd_keys))
 
     u = sub.add_parser("publish", help="add a model (ONNX + card + canary photos) as the current one",
                        description="Sign a model into the repository as its next version. The canary photos are "
@@ -49,14 +72,22 @@ def register(subparsers) -> None:
     u.add_argument("--model", required=True, type=Path, metavar="ONNX", help="its card lies beside it")
     u.add_argument("--canary", required=True, type=Path, metavar="DIR", help="photos in <class>/ folders")
     u.add_argument("--per-class", type=_count, default=2, metavar="N", help="canary photos per class (2)")
-    u.set_defaults(func=cmd_publish)
+    u.set_defaults(func=coded(cmd_publish))
 
     r = sub.add_parser("refresh", help="re-sign snapshot and timestamp before they expire (weekly: cron)",
                        description="New snapshot and timestamp versions. Kiosks refuse a repository whose timestamp "
                        "has expired (a frozen mirror), so run this at least weekly.")
     r.add_argument("--repo", required=True, type=Path, metavar="DIR")
     r.add_argument("--keys", required=True, type=Path, action="append", metavar="DIR")
-    r.set_defaults(func=cmd_refresh)
+    r.set_defaults(func=coded(cmd_refresh))
+
+    n = sub.add_parser("renew-root", help="sign root version N+1 with a new expiry (root keys, yearly)",
+                       description="Root expires after a year: kiosks then refuse every update. Renew it with the "
+                       "root keys before then; kiosks take the new root with their next update.")
+    n.add_argument("--repo", required=True, type=Path, metavar="DIR")
+    n.add_argument("--keys", required=True, type=Path, action="append", metavar="DIR")
+    n.add_argument("--days", type=int, default=365, choices=range(30, 3651), metavar="DAYS")
+    n.set_defaults(func=coded(cmd_renew_root))
 
     for name, func, help in (
         ("update", cmd_update, "fetch, verify, canary and switch to the repository's current model"),
@@ -69,7 +100,7 @@ def register(subparsers) -> None:
             c.add_argument("--from", dest="source", metavar="URL|DIR", help="the repository (default: updates.source)")
         if name == "status":
             c.add_argument("--json", action="store_true")
-        c.set_defaults(func=func)
+        c.set_defaults(func=coded(func))
 
 
 def _config(args):
@@ -115,18 +146,41 @@ def cmd_publish(args) -> int:
     return 0
 
 
+RENEW_WITHIN_DAYS = 60  # refresh re-signs targets too once they expire within this
+
+
 def cmd_refresh(args) -> int:
+    import datetime as dt
+
+    from kiosk.updates.repository import Keyring, Repository, _now
+
+    repo = Repository(args.repo, Keyring.load(args.keys))
+    targets = repo.load("targets")
+    soon = targets.signed.expires - _now() < dt.timedelta(days=RENEW_WITHIN_DAYS)
+    if soon and not repo.keyring.signers["targets"]:
+        print(f"warning: targets expire {targets.signed.expires:%Y-%m-%d}: give the targets keys too (--keys)",
+              file=sys.stderr)
+    version = repo.commit(targets if soon and repo.keyring.signers["targets"] else None)
+    root = repo.root().signed
+    if root.expires - _now() < dt.timedelta(days=RENEW_WITHIN_DAYS):
+        print(f"warning: root expires {root.expires:%Y-%m-%d}: `kiosk model renew-root` with the root keys",
+              file=sys.stderr)
+    print(f"{args.repo}: timestamp version {version}, valid for 7 days" + ("; targets re-signed" if soon else ""))
+    return 0
+
+
+def cmd_renew_root(args) -> int:
     from kiosk.updates.repository import Keyring, Repository
 
-    version = Repository(args.repo, Keyring.load(args.keys)).commit()
-    print(f"{args.repo}: timestamp version {version}, valid for 7 days")
+    version = Repository(args.repo, Keyring.load(args.keys)).renew_root(args.days)
+    print(f"{args.repo}: root version {version}, valid for {args.days} days (kiosks take it with their next update)")
     return 0
 
 
 def cmd_update(args) -> int:
     from kiosk.main import model_loader
     from kiosk.updates.install import update
-    from kiosk.updates.store import ModelStore
+    from kiosk.updates.store import ModelStore, as_data_owner
 
     cfg = _config(args)
     source = args.source or cfg.updates.source
@@ -135,9 +189,14 @@ def cmd_update(args) -> int:
     if not cfg.updates.trusted_root:
         raise UpdateError("updates.trusted_root is not set: the image needs the repository's root.json "
                           "(made by `kiosk model keys`)", code="E705")
-    outcome = update(ModelStore.for_config(cfg), source, cfg.resolve(cfg.updates.trusted_root), model_loader(cfg))
-    print(outcome.message)
-    return 0
+    store = ModelStore.for_config(cfg)
+    trusted = cfg.resolve(cfg.updates.trusted_root)
+
+    def work() -> int:
+        print(update(store, source, trusted, model_loader(cfg)).message)
+        return 0
+
+    return as_data_owner(cfg.data_dir, work)  # as root: done as the data partition's owner (the kiosk user)
 
 
 def cmd_status(args) -> int:
@@ -164,17 +223,22 @@ def cmd_status(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from kiosk.updates.store import ModelStore
+    from kiosk.updates.store import ModelStore, as_data_owner
 
-    store = ModelStore.for_config(_config(args))
+    cfg = _config(args)
+    store = ModelStore.for_config(cfg)
     if store.installed("active") is None:
         print("the factory model is active: nothing to roll back to", file=sys.stderr)
         return 1
-    with store.locked():
-        back = store.rollback("rolled back by hand (kiosk model rollback)")
-    print(f"active: {back.manifest.label if back else 'the factory model'}; the running kiosk switches "
-          f"between two items")
-    return 0
+
+    def work() -> int:
+        with store.locked():
+            back = store.rollback("rolled back by hand (kiosk model rollback)")
+        print(f"active: {back.manifest.label if back else 'the factory model'}; the running kiosk switches "
+              f"between two items")
+        return 0
+
+    return as_data_owner(cfg.data_dir, work)
 
 
 __all__ = ["register"]

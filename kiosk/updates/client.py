@@ -86,6 +86,10 @@ def refused(e: Exception) -> UpdateError:
     if isinstance(e, x.RepositoryError):
         return UpdateError(f"update refused: the repository's metadata is not valid: {e}", code="E701")
     if isinstance(e, OSError):
+        import errno
+
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return UpdateError(f"the data partition cannot take the download: {e.strerror}", code="E704")
         return UpdateError(f"update source not readable: {e}", code="E703")
     return UpdateError(f"update refused: {type(e).__name__}: {e}", code="E701")
 

@@ -55,6 +55,16 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # ---- keys -----------------------------------------------------------------------------
 def _passphrase(confirm: bool) -> Optional[bytes]:
     """$KIOSK_KEY_PASSPHRASE, else asked on the terminal; empty means unencrypted (tests, a sealed USB stick)."""
@@ -224,8 +234,8 @@ class Repository:
         parent, _, name = target_path.rpartition("/")
         dst = self.targets_dir / parent / f"{info.hashes['sha256']}.{name}"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists():
-            shutil.copyfile(local, dst)
+        if not (dst.is_file() and _sha256(dst) == info.hashes["sha256"]):  # a publish killed mid-copy is redone
+            _atomic_bytes(dst, Path(local).read_bytes())
         targets.signed.targets[target_path] = info
 
     def commit(self, targets=None, timestamp_expires: Optional[dt.datetime] = None) -> int:
@@ -252,6 +262,19 @@ class Repository:
         self.sign(timestamp, "timestamp", root)
         self.write(timestamp, "timestamp")
         return timestamp.signed.version
+
+    def renew_root(self, days: int = EXPIRY_DAYS["root"]) -> int:
+        """Root version N+1 with the same keys and a new expiry, signed by the root keys (threshold).
+
+        Kiosks walk from the image's root through every N.root.json, so a renewed
+        (or, edited by hand, rotated) root reaches them with the next update.
+        """
+        md = self.root()
+        md.signed.version += 1
+        md.signed.expires = _now() + dt.timedelta(days=days)
+        self.sign(md, "root", md.signed)
+        self.write(md, "root")
+        return md.signed.version
 
     def current_version(self) -> int:
         """The newest published model version (0: none yet)."""

@@ -196,7 +196,9 @@ class ModelStore:
     def locked(self) -> Iterator[None]:
         """One writer at a time: an update by hand, the daily check, the kiosk rolling back."""
         self._mkdir(self.root)
-        fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        # read-only is enough for flock, so a lock file root made stays usable by the kiosk user;
+        # never through a link the kiosk user planted
+        fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDONLY | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -264,8 +266,15 @@ class ModelStore:
         switch_symlink(self.root / "active", new)
         log.info("model %s is active (previous: %s)", inst.manifest.label, old or "factory")
 
-    def rollback(self, reason: str) -> Optional[Installed]:
-        """Back to ``previous`` (or the factory model when there is none); returns what is active now."""
+    def rollback(self, reason: str, expected: Optional[str] = "any") -> Optional[Installed]:
+        """Back to ``previous`` (or the factory model when there is none); returns what is active now.
+
+        ``expected``: the ``active`` link the caller found bad. When another writer switched it
+        meanwhile (a technician's update), nothing is rolled back: the bad one is not active any more.
+        """
+        if expected != "any" and self.active_link() != expected:
+            log.info("not rolling back: the active model changed meanwhile (%s, not %s)", self.active_link(), expected)
+            return self.installed("active")
         bad = self.installed("active")
         previous = self.installed("previous")
         if bad is not None:
@@ -290,13 +299,20 @@ class ModelStore:
 
     def prune(self) -> None:
         """Remove version folders that are neither active nor previous (and interrupted stagings)."""
-        keep = {self.active_link(), os.readlink(self.root / "previous") if (self.root / "previous").is_symlink()
-                else None}
+        keep = {inst.folder.resolve() for inst in (self.installed("active"), self.installed("previous")) if inst}
+        for link in ("active", "previous"):  # a link that resolves, even to an incomplete folder: left alone
+            try:
+                keep.add((self.root / os.readlink(self.root / link)).resolve())
+            except OSError:
+                pass
         if not self.versions.is_dir():
             return
         for d in self.versions.iterdir():
-            if f"versions/{d.name}" not in keep:
-                shutil.rmtree(d, ignore_errors=True)
+            if d.resolve() not in keep:
+                if d.is_symlink():
+                    d.unlink()
+                else:
+                    shutil.rmtree(d, ignore_errors=True)
 
 
 def _dumps(data) -> str:
@@ -310,6 +326,48 @@ def running_model(cfg) -> Path:
     return ModelStore.for_config(cfg).model_path()
 
 
+
+
+def as_data_owner(folder: Path, fn):
+    """Run ``fn()`` as the owner of ``folder`` when root runs it (``sudo kiosk model update``); its exit code.
+
+    Why: the data partition is the kiosk user's. Root writing there could be led
+    through a symlink the kiosk user planted (overwrite any file as root), and
+    what root creates the kiosk could not change later (its own rollback). So a
+    root command does its work as that user, in a child process, and root never
+    touches the folder. Run by its owner (or everything root's): ``fn()`` as is.
+    """
+    import sys
+
+    from kiosk.files import owner_of
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    owner = owner_of(probe)
+    if os.geteuid() != 0 or owner is None or owner[0] == 0:
+        return fn()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: become the kiosk user for good, then do the work
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(owner[1], owner[1], owner[1])
+            os.setresuid(owner[0], owner[0], owner[0])
+            code = fn()
+        except UpdateError as e:
+            print(f"error [{e.code}]: {e}", file=sys.stderr)
+        except BaseException as e:  # noqa: BLE001 - the parent only sees an exit code
+            print(f"error [E700]: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(code or 0))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def open_running(store: ModelStore, load, on_rollback=lambda reason: None):
@@ -327,8 +385,13 @@ def open_running(store: ModelStore, load, on_rollback=lambda reason: None):
             if path == store.factory:
                 raise
             reason = f"{path.parent.name} does not load: [{e.code}] {e}"
-            with store.locked():
-                store.rollback(reason)
+            try:
+                with store.locked():
+                    store.rollback(reason, expected=store.active_link())
+            except OSError as err:  # the folder cannot be changed: still never out of service for it
+                log.error("model rollback failed (%s): running the factory model", err)
+                on_rollback(f"{reason}; the rollback failed ({err}), so the factory model runs")
+                return load(store.factory)
             on_rollback(reason)
 
 

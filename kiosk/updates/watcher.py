@@ -78,25 +78,35 @@ class ModelWatcher(Closable):
                     self._set_fault(Fault(e.code, PartKind.UPDATE, str(e)))
         link = self.store.active_link()
         if link != self._seen:
-            self._seen = link
-            self._switch()
+            self._seen = link  # handled once, whatever happens: a model that fails is not reloaded every 5 s
+            try:
+                self._switch(link)
+            except Exception as e:  # a switch that breaks is a warning that says so, never a silent stale link
+                log.exception("model switch failed")
+                self._set_fault(Fault("E702", PartKind.UPDATE, f"switching to the new model failed "
+                                                              f"({type(e).__name__}: {e}); the kiosk keeps its model"))
 
-    def _switch(self) -> None:
+    def _switch(self, link: Optional[str]) -> None:
         path = self.store.model_path()
         active = self.store.installed("active")
         label = active.manifest.label if active else "the factory model"
         try:
             clf = self.load(path)
         except ModelError as e:
-            self._roll_back(f"{label} does not load on this kiosk: [{e.code}] {e}")
+            self._roll_back(f"{label} does not load on this kiosk: [{e.code}] {e}", link)
             return
-        if active is not None:
-            result = run_canary(clf, active.canary_photos(), rounds=1)
-            if not result.ok:
+        handed = False
+        try:
+            if active is not None:
+                result = run_canary(clf, active.canary_photos(), rounds=1)
+                if not result.ok:
+                    self._roll_back(f"{label} failed its canary on this kiosk: {result.reason}", link)
+                    return
+            self.offer(clf)
+            handed = True
+        finally:
+            if not handed:
                 clf.close()
-                self._roll_back(f"{label} failed its canary on this kiosk: {result.reason}")
-                return
-        self.offer(clf)
         self._running = self._seen
         self.switched += 1
         self._set_fault(None)
@@ -109,9 +119,9 @@ class ModelWatcher(Closable):
         self._set_fault(Fault("E702", PartKind.UPDATE, f"{reason}; rolled back to "
                                                       f"{back.manifest.label if back else 'the factory model'}"))
 
-    def _roll_back(self, reason: str) -> None:
-        with self.store.locked():
-            back = self.store.rollback(reason)
+    def _roll_back(self, reason: str, link: Optional[str]) -> None:
+        with self.store.locked():  # only if it is still the one found bad (a technician may have moved on)
+            back = self.store.rollback(reason, expected=link)
         self._seen = self.store.active_link()
         self._set_fault(Fault("E702", PartKind.UPDATE, f"{reason}; rolled back to "
                                                       f"{back.manifest.label if back else 'the factory model'}"))
