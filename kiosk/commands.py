@@ -28,6 +28,11 @@ class ChooseBin:
 
 
 @dataclass(frozen=True)
+class TryAgain:
+    """The person on the unsure screen wants the kiosk to look again (nothing is recorded for this try)."""
+
+
+@dataclass(frozen=True)
 class SetLanguage:
     lang: str
 
@@ -53,4 +58,4 @@ class PinChecked:
     detail: str
 
 
-Command = Union[ChooseBin, SetLanguage, ServiceMode, Service, PinChecked]
+Command = Union[ChooseBin, TryAgain, SetLanguage, ServiceMode, Service, PinChecked]

@@ -134,6 +134,29 @@ class Decider:
         base = self.decision or Decision(t=now, bin_id=None, label=None)
         return self._open(now, replace(base, t=now, bin_id=bin_id, corrected=True))
 
+    def retry(self, now: float) -> list[Effect]:
+        """"Try again" on the unsure screen: look afresh at what is held up now (no flap was open)."""
+        if self.state is not State.UNSURE:
+            return []
+        self.decision = None
+        self.votes.clear()
+        self._enter(State.IDLE, now)
+        self.armed = True  # the item may still be in view: that is the point
+        return []
+
+    def guesses(self, n: int = 2) -> list[str]:
+        """The ``n`` bins the model leant to for this item, likeliest first (class scores summed per bin).
+
+        What the unsure screen offers as its largest targets; full bins are left out.
+        """
+        d = self.decision
+        per_bin: dict[str, float] = {}
+        for label, score in ((d.scores or {}) if d else {}).items():
+            bin_id = self.class_to_bin.get(label)
+            if bin_id is not None and bin_id not in self.blocked:
+                per_bin[bin_id] = per_bin.get(bin_id, 0.0) + float(score)
+        return [b for b, _ in sorted(per_bin.items(), key=lambda kv: -kv[1])[:n]]
+
     def set_full(self, full_bins: set[str]) -> None:
         """Bins that refuse items until emptied (from the fill levels)."""
         self.full = set(full_bins) & set(self.bins)

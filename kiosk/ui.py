@@ -30,7 +30,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 import pygame.freetype  # noqa: E402
 
-from kiosk.commands import ChooseBin, Command, PinChecked, Service, ServiceAction, ServiceMode, SetLanguage  # noqa: E402,F401
+from kiosk.commands import ChooseBin, Command, PinChecked, Service, ServiceAction, ServiceMode, SetLanguage, TryAgain  # noqa: E402,F401
 from kiosk.config import KioskConfig, UiConfig, canonical_lang  # noqa: E402
 from kiosk.screens.layout import Layout, bin_order  # noqa: E402
 from kiosk.screens.wording import Wording, chrome  # noqa: E402
@@ -195,6 +195,9 @@ class KioskUI:
         if b.kind == "bin":
             log.info("%s screen: the person chose bin '%s'", view.screen, b.arg)
             return [ChooseBin(b.arg)]
+        if b.kind == "retry":
+            log.info("unsure screen: the person asked to try again")
+            return [TryAgain()]
         if b.kind == "lang":
             return [SetLanguage(b.arg)]
         if b.kind == "pin":
@@ -260,6 +263,7 @@ class KioskUI:
             c.tip_index if v.screen == "idle" else None,
             None if d is None else (d.label, d.bin_id, round(d.score, 2), d.corrected, d.unsure, d.weight_g),
             v.suggested_bin, v.full_bin, tuple(sorted(v.refused)), tuple(sorted(v.out_of_order)),
+            v.guesses, id(v.crop) if v.crop is not None else None,  # the unsure screen: one item's picture
             tuple(sorted((k, round(f * 50)) for k, f in v.fill.items())),  # 2 % steps
             tuple((f.code, f.part, f.message) for f in v.faults),
             tuple(sorted(v.counts_today.items())),

@@ -34,5 +34,7 @@ class View:
     refused: frozenset[str] = frozenset()  # bins refusing items now: full, emptied-not-reset, flap locked out
     out_of_order: frozenset[str] = frozenset()  # of those, the ones whose flap is locked out or would not open
     faults: tuple[Fault, ...] = ()
+    crop: Optional[np.ndarray] = None  # unsure: the item as the kiosk saw it (RGB)
+    guesses: tuple[str, ...] = ()  # unsure: the bins the model leant to, likeliest first
     counts_today: dict[str, int] = field(default_factory=dict)  # bin id -> items
     fps: float = 0.0

@@ -36,11 +36,13 @@ def screen_for(service_mode: bool, faults: FaultBook, decider: Optional[Decider]
 
 def compose_view(prev: View, *, frame: Optional[Frame], presence: Presence, decider: Optional[Decider],
                  faults: FaultBook, service_mode: bool, language: str, fill: Mapping[str, float],
-                 counts_today: Mapping[str, int], fps: float) -> View:
-    """The next View; without a new frame the last picture stays up."""
+                 counts_today: Mapping[str, int], fps: float, crop=None) -> View:
+    """The next View; without a new frame the last picture stays up. ``crop``: the item the model last saw."""
     d = decider
+    screen = screen_for(service_mode, faults, d)
+    unsure = screen == "unsure"
     return View(
-        screen=screen_for(service_mode, faults, d),
+        screen=screen,
         language=language,
         frame=frame.screen if frame is not None else prev.frame,
         frame_seq=frame.seq if frame is not None else prev.frame_seq,
@@ -55,4 +57,6 @@ def compose_view(prev: View, *, frame: Optional[Frame], presence: Presence, deci
         faults=faults.all(),
         counts_today=dict(counts_today),
         fps=fps,
+        crop=crop if unsure else None,
+        guesses=tuple(d.guesses()) if unsure and d is not None else (),
     )

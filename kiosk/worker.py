@@ -21,7 +21,7 @@ from kiosk.appliance.eventlog import NullEventLog
 from kiosk.appliance.lifecycle import StopFlag
 from kiosk.camera import EndOfStream, FrameSource
 from kiosk.classifier import Classifier
-from kiosk.commands import ChooseBin, PinChecked, Service, ServiceMode, SetLanguage
+from kiosk.commands import ChooseBin, PinChecked, Service, ServiceMode, SetLanguage, TryAgain
 from kiosk.config import KioskConfig
 from kiosk.datatypes import Decision, Frame, Presence
 from kiosk.decision import Effect, State
@@ -98,7 +98,7 @@ class Worker:
         self.rate = FrameRate()
         self._crop = None  # the item's square, for the record when images are kept
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
-        self._handlers = {ChooseBin: self._choose, SetLanguage: self._set_language,
+        self._handlers = {ChooseBin: self._choose, TryAgain: self._try_again, SetLanguage: self._set_language,
                           ServiceMode: self._service_mode, Service: self._service_action,
                           PinChecked: self._pin_checked}
         self.heartbeat = clock()
@@ -267,6 +267,10 @@ class Worker:
             t = self.last_frame.t if self.last_frame else now
             self._apply(self.pipeline.decider.choose(t, cmd.bin_id), self.last_frame)
 
+    def _try_again(self, cmd: TryAgain, now: float) -> None:
+        if self.pipeline is not None and not self.faults.out_of_service and not self.service.active:
+            self.pipeline.decider.retry(self.last_frame.t if self.last_frame else now)
+
     def _set_language(self, cmd: SetLanguage, now: float) -> None:
         self.language = cmd.lang
 
@@ -356,7 +360,8 @@ class Worker:
         view = compose_view(self._view, frame=frame, presence=presence,
                             decider=self.pipeline.decider if self.pipeline else None, faults=self.faults,
                             service_mode=self.service.active, language=self.language,
-                            fill=self.hardware.fill_levels(), counts_today=self.tally.snapshot(), fps=self.rate.fps)
+                            fill=self.hardware.fill_levels(), counts_today=self.tally.snapshot(), fps=self.rate.fps,
+                            crop=self._crop)
         with self._view_lock:
             self._view = view
 

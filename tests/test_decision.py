@@ -232,3 +232,20 @@ def test_a_correction_to_a_full_bin_is_refused():
     d.set_full({"paper"})
     feed(d, c, 13, True, "glass")
     assert d.choose(c(), "paper") == [] and d.decision.bin_id == "glass"
+
+
+def test_try_again_looks_afresh_and_guesses_name_the_leaning_bins():
+    d, c = make(min_votes=3, window=6), Clock()
+    feed(d, c, 1, True, "glass")
+    for label in ["glass", "paper", "metal", "glass", "paper", "metal"] * 20:
+        d.update(c(), True, Prediction(label, 0.5, {"glass": 0.4, "paper": 0.35, "metal": 0.25}))
+        if d.state is State.UNSURE:
+            break
+    assert d.state is State.UNSURE
+    assert d.guesses() == ["glass", "paper"]
+    d.set_full({"glass"})
+    assert d.guesses() == ["paper", "packaging"]  # a full bin is never offered
+    assert d.retry(c()) == [] and d.state is State.IDLE and d.armed and d.decision is None
+    feed(d, c, 1, True, "glass")
+    assert d.state is State.LOOKING  # the item still held up is looked at again at once
+    assert d.retry(c()) == []  # only the unsure screen has "try again"

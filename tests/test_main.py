@@ -347,3 +347,23 @@ def test_a_correction_on_the_decided_screen_moves_the_flap_and_shows_in_stats(cf
     [row] = [g for g in stats.groups if g.items]
     assert (row.label, row.bin_id, row.corrected) == ("glass", "paper", 1)
     log.close()
+
+
+def test_try_again_on_the_unsure_screen_looks_again_and_records_nothing(cfg_with, tmp_path):
+    from kiosk.appliance.eventlog import EventLog
+    from kiosk.commands import TryAgain
+
+    hw = FakeHardware(drop_after=0)
+    log = EventLog(tmp_path / "events.db")
+    w = unsure_worker(cfg_with, hw, eventlog=log)
+    assert run_until(w, "unsure")
+    view = w.view()
+    assert view.crop is not None and view.crop.ndim == 3 and len(view.guesses) >= 1  # what the screen shows
+    w.post(TryAgain())
+    w.step()
+    assert w.view().screen in ("idle", "looking") and hw.log == []
+    log.close()
+    import sqlite3
+
+    with sqlite3.connect(str(tmp_path / "events.db")) as db:
+        assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0  # this try left no record

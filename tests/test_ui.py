@@ -251,7 +251,7 @@ def test_finger_and_mouse_on_the_unsure_screen_choose_the_touched_bin(cfg, size)
     surface = pygame.Surface(size)
     ui.draw(surface, view)
     bins = [b for b in ui.buttons(view) if b.kind == "bin"]
-    assert [b.arg for b in sorted(bins, key=lambda b: b.rect.x)] == ["paper", "packaging", "glass", "residual"]
+    assert sorted(b.arg for b in bins) == sorted(["paper", "packaging", "glass", "residual"])
     for b in bins:
         spot = (b.rect.centerx, b.rect.bottom - b.rect.h // 8)  # below the name, on the bin's colour
         assert tuple(surface.get_at(spot))[:3] == hex_rgb(cfg.bin(b.arg).colour)
@@ -690,3 +690,34 @@ def test_the_config_error_screen_is_the_same_design_in_every_language(tmp_path):
         text = " ".join(line for _, _, line in record)
         assert ui.words.t(lang, "out_title") in text and "E100" in text and "bins" in text
     assert "es" in base.ui.languages or (REPO / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_unsure_screen_offers_its_two_guesses_biggest_the_crop_and_try_again(cfg, size):
+    from kiosk.commands import TryAgain
+
+    ui = KioskUI(cfg, size, clock=Clock())
+    view = sample_view(cfg, "unsure", "en")
+    assert len(view.guesses) == 2 and view.crop is not None
+    surface, record = draw_recorded(ui, view)
+    text = " ".join(line for _, _, line in record)
+    for g in view.guesses:
+        assert f"{ui.words.bin_name('en', g)}?" in text  # "Plastic & metal?"
+    fb = cfg.decision.fallback_bin
+    assert f"If in doubt: {ui.words.bin_name('en', fb)}" in text
+    bins = {b.arg: b for b in ui.buttons(view) if b.kind == "bin"}
+    area = {k: b.rect.w * b.rect.h for k, b in bins.items()}
+    smallest_guess = min(area[g] for g in view.guesses)
+    assert all(area[k] < smallest_guess for k in bins if k not in view.guesses)  # the guesses are the biggest
+    mm = size[0] / 154 if size == (800, 480) else size[0] / 217
+    for b in ui.buttons(view):
+        if b.kind in ("bin", "retry"):
+            assert b.rect.w >= 15 * mm and b.rect.h >= 15 * mm, b
+    for g in view.guesses:
+        assert ui.handle(finger(ui, bins[g].rect.center), view) == [ChooseBin(g)]
+    retry = button(ui, view, "retry")
+    assert ui.handle(finger(ui, retry.rect.center), view) == [TryAgain()]
+    crop_box = ui.layout.unsure_crop
+    pixels = pygame.surfarray.pixels3d(surface)[crop_box.x:crop_box.right, crop_box.y:crop_box.bottom]
+    assert pixels.std() > 10  # the item's picture is there, not an empty box
+    del pixels

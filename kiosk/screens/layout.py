@@ -128,6 +128,18 @@ class Layout:
         return self.grid(8, 104, 784, 368, n)
 
     @property
+    def unsure_crop(self) -> pygame.Rect:
+        return self.r(8, 96, 200, 200)
+
+    def unsure_guesses(self, n: int) -> list[pygame.Rect]:
+        """The largest targets: the model's one or two best guesses, beside the crop."""
+        return self.row(216, 96, 576, 200, max(n, 1))[:n]
+
+    def unsure_rest(self, n: int) -> list[pygame.Rect]:
+        """The other bins, then "try again" last: a row under the guesses."""
+        return self.row(8, 304, 784, 168, n)
+
+    @property
     def full_card(self) -> pygame.Rect:
         return self.r(8, 8, 688, 136)
 

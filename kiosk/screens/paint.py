@@ -103,9 +103,14 @@ def make_plan(c: Ctx) -> Plan:
         if v.screen in CORRECTABLE and v.decision and v.decision.bin_id:  # wrong bin? one tap on the right one
             plan.buttons += [Button(r, "bin", b.id, b.id not in c.full)
                              for r, b in zip(L.strip_cells(n), c.bins) if b.id != v.decision.bin_id]
-    elif v.screen in ("unsure", "bin_full"):
-        rects = L.choice_grid(n) if v.screen == "unsure" else L.full_grid(n)
-        plan.buttons += [Button(r, "bin", b.id, b.id not in c.full) for r, b in zip(rects, c.bins)]
+    elif v.screen == "unsure":
+        guesses, rest = unsure_split(c)
+        plan.buttons += [Button(r, "bin", b.id, b.id not in c.full) for r, b in zip(L.unsure_guesses(len(guesses)), guesses)]
+        rects = L.unsure_rest(len(rest) + 1)
+        plan.buttons += [Button(r, "bin", b.id, b.id not in c.full) for r, b in zip(rects, rest)]
+        plan.buttons.append(Button(rects[-1], "retry"))
+    elif v.screen == "bin_full":
+        plan.buttons += [Button(r, "bin", b.id, b.id not in c.full) for r, b in zip(L.full_grid(n), c.bins)]
     elif v.screen == "service":
         plan.buttons += [Button(r, "service_bin", b.id) for r, b in zip(L.service_cards(n), c.bins)]
         kinds = (*SERVICE_KINDS, "close")
@@ -292,12 +297,51 @@ def _confidence(c: Ctx, s: pygame.Surface, score: float, fg) -> None:
     c.draw(s, c.t(word), text_box, 22, fg, min_size=11, valign="middle")
 
 
+def unsure_split(c: Ctx) -> tuple[list, list]:
+    """(the model's guesses as bins, the other bins in standing order): the unsure screen's two tiers."""
+    by_id = {b.id: b for b in c.bins}
+    guesses = [by_id[g] for g in c.view.guesses if g in by_id][:2]
+    return guesses, [b for b in c.bins if b not in guesses]
+
+
 def _unsure(c: Ctx, s: pygame.Surface) -> None:
-    L = c.lay
+    """What it saw, its two best guesses as the largest targets, the rest smaller, "try again" last."""
+    L, v = c.lay, c.view
     c.draw(s, c.t("unsure_title"), L.choice_title, 36, bold=True, min_size=14, valign="middle")
-    c.draw(s, c.t("unsure_hint"), L.choice_hint, 24, th.MUTED, min_size=12, valign="middle")
-    for rect, b in zip(L.choice_grid(len(c.bins)), c.bins):
-        _bin_button(c, s, rect, b, enabled=b.id not in c.full)
+    doubt = c.cfg.decision.fallback_bin
+    hint = c.t("unsure_if_in_doubt", bin=c.bin_name(doubt)) if doubt else c.t("unsure_hint")
+    c.draw(s, hint, L.choice_hint, 24, th.MUTED, min_size=12, valign="middle")
+    box = L.unsure_crop
+    pygame.draw.rect(s, th.LETTERBOX, box, border_radius=L.px(12))
+    if v.crop is not None and v.crop.ndim == 3 and v.crop.size:
+        pic = _fit_picture(v.crop, box.inflate(-L.px(8), -L.px(8)))
+        s.blit(pic, pic.get_rect(center=box.center))
+    guesses, rest = unsure_split(c)
+    for rect, b in zip(L.unsure_guesses(len(guesses)), guesses):
+        _bin_button(c, s, rect, b, enabled=b.id not in c.full, label=c.t("unsure_guess", bin=c.bin_name(b.id)))
+    rects = L.unsure_rest(len(rest) + 1)
+    for rect, b in zip(rects, rest):
+        _bin_button(c, s, rect, b, enabled=b.id not in c.full, suggested=(b.id == doubt and bool(guesses)),
+                    badge_key="if_in_doubt_badge")
+    retry = rects[-1]
+    pygame.draw.rect(s, th.PANEL_HI, retry, border_radius=L.px(16))
+    pygame.draw.rect(s, th.MUTED, retry, width=L.px(2), border_radius=L.px(16))
+    icon = pygame.Rect(0, 0, min(retry.w, retry.h) // 3, min(retry.w, retry.h) // 3)
+    icon.midtop = (retry.centerx, retry.y + L.px(14))
+    shapes.ring(s, th.TEXT, icon.center, icon.w // 2, L.px(5), 0.8)
+    c.draw(s, c.t("try_again"), pygame.Rect(retry.x + L.px(8), icon.bottom + L.px(6), retry.w - L.px(16),
+                                             retry.bottom - icon.bottom - L.px(14)),
+           24, bold=True, min_size=10, align="centre", valign="middle")
+
+
+def _fit_picture(rgb, box: pygame.Rect) -> pygame.Surface:
+    """The crop scaled to fit ``box``, aspect kept (drawn once: the layer is cached per item)."""
+    import numpy as np
+
+    h, w = rgb.shape[:2]
+    k = min(box.w / w, box.h / h)
+    pic = pygame.surfarray.make_surface(np.ascontiguousarray(np.transpose(rgb[..., :3], (1, 0, 2))))
+    return pygame.transform.smoothscale(pic, (max(1, round(w * k)), max(1, round(h * k))))
 
 
 def _bin_full(c: Ctx, s: pygame.Surface) -> None:

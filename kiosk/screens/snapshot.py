@@ -86,7 +86,13 @@ def sample_view(cfg: KioskConfig, state: str, lang: str, frame: np.ndarray | Non
     elif state == "thanks":
         kw.update(decision=Decision(t=0.0, bin_id=bin_id, label=label, score=0.93, weight_g=23.0, drop_confirmed=True))
     elif state == "unsure":
-        kw.update(roi=SAMPLE_ROI, decision=Decision(t=0.0, bin_id=None, label=label, score=0.41, unsure=True))
+        # leaning to the sample's bin, then to the next other bin a rule names: the two big targets
+        other = next((c for c, r in cfg.rules.items() if r.bin != bin_id), label)
+        scores = {label: 0.41, other: 0.33}
+        guesses = tuple(dict.fromkeys([bin_id, cfg.rules[other].bin]))
+        kw.update(roi=SAMPLE_ROI, decision=Decision(t=0.0, bin_id=None, label=label, score=0.41, scores=scores,
+                                                    unsure=True),
+                  crop=SAMPLE_ROI.crop(frame), guesses=guesses)
     elif state == "bin_full":
         fb = cfg.decision.fallback_bin
         suggested = fb if fb and fb != bin_id else next((b for b in ids if b != bin_id), None)

@@ -58,8 +58,12 @@ def _strip(c: Ctx, s: pygame.Surface, highlight: Optional[str] = None, tappable:
             pygame.draw.rect(s, th.MUTED, cell, width=L.px(2), border_radius=L.px(10))
 
 
-def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool = False, dim: bool = False) -> None:
-    """A bin to touch. ``suggested``: the one to use (a white pill and frame); ``dim``: the others then."""
+def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool = False, dim: bool = False,
+                label: Optional[str] = None, badge_key: str = "suggested_badge") -> None:
+    """A bin to touch. ``suggested``: the one to use (a white pill and frame); ``dim``: the others then.
+
+    ``label``: instead of the bin's name (the unsure screen's "Glass?"); ``badge_key``: the pill's words.
+    """
     L = c.lay
     colour = th.hex_rgb(b.colour) if enabled else th.DISABLED
     if enabled and dim:
@@ -69,7 +73,7 @@ def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool 
     inner = rect.inflate(-L.px(16), -L.px(16))
     out_of_order = b.id in c.view.out_of_order
     badge = (c.t("out_of_order_badge" if out_of_order else "full_badge") if not enabled
-             else c.t("suggested_badge") if suggested else None)
+             else c.t(badge_key) if suggested else None)
     if badge:
         badge_box = pygame.Rect(inner.x, inner.y, inner.w, min(L.px(30), inner.h // 3))
         pill = th.ERROR if not enabled else th.TEXT  # red "Full" / white "Use this", dark ink on both
@@ -79,7 +83,7 @@ def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool 
         inner = pygame.Rect(inner.x, badge_box.bottom, inner.w, inner.bottom - badge_box.bottom)
     if suggested:
         pygame.draw.rect(s, th.TEXT, rect, width=L.px(7), border_radius=L.px(16))
-    c.draw(s, c.bin_name(b.id), inner, 34, fg, bold=True, min_size=10, align="centre", valign="middle")
+    c.draw(s, label or c.bin_name(b.id), inner, 34, fg, bold=True, min_size=10, align="centre", valign="middle")
 
 
 def _dots(c: Ctx, s, centre, n: int, current: int) -> None:
