@@ -25,8 +25,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
-from kiosk.ui import KioskUI, sample_view  # noqa: E402
-from kiosk.screens.snapshot import sample_frame  # noqa: E402
+from kiosk.ui import KioskUI  # noqa: E402
+from kiosk.screens.snapshot import sample_frame, sample_view  # noqa: E402
 from kiosk.view import SCREENS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ DATA_LABEL=KIOSKDATA
 
 # Debian packages the kiosk needs everywhere; Raspberry Pi OS only; --image only.
 # EGL, GLES, GBM and the Mesa drivers: SDL's KMS/DRM video driver draws through them.
-APT_PACKAGES=(python3 python3-venv systemd fonts-noto-cjk libegl1 libgles2 libgbm1 libgl1-mesa-dri)
+APT_PACKAGES=(python3 python3-venv systemd fonts-noto-cjk fonts-material-design-icons-iconfont libegl1 libgles2 libgbm1 libgl1-mesa-dri)
 APT_PI_PACKAGES=(python3-picamera2 python3-lgpio)
 APT_IMAGE_PACKAGES=(overlayroot cloud-guest-utils fdisk e2fsprogs)
 

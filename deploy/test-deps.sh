@@ -5,7 +5,8 @@
 # tests start on loopback on a free port of their own (tests/test_fleet.py);
 # Debian also starts its own mosquitto service, which listens on localhost only;
 # fonts-noto-cjk and fonts-dejavu-core, the fonts the screens use for Chinese and
-# Latin text (without them the rendering tests of those languages skip).
+# Latin text (without them the rendering tests of those languages skip), and
+# fonts-material-design-icons-iconfont, the bins' pictograms.
 # As root it runs apt-get itself; as a desktop user it asks sudo. Nothing to do
 # when everything is there already.
 set -euo pipefail
@@ -15,6 +16,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+[ -e /usr/share/fonts/truetype/material-design-icons-iconfont/MaterialIcons-Regular.ttf ] || need+=(fonts-material-design-icons-iconfont)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
 	echo "test-deps: not a Debian/Ubuntu system; install ${need[*]} yourself (those tests skip without it)" >&2

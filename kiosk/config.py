@@ -125,6 +125,8 @@ class BinConfig(Strict):
     scale: ScaleConfig = ScaleConfig(type="none")
     capacity_kg: float = Field(20.0, ge=0.1, le=500)
     near_full: float = Field(0.85, ge=0.1, le=1.0, description="Fill fraction that warns.")
+    icon: Optional[str] = Field(None, pattern=r"^[a-z0-9_]{1,40}$",
+                                description="Material Icons name of the bin's pictogram (fonts.google.com/icons), e.g. recycling.")
 
 
 class RuleConfig(Strict):

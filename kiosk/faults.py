@@ -62,6 +62,7 @@ NEXT_STEPS = {
     "E000": "report it with the journal: journalctl -u kiosk",
     "E100": "fix the key the screen names in kiosk.yaml (kiosk check-config FILE)",
     "E110": "install the font the message names (fonts-noto-cjk for zh-CN), then restart",
+    "E111": "install fonts-material-design-icons-iconfont, or fix the bin's icon name in kiosk.yaml",
     "E200": "check the camera cable and `kiosk doctor`; the kiosk retries by itself",
     "E300": "re-copy the model and its card (sha256 or card mismatch); `kiosk doctor`",
     "E301": "none needed (sorting on the reference path); report the CPU and onnxruntime version",

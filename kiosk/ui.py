@@ -44,6 +44,7 @@ from kiosk.view import View  # noqa: E402
 log = logging.getLogger(__name__)
 
 FONT_MISSING_CODE = "E110"  # a configured language no installed font can show (a warning on the service screen)
+ICONS_CODE = "E111"  # the pictograms' font is missing, or a bin names an icon it does not have
 SERVICE_TAPS = 5  # taps on the top-left corner ...
 SERVICE_TAP_WINDOW_S = 3.0  # ... within this time ask for the service PIN
 
@@ -108,6 +109,9 @@ class KioskUI:
         self.bins = bin_order(cfg.bins)
         self.service_bin: Optional[str] = self.bins[0].id if self.bins else None
         self.languages = [lang for lang in cfg.ui.languages if self.fonts.renders(lang)]
+        from kiosk.screens.icons import IconSet
+
+        self.icons = IconSet()
         from kiosk.faults import Fault, PartKind
 
         # A language the config asks for and no font can show: said at start, and on the service screen
@@ -115,6 +119,14 @@ class KioskUI:
         self.font_faults = tuple(Fault(FONT_MISSING_CODE, PartKind.CONFIG, self.fonts.problems.get(lang, lang),
                                        blocking=False)
                                  for lang in cfg.ui.languages if not self.fonts.renders(lang))
+        if any(b.icon for b in cfg.bins):
+            if self.icons.problem:
+                self.font_faults += (Fault(ICONS_CODE, PartKind.CONFIG, self.icons.problem, blocking=False),)
+            for name in self.icons.unknown(b.icon for b in cfg.bins):
+                bins = ", ".join(b.id for b in cfg.bins if b.icon == name)
+                self.font_faults += (Fault(ICONS_CODE, PartKind.CONFIG, f"bins ({bins}).icon: Material Icons has no "
+                                                                        f"'{name}' (names: fonts.google.com/icons)",
+                                           blocking=False),)
         for f in self.font_faults:
             log.warning("[%s] %s (README: fonts)", f.code, f.message)
         self.dirty: list[pygame.Rect] = []  # rects changed by the last draw()
@@ -236,7 +248,7 @@ class KioskUI:
         tip_index = int(now // self.cfg.ui.tip_seconds) % len(tips) if tips else 0
         return Ctx(lay=self.layout, text=self.text, words=self.words, cfg=self.cfg, lang=lang, view=view,
                    bins=self.bins, full=full, now=now, next_lang=self._next_language(view.language),
-                   service_bin=self.service_bin, pin=self.pin, tip_index=tip_index)
+                   service_bin=self.service_bin, pin=self.pin, tip_index=tip_index, icons=self.icons)
 
     def _shown_language(self, lang: str) -> str:
         """``lang`` if a font can show it, else the default or English (logged once)."""

@@ -721,3 +721,63 @@ def test_the_unsure_screen_offers_its_two_guesses_biggest_the_crop_and_try_again
     pixels = pygame.surfarray.pixels3d(surface)[crop_box.x:crop_box.right, crop_box.y:crop_box.bottom]
     assert pixels.std() > 10  # the item's picture is there, not an empty box
     del pixels
+
+
+def _icons_or_skip():
+    from kiosk.screens.icons import IconSet
+
+    icons = IconSet()
+    if not icons.available:
+        pytest.skip("no Material Icons font here (deploy/test-deps.sh installs fonts-material-design-icons-iconfont)")
+    return icons
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_every_bin_has_a_crisp_pictogram_on_its_tiles_and_the_banner(cfg, size):
+    icons = _icons_or_skip()
+    assert icons.unknown(b.icon for b in cfg.bins) == [] and all(b.icon for b in cfg.bins)
+    ui = KioskUI(cfg, size, clock=Clock())
+    assert ui.font_faults == ()
+    view = sample_view(cfg, "decided", "en")
+    surface, _ = draw_recorded(ui, view)
+    box = ui.layout.card_pictogram
+    fg = th_text_on(hex_rgb(cfg.bin(view.decision.bin_id).colour))
+    region = pygame.surfarray.pixels3d(surface)[box.x:box.right, box.y:box.bottom].reshape(-1, 3)
+    ink = (np.abs(region.astype(int) - np.array(fg)).sum(1) < 30).mean()
+    assert 0.05 < ink < 0.8, ink  # the glyph is there, in the text colour
+    # rendered at the screen's own pixel size (not a scaled bitmap) and cached: the same surface twice
+    a = icons.render("recycling", ui.layout.px(88), (0, 0, 0))
+    assert a is icons.render("recycling", ui.layout.px(88), (0, 0, 0)) and max(a.get_size()) >= ui.layout.px(60)
+
+
+def th_text_on(colour):
+    from kiosk.screens.theme import text_on
+
+    return text_on(colour)
+
+
+def test_a_bin_icon_the_font_lacks_and_a_missing_font_are_service_warnings(cfg, monkeypatch):
+    _icons_or_skip()
+    bins = [b.model_copy(update={"icon": "no_such_icon"}) if i == 0 else b for i, b in enumerate(cfg.bins)]
+    ui = KioskUI(cfg.model_copy(update={"bins": bins}), (800, 480), clock=Clock())
+    [fault] = ui.font_faults
+    assert fault.code == "E111" and "no_such_icon" in fault.message
+    from kiosk.screens import icons as icons_mod
+
+    monkeypatch.setattr(icons_mod, "FONT_FILES", (Path("/nonexistent/MaterialIcons.ttf"),))
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    assert [f.code for f in ui.font_faults] == ["E111"] and "fonts-material-design-icons-iconfont" in ui.font_faults[0].message
+    for state in SCREENS:  # without pictograms every screen still draws (colours and words carry it)
+        _, record = draw_recorded(ui, sample_view(cfg, state, "en"))
+        assert record
+
+
+def test_the_ui_benchmark_runs(tmp_path):
+    """benchmarks/bench_ui.py prints the per-screen figures (it once broke unnoticed: nothing ran it)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_ui.py"), "--frames", "2"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "worst median at 800x480" in out.stdout and "unsure" in out.stdout

@@ -96,15 +96,20 @@ class Layout:
 
     @property
     def card_line1(self) -> pygame.Rect:
-        return self.r(172, 18, 512, 44)
+        return self.r(172, 18, 420, 44)
 
     @property
     def card_line2(self) -> pygame.Rect:
-        return self.r(172, 64, 512, 100)
+        return self.r(172, 64, 420, 100)
 
     @property
     def card_line3(self) -> pygame.Rect:
-        return self.r(172, 166, 512, 34)
+        return self.r(172, 166, 420, 34)
+
+    @property
+    def card_pictogram(self) -> pygame.Rect:
+        """The bin's pictogram at the card's right end."""
+        return self.r(600, 52, 88, 96)
 
     @property
     def steps(self) -> pygame.Rect:

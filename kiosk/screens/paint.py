@@ -19,6 +19,7 @@ from kiosk.screens import shapes as shapes
 from kiosk.screens import theme as th
 from kiosk.commands import ServiceAction
 from kiosk.screens.layout import Layout, direction
+from kiosk.screens.icons import blit_centred
 from kiosk.screens.live import LiveView, map_roi
 from kiosk.screens.technician import _out_of_service, _service
 from kiosk.screens.widgets import _bin_button, _dots, _lang_button, _pin_pad, _strip, _strip_cell, _weight
@@ -65,12 +66,23 @@ class Ctx:
     service_bin: Optional[str]
     pin: object  # PinPad
     tip_index: int = 0
+    icons: object = None  # kiosk.screens.icons.IconSet (None: no pictograms)
 
     def t(self, key: str, **values) -> str:
         return self.words.t(self.lang, key, **values)
 
     def bin_name(self, bin_id: str) -> str:
         return self.words.bin_name(self.lang, bin_id)
+
+    def icon(self, bin_id: Optional[str], px: int, colour):
+        """The bin's pictogram at ``px`` pixels in ``colour`` (cached), or None."""
+        if self.icons is None or not bin_id:
+            return None
+        try:
+            name = self.cfg.bin(bin_id).icon
+        except KeyError:
+            return None
+        return self.icons.render(name, px, colour)
 
     def bin_colour(self, bin_id: Optional[str]):
         try:
@@ -230,6 +242,7 @@ def _result(c: Ctx, s: pygame.Surface) -> None:
         shapes.tick(s, fg, L.card_icon.inflate(-L.px(16), -L.px(16)))
         c.draw(s, name, L.card_line1, 28, fg, min_size=12, valign="bottom")
         c.draw(s, c.t("thanks_title"), L.card_line2, 60, fg, bold=True, min_size=18, valign="middle")
+        blit_centred(s, c.icon(bin_id, L.card_pictogram.h, fg), L.card_pictogram)
         if d and d.weight_g is not None:
             c.draw(s, c.t("thanks_weight", weight=_weight(c, d.weight_g)), L.card_line3, 24, fg, min_size=12)
     else:
@@ -243,6 +256,7 @@ def _result(c: Ctx, s: pygame.Surface) -> None:
             line1 = c.t("decided_material", material=c.words.material(c.lang, d.label if d else None))
         c.draw(s, line1, L.card_line1, 28, fg, min_size=12, valign="bottom")
         c.draw(s, name, L.card_line2, 56, fg, bold=True, min_size=16, valign="middle")
+        blit_centred(s, c.icon(bin_id, L.card_pictogram.h, fg), L.card_pictogram)
         if v.screen == "await_drop":
             c.draw(s, c.t("await_hint"), L.card_line3, 24, fg, bold=True, min_size=12)
         elif d and not d.corrected:
@@ -355,6 +369,9 @@ def _bin_full(c: Ctx, s: pygame.Surface) -> None:
     shapes.cross(s, th.ERROR if th.contrast(th.ERROR, colour) > 2.5 else fg, icon)
     title_box = pygame.Rect(icon.right + L.px(16), card.y + L.px(8), card.right - icon.right - L.px(32), card.h - L.px(16))
     title = "bin_out_of_order_title" if full_id in v.out_of_order else "bin_full_title"
+    picto = pygame.Rect(card.right - L.px(112), card.y + L.px(16), L.px(96), card.h - L.px(32))
+    if blit_centred(s, c.icon(full_id, picto.h, fg), picto):
+        title_box.w = picto.x - title_box.x - L.px(8)
     c.draw(s, c.t(title, bin=c.bin_name(full_id) if full_id else ""), title_box, 44, fg, bold=True,
            min_size=14, valign="middle")
     hint = c.t("bin_full_suggest", bin=c.bin_name(v.suggested_bin)) if v.suggested_bin else c.t("bin_full_choose")

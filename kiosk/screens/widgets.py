@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import pygame
 
 from kiosk.screens import theme as th
+from kiosk.screens.icons import blit_centred
 
 if TYPE_CHECKING:  # the context type only; paint imports this module
     from kiosk.screens.paint import Ctx, Plan
@@ -45,6 +46,11 @@ def _strip(c: Ctx, s: pygame.Surface, highlight: Optional[str] = None, tappable:
         fg = th.text_on(colour)
         name_box = cell.inflate(-L.px(12), -L.px(20))
         name_box.y = cell.y + L.px(6)
+        if cell.w >= L.px(150):  # room for a pictogram beside the name
+            picto = pygame.Rect(name_box.x, name_box.y, L.px(34), name_box.h)
+            if blit_centred(s, c.icon(b.id, L.px(30), fg), picto):
+                name_box = pygame.Rect(picto.right + L.px(4), name_box.y, name_box.right - picto.right - L.px(4),
+                                       name_box.h)
         c.draw(s, c.bin_name(b.id), name_box, 22, fg, bold=True, min_size=9, align="centre", valign="middle")
         fill = max(0.0, min(1.0, c.view.fill.get(b.id, 0.0)))
         bar = pygame.Rect(cell.x + L.px(10), cell.bottom - L.px(12), cell.w - L.px(20), L.px(5))
@@ -83,6 +89,11 @@ def _bin_button(c: Ctx, s, rect: pygame.Rect, b, enabled: bool, suggested: bool 
         inner = pygame.Rect(inner.x, badge_box.bottom, inner.w, inner.bottom - badge_box.bottom)
     if suggested:
         pygame.draw.rect(s, th.TEXT, rect, width=L.px(7), border_radius=L.px(16))
+    side = min(inner.w, inner.h * 2 // 5)
+    if inner.h >= L.px(110) and side >= L.px(36):  # a pictogram above the name where the tile is tall enough
+        picto = pygame.Rect(inner.x, inner.y + L.px(4), inner.w, side)
+        if blit_centred(s, c.icon(b.id, side, fg), picto):
+            inner = pygame.Rect(inner.x, picto.bottom, inner.w, inner.bottom - picto.bottom)
     c.draw(s, label or c.bin_name(b.id), inner, 34, fg, bold=True, min_size=10, align="centre", valign="middle")
 
 
