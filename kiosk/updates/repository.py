@@ -55,16 +55,6 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ---- keys -----------------------------------------------------------------------------
 def _passphrase(confirm: bool) -> Optional[bytes]:
     """$KIOSK_KEY_PASSPHRASE, else asked on the terminal; empty means unencrypted (tests, a sealed USB stick)."""
@@ -234,7 +224,9 @@ class Repository:
         parent, _, name = target_path.rpartition("/")
         dst = self.targets_dir / parent / f"{info.hashes['sha256']}.{name}"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if not (dst.is_file() and _sha256(dst) == info.hashes["sha256"]):  # a publish killed mid-copy is redone
+        from kiosk.classifier import sha256_file
+
+        if not (dst.is_file() and sha256_file(dst) == info.hashes["sha256"]):  # a publish killed mid-copy is redone
             _atomic_bytes(dst, Path(local).read_bytes())
         targets.signed.targets[target_path] = info
 
