@@ -42,6 +42,17 @@ PURE_TESTS = ("tests/test_decision.py", "tests/test_config.py", "tests/test_hx71
               "tests/test_configfile.py", "tests/test_faults.py")
 DUMMY = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
 
+UPDATES_PROBE = r"""
+import cryptography, segno, tuf
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import Metadata, Targets
+signer = CryptoSigner.generate_ed25519()
+md = Metadata(Targets())
+md.sign(signer)
+signer.public_key.verify_signature(md.signatures[signer.public_key.keyid], md.signed_bytes)
+print("tuf", tuf.__version__, "cryptography", cryptography.__version__, "segno", segno.__version__, "ed25519 verified")
+"""
+
 # Where the SDL inside the pygame-ce wheel says which video drivers it was built with.
 KMSDRM_PROBE = r"""
 import glob, os, pygame
@@ -77,6 +88,9 @@ def check(ch: chroot.Chroot, val: Path | None, models: list[Path], out: Path) ->
     parts = r.stdout.split()
     step("wheels", r.returncode == 0 and parts[:1] == ["aarch64"],
          dict(zip(("machine", "onnxruntime", "opencv", "numpy", "pygame_ce", "pydantic_core"), parts)) or _tail(r))
+    # signed model updates on ARM: TUF signs and verifies with cryptography's Ed25519 (a native wheel)
+    r = ch.run(VENV_PY, "-c", UPDATES_PROBE, check=False, env=DUMMY)
+    step("update-signatures", r.returncode == 0 and r.stdout.strip().endswith("verified"), r.stdout.strip() or _tail(r))
     r = ch.run(KIOSK, "check-config", CONFIG, check=False, env=DUMMY)
     step("check-config", r.returncode == 0 and r.stdout.strip().startswith("OK"), r.stdout.strip() or _tail(r))
     r = ch.run(KIOSK, "doctor", "--config", CONFIG, check=False, env=DUMMY, timeout=900)
