@@ -46,6 +46,10 @@ class ModelCard:
     sha256: str
     output: str  # "logits" or "probabilities"
     raw: dict
+    # How scores are read from the outputs: not sealed into the model (binding), so a
+    # card can be re-calibrated without re-exporting. Both are checked below.
+    temperature: float = 1.0  # logits are divided by it before softmax (kiosk.model.calibration)
+    mirror: bool = False  # average the logits of the picture and its mirror image (test_time.mirror)
 
     @classmethod
     def load(cls, path: Path) -> "ModelCard":
@@ -78,6 +82,9 @@ class ModelCard:
             classes = [str(c) for c in raw["classes"]]
             sha = str(raw["sha256"]).lower()
             output = str(raw.get("output", "logits"))
+            temperature = raw.get("temperature", 1.0)
+            test_time = raw.get("test_time", {})
+            mirror = test_time.get("mirror", False)
         except ValidationError as e:
             err = e.errors()[0]
             raise ModelError(f"model card {name}: clahe.{'.'.join(map(str, err['loc']))}: {err['msg']} "
@@ -97,9 +104,18 @@ class ModelCard:
             problems.append("sha256 must be 64 hex digits")
         if output not in ("logits", "probabilities"):
             problems.append(f"output must be logits or probabilities, not {excerpt(output)}")
+        from kiosk.model.calibration import T_MAX, T_MIN
+
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                or not T_MIN <= temperature <= T_MAX:
+            problems.append(f"temperature must be a number from {T_MIN} to {T_MAX}, not {excerpt(temperature)}")
+        elif temperature != 1.0 and output != "logits":
+            problems.append("temperature applies to logits only (output is probabilities)")
+        if not isinstance(mirror, bool):
+            problems.append(f"test_time.mirror must be true or false, not {excerpt(mirror)}")
         if problems:
             raise ModelError(f"model card {name}: " + "; ".join(problems))
-        return cls(classes, spec, sha, output, raw)
+        return cls(classes, spec, sha, output, raw, float(temperature), mirror)
 
     def meaning(self) -> dict:
         """What the model's outputs and inputs mean: the fields sealed in the model file (kiosk.model.binding)."""
@@ -208,7 +224,19 @@ class OnnxClassifier:
         self.output_name = outputs[0].name
 
     def classify(self, rgb: np.ndarray, timer=NULL_TIMER) -> Prediction:
-        """The steps of kiosk.preprocess.model_input, timed one by one, then the model."""
+        """:meth:`scores` read as the card says (temperature, softmax): what the kiosk, eval and bench all call."""
+        out = self.scores(rgb, timer)
+        with timer.stage("inference"):
+            if self.card.output == "logits":
+                probs = softmax(out / self.card.temperature)
+            else:
+                probs = out
+        return to_prediction(self.classes, probs)
+
+    def scores(self, rgb: np.ndarray, timer=NULL_TIMER) -> np.ndarray:
+        """The model's raw outputs for one picture (float64): the steps of kiosk.preprocess.model_input,
+        timed one by one, then the model; with the card's ``test_time.mirror`` the mean over the
+        picture and its mirror image (a bottle is a bottle either way round; twice the inference)."""
         spec = self.spec
         with timer.stage("preprocess"):
             small = resize_to(center_square(check_rgb(rgb)), spec.size)
@@ -217,9 +245,11 @@ class OnnxClassifier:
         with timer.stage("preprocess"):
             batch = normalise(small, spec)[None]
         with timer.stage("inference"):
-            out = self.session.run([self.output_name], {self.input_name: batch})[0][0]
-            probs = softmax(out.astype(np.float64)) if self.card.output == "logits" else out
-        return to_prediction(self.classes, probs)
+            out = self.session.run([self.output_name], {self.input_name: batch})[0][0].astype(np.float64)
+            if self.card.mirror:
+                flipped = np.ascontiguousarray(batch[..., ::-1] if spec.layout == "NCHW" else batch[:, :, ::-1])
+                out = 0.5 * (out + self.session.run([self.output_name], {self.input_name: flipped})[0][0])
+        return out
 
     def close(self) -> None:
         self.session = None

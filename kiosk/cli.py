@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--png", default=None, help="write the confusion matrix as a PNG (needs matplotlib)")
+    p.add_argument("--reliability", default=None, metavar="PNG",
+                   help="write the reliability diagram (confidence vs accuracy) as a PNG (needs matplotlib)")
     p.add_argument("--model", dest="model_path", default=None, help="a model other than the config's")
     p.add_argument("--no-clahe", action="store_true", help="switch CLAHE off (robustness comparison)")
     p.add_argument("--degrade", default=None, help="apply one degradation (see kiosk.model.degrade) to every image")

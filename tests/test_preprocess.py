@@ -119,3 +119,17 @@ def test_clean_fraction_keeps_the_photos_own_light():
     # clean=1: framing and the odd hand only, so most views equal their framing alone
     assert sum(np.array_equal(a, b) for a, b in zip(plain, clean)) >= 12
     assert sum(np.array_equal(a, b) for a, b in zip(plain, mixed)) <= 4
+
+
+def test_cross_background_copy_of_val_is_fixed_and_off_the_board():
+    """The own cross-background check: the same composite every run, and not the board photo."""
+    from kiosk.preprocess import InputSpec, model_input
+    from kiosk.training.views import cross_background_input
+
+    board = np.full((240, 320, 3), 235, np.uint8)
+    board[80:160, 120:200] = (200, 40, 50)  # a red can on the white board
+    spec = InputSpec()
+    a, b = cross_background_input(board, spec, 7), cross_background_input(board, spec, 7)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, model_input(board, spec))
+    assert not np.array_equal(a, cross_background_input(board, spec, 8))

@@ -32,3 +32,42 @@ def test_precision_follows_the_cpu_flags():
     assert "emulated" in choose_precision("bf16", zen3)[1]  # honoured, but the log says what it costs
     assert zen3.int8_path == "x86-avx2" and amx.int8_path == "x86-amx"
     assert amx.kernel_flags == ["avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16"]
+
+
+def test_wise_ft_interpolates_floats_and_keeps_the_tuned_counters():
+    import torch
+
+    from kiosk.training.robust import interpolate
+
+    probe = {"w": torch.zeros(3), "bn.running_var": torch.ones(2), "bn.num_batches_tracked": torch.tensor(0)}
+    tuned = {"w": torch.full((3,), 2.0), "bn.running_var": torch.full((2,), 3.0),
+             "bn.num_batches_tracked": torch.tensor(700)}
+    mix = interpolate(probe, tuned, 0.25)
+    assert torch.allclose(mix["w"], torch.full((3,), 0.5)) and torch.allclose(mix["bn.running_var"], torch.full((2,), 1.5))
+    assert int(mix["bn.num_batches_tracked"]) == 700
+    assert torch.equal(interpolate(probe, tuned, 0.0)["w"], probe["w"])
+    assert torch.equal(interpolate(probe, tuned, 1.0)["w"], tuned["w"])
+
+
+def test_linear_probe_fits_separable_features():
+    import torch
+
+    from kiosk.training.robust import class_weights_for, fit_probe, top1
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=g) * 3
+    y = torch.arange(300) % 3
+    x = centres[y] + torch.randn(300, 16, generator=g)
+    w = torch.tensor(class_weights_for(y.tolist(), 3), dtype=torch.float32)
+    head = fit_probe(x, y, 3, 1e-3, w)
+    assert top1(head, x, y) > 0.95
+    assert top1(torch.nn.Linear(16, 3), x, y) < 0.8  # an unfitted head does not
+
+
+def test_wise_and_probe_flags_are_checked(tmp_path):
+    from kiosk.training.train import main
+
+    for argv in (["--wise", "0.5"], ["--lp-views", "1", "--wise", "1.5"], ["--lp-views", "1", "--wise", "half"]):
+        with pytest.raises(SystemExit) as e:
+            main(["--data", "/nonexistent", "--out", str(tmp_path / "out"), *argv])
+        assert e.value.code == 2

@@ -12,6 +12,7 @@ ResNet-50 in PyTorch (random weights) at 1 and 2 threads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import resource
@@ -113,11 +114,28 @@ def bench_pipeline(args) -> int:
         print(f"{s:<12}{r['median_ms']:>10.2f}{r['p95_ms']:>10.2f}{r['frames']:>8}")
     print(f"{'frame total':<12}{result['frame_total']['median_ms']:>10.2f}{result['frame_total']['p95_ms']:>10.2f}")
     print(f"end to end: {result['end_to_end_fps']:.1f} frames/s   peak RSS: {rss_mb:.0f} MB   ({result['machine']})")
+    result["test_time_mirror"] = mirror_cost(clf, frame)
+    m = result["test_time_mirror"]
+    print(f"test-time mirror ({'on' if m['in_card'] else 'off'} in the card): one classification "
+          f"{m['off']['median_ms']:.2f} ms without, {m['on']['median_ms']:.2f} ms with (median)")
     if args.model:
         result["model_latency"] = model_latency(cfg.model_path, compare=[Path(c) for c in getattr(args, "compare", [])])
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1))
     return 0
+
+
+def mirror_cost(clf: OnnxClassifier, rgb: np.ndarray, runs: int = 40) -> dict:
+    """What the card's test_time.mirror costs: the same classification with it off and on."""
+    card = clf.card
+    out = {"in_card": card.mirror}
+    try:
+        for on in (False, True):
+            clf.card = dataclasses.replace(card, mirror=on)
+            out["on" if on else "off"] = _time(lambda: clf.classify(rgb), runs)
+    finally:
+        clf.card = card
+    return out
 
 
 def _time(fn, runs: int, warmup: int = 5):

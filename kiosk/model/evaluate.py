@@ -15,6 +15,7 @@ from typing import Optional
 
 from kiosk.model import degrade as degrade
 from kiosk.classifier import OnnxClassifier
+from kiosk.model.calibration import plot_reliability, reliability
 from kiosk.model.dataset import list_images, read_rgb
 from kiosk.model.metrics import classification_report
 from kiosk.preprocess import ClaheSettings
@@ -26,13 +27,18 @@ def load_images(data: Path, classes: list[str]):
 
 
 def evaluate(clf: OnnxClassifier, images, degradation: Optional[str] = None) -> dict:
-    y_true, y_pred = [], []
+    """Top-1 and friends, and how well the scores are calibrated (``calibration``: ECE and its bins)."""
+    y_true, y_pred, scores = [], [], []
     for i, (img, label) in enumerate(images):
         if degradation:
             img = degrade.degrade(img, degradation, seed=i)
+        prediction = clf.classify(img)
         y_true.append(label)
-        y_pred.append(clf.classes.index(clf.classify(img).label))
-    return classification_report(y_true, y_pred, clf.classes)
+        y_pred.append(clf.classes.index(prediction.label))
+        scores.append(prediction.score)
+    rep = classification_report(y_true, y_pred, clf.classes)
+    rep["calibration"] = reliability(scores, [t == p for t, p in zip(y_true, y_pred)])
+    return rep
 
 
 def robustness(model_path: Path, images, threads: int, clahe: ClaheSettings) -> dict:
@@ -115,6 +121,10 @@ def run_eval(args) -> int:
         rep = evaluate(clf, images, args.degrade)
     rep.update({"model": str(model_path), "data": str(data), "clahe": clahe.enabled, "degradation": args.degrade})
     print(format_report(rep))
+    if "calibration" in rep:
+        card = clf.card
+        print(f"\ncalibration: expected calibration error {rep['calibration']['ece'] * 100:.1f} % "
+              f"(temperature {card.temperature:g} from the card; test-time mirror {'on' if card.mirror else 'off'})")
     if rep.get("as_kiosk"):
         print(f"\nas the kiosk (presence gate, frames, decision engine): {rep['sorted_right'] * 100:.2f} % sorted right "
               f"without help; {rep['unsure']} unsure, {rep['undecided']} no decision, of {rep['images']} items")
@@ -127,4 +137,6 @@ def run_eval(args) -> int:
         Path(args.json_out).write_text(json.dumps(rep, indent=1))
     if args.png:
         plot_confusion(rep, args.png)
+    if getattr(args, "reliability", None) and "calibration" in rep:
+        plot_reliability(rep["calibration"], args.reliability, title=Path(model_path).name)
     return 0

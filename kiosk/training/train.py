@@ -41,7 +41,8 @@ from kiosk.preprocess import InputSpec
 from kiosk.model.dataset import list_images, read_rgb
 from kiosk.model.metrics import classification_report
 from kiosk.model.cpuinfo import cpu_info
-from kiosk.training.views import training_input
+from kiosk.training import robust
+from kiosk.training.views import cross_background_input, training_input
 
 FROZEN_BLOCKS = 3
 
@@ -50,12 +51,13 @@ class FolderDataset(Dataset):
     """Decoded images kept in memory (TrashNet is ~0.5 GB decoded)."""
 
     def __init__(self, root, spec: InputSpec, train: bool, classes=None, seed: int = 0, clean: float = 0.0,
-                 composite: float = 0.0):
+                 composite: float = 0.0, cross: bool = False):
         self.items, self.classes = list_images(root, classes)
         self.images = [read_rgb(p) for p, _ in self.items]
         self.labels = [c for _, c in self.items]
         self.composite = [composite] * len(self.items)  # per photo: only board photos are cut out
         self.spec, self.train, self.seed, self.clean = spec, train, seed, clean
+        self.cross = cross  # validation photos on fixed generated backgrounds (views.cross_background_input)
         self.epoch = 0
 
     def extend(self, other: "FolderDataset") -> None:
@@ -67,6 +69,8 @@ class FolderDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i):
+        if self.cross:
+            return torch.from_numpy(cross_background_input(self.images[i], self.spec, i)), self.labels[i]
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
         x = training_input(self.images[i], self.spec, rng, self.clean, self.composite[i])
         return torch.from_numpy(x), self.labels[i]
@@ -139,6 +143,74 @@ def plot_curves(history, path):
     plt.close(fig)
 
 
+def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Path) -> dict:
+    """LP stage of LP-FT: the head fitted on frozen features; returns the whole model's state with it.
+
+    Features of ``--lp-views`` augmented views per photo (the same augmentation as
+    fine-tuning, composites included) are computed once; the L2 strength is
+    chosen on val + composited val. Kept in OUT/probe.pt so --resume skips it.
+    """
+    path = out / "probe.pt"
+    if path.exists():
+        ck = torch.load(path, weights_only=False)
+        if ck["lp_views"] == args.lp_views and ck["seed"] == args.seed:
+            print(f"linear probe: reused {path} ({json.dumps(ck['report'])})")
+            return ck["model"]
+    t0 = time.time()
+    feats, labels = [], []
+    for view in range(args.lp_views):
+        train_ds.epoch = 10_000 + view  # views of their own, not the fine-tuning epochs' ones
+        f, y = robust.pooled_features(model, DataLoader(train_ds, batch_size=64, num_workers=args.workers))
+        feats.append(f), labels.append(y)
+    feats, labels = torch.cat(feats), torch.cat(labels)
+    fv, yv = robust.pooled_features(model, val_dl)
+    fc, yc = robust.pooled_features(model, cross_dl)
+    weights = torch.tensor(class_weights, dtype=torch.float32)
+    best = None
+    for wd in (1e-4, 1e-3, 1e-2):
+        head = robust.fit_probe(feats, labels, model._fc.out_features, wd, weights, seed=args.seed)
+        r = {"weight_decay": wd, "val_top1": robust.top1(head, fv, yv), "cross_top1": robust.top1(head, fc, yc)}
+        r["score"] = robust.selection_score(r["val_top1"], r["cross_top1"])
+        print(f"linear probe: {json.dumps(r)}", flush=True)
+        if best is None or r["score"] > best[0]["score"]:
+            best = (r, head)
+    report, head = best
+    report["minutes"] = round((time.time() - t0) / 60, 1)
+    model._fc.load_state_dict(head.state_dict())
+    state = copy.deepcopy(model.state_dict())
+    torch.save({"model": state, "report": report, "lp_views": args.lp_views, "seed": args.seed}, path)
+    return state
+
+
+def choose_mix(model, probe_state, alphas, best, loaders, classes, args, out: Path) -> dict:
+    """WiSE-FT: average the chosen fine-tuned weights with the probe's; keep the best mix as OUT/best.pt."""
+    val_dl, cross_dl, extra_dl = loaders
+    tuned = torch.load(out / "best.pt", weights_only=False)
+    torch.save(tuned, out / "finetuned.pt")  # the pure fine-tune stays at hand
+    rows, chosen = [], None
+    for a in alphas:
+        model.load_state_dict(robust.interpolate(probe_state, tuned["model"], a))
+        p, y = predict(model, val_dl)
+        pc, yc = predict(model, cross_dl)
+        r = classification_report(y, p, classes)
+        row = {"alpha": a, "val_top1": r["top1"], "val_macro_f1": r["macro_f1"],
+               "cross_top1": classification_report(yc, pc, classes)["top1"]}
+        if extra_dl is not None:
+            px, yx = predict(model, extra_dl)
+            row["extra_val_top1"] = classification_report(yx, px, classes)["top1"]
+        row["score"] = robust.selection_score(row["val_top1"], row["cross_top1"])
+        print(f"wise-ft: {json.dumps(row)}", flush=True)
+        rows.append(row)
+        if chosen is None or (row["score"], row["val_macro_f1"]) > (chosen[0]["score"], chosen[0]["val_macro_f1"]):
+            chosen = (row, copy.deepcopy(model.state_dict()))
+    row, state = chosen
+    best = {**best, "fine_tuned": {k: best[k] for k in ("val_top1", "val_macro_f1", "cross_top1", "score")},
+            "val_top1": row["val_top1"], "val_macro_f1": row["val_macro_f1"], "cross_top1": row["cross_top1"],
+            "score": row["score"], "wise_alpha": row["alpha"], "wise_sweep": rows}
+    torch.save({"model": state, "classes": classes, "best": best, "args": vars(args)}, out / "best.pt")
+    return best
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="kiosk train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/trashnet", help="folder with train/ and val/")
@@ -155,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of TrashNet views set on a generated background instead of the board (0..1)")
     ap.add_argument("--extra-data", default="",
                     help="another image-folder set with train/ (and val/) to train on too, e.g. ../shared/data/taco-crops")
+    ap.add_argument("--lp-views", type=int, default=0,
+                    help="linear probe first (LP-FT): fit the head on frozen features of this many augmented views "
+                         "per training photo, then fine-tune from it; 0: random head")
+    ap.add_argument("--head-lr-mult", type=float, default=5.0, help="head learning rate = this x --lr")
+    ap.add_argument("--wise", default="",
+                    help="WiSE-FT mixes to try after fine-tuning, e.g. 0.4,0.6,0.8,1 (needs --lp-views); "
+                         "the one best on val + composited val is kept")
     ap.add_argument("--frozen-blocks", type=int, default=FROZEN_BLOCKS, help="stem plus this many blocks stay frozen")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -218,9 +297,19 @@ def main(argv=None):
         ap.error("--frozen-blocks must be between 0 and 15 (EfficientNet-Lite0 has 16 blocks)")
     if not 0.0 <= args.composite <= 1.0:
         ap.error("--composite must be between 0 and 1")
+    try:
+        wise = sorted({float(a) for a in args.wise.split(",") if a.strip()})
+    except ValueError:
+        ap.error(f"--wise must be numbers between 0 and 1 separated by commas, not {args.wise!r}")
+    if any(not 0.0 <= a <= 1.0 for a in wise):
+        ap.error("--wise mixes must be between 0 and 1")
+    if wise and not args.lp_views:
+        ap.error("--wise averages with the linear probe: give --lp-views too")
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
                              composite=args.composite)
     val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
+    cross_ds = copy.copy(val_ds)
+    cross_ds.cross = True
     if args.limit:
         keep = list(range(0, len(train_ds), max(1, len(train_ds) // args.limit)))[: args.limit]
         for name in ("items", "images", "labels", "composite"):
@@ -233,19 +322,24 @@ def main(argv=None):
             extra_val = FolderDataset(extra / "val", spec, train=False, classes=train_ds.classes)
     print(f"loaded {len(train_ds)} train / {len(val_ds)} val images in {time.time() - t0:.0f} s; classes {train_ds.classes}")
 
-    counts = np.bincount(train_ds.labels, minlength=len(train_ds.classes)).astype(np.float64)
-    weights = (counts.sum() / np.maximum(counts, 1)) ** 0.5
-    weights = weights / (weights * counts).sum() * counts.sum()
+    weights = robust.class_weights_for(train_ds.labels, len(train_ds.classes))
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=args.label_smoothing)
 
     model = build_model(len(train_ds.classes)).to(memory_format=torch.channels_last)
     for m in frozen_modules(model, args.frozen_blocks):
         for p in m.parameters():
             p.requires_grad = False
+    val_dl = DataLoader(val_ds, batch_size=64, num_workers=0)
+    cross_dl = DataLoader(cross_ds, batch_size=64, num_workers=args.workers)
+    extra_dl = DataLoader(extra_val, batch_size=64, num_workers=0) if extra_val is not None else None
+    probe_state = None
+    if args.lp_views:
+        probe_state = linear_probe(model, train_ds, val_dl, cross_dl, args, weights, out)
+        model.load_state_dict(probe_state)
     head = list(model._fc.parameters())
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_fc.")]
     opt = torch.optim.AdamW(
-        [{"params": body, "lr": args.lr}, {"params": head, "lr": args.lr * 5}], weight_decay=args.weight_decay
+        [{"params": body, "lr": args.lr}, {"params": head, "lr": args.lr * args.head_lr_mult}], weight_decay=args.weight_decay
     )
     base_lrs = [g["lr"] for g in opt.param_groups]
     ema = Ema(model, args.ema)
@@ -253,7 +347,6 @@ def main(argv=None):
     g = torch.Generator().manual_seed(args.seed)
     train_dl = DataLoader(train_ds, batch_size=args.batch, shuffle=True, drop_last=True, generator=g,
                           num_workers=args.workers, persistent_workers=False)
-    val_dl = DataLoader(val_ds, batch_size=64, num_workers=0)
     steps_per_epoch = len(train_dl)
     total = args.epochs * steps_per_epoch
     warmup = steps_per_epoch
@@ -262,7 +355,7 @@ def main(argv=None):
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
         same = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks", "seed",
-                "limit", "composite", "extra_data")
+                "limit", "composite", "extra_data", "lp_views", "head_lr_mult")
         changed = [k for k in same if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
@@ -293,22 +386,29 @@ def main(argv=None):
         p, y = predict(model, val_dl)
         pe, _ = predict(ema.model, val_dl)
         rep, rep_e = classification_report(y, p, train_ds.classes), classification_report(y, pe, train_ds.classes)
+        pc, yc = predict(model, cross_dl)
+        pce, _ = predict(ema.model, cross_dl)
+        rep["cross_top1"] = classification_report(yc, pc, train_ds.classes)["top1"]
+        rep_e["cross_top1"] = classification_report(yc, pce, train_ds.classes)["top1"]
         extra_top1 = None
-        if extra_val is not None:  # reported, not chosen on: 41 soft photos are too few to pick a checkpoint by
-            pe_x, y_x = predict(ema.model, DataLoader(extra_val, batch_size=64, num_workers=0))
+        if extra_dl is not None:  # reported, not chosen on: 41 soft photos are too few to pick a checkpoint by
+            pe_x, y_x = predict(ema.model, extra_dl)
             extra_top1 = classification_report(y_x, pe_x, train_ds.classes)["top1"]
         row = {
             "epoch": epoch, "train_loss": float(np.mean(losses)), "lr": base_lrs[0] * f,
             "val_top1": rep["top1"], "val_macro_f1": rep["macro_f1"],
             "val_top1_ema": rep_e["top1"], "val_macro_f1_ema": rep_e["macro_f1"],
+            "cross_top1": rep["cross_top1"], "cross_top1_ema": rep_e["cross_top1"],
             "seconds": round(time.time() - t_ep, 1),
             **({"extra_val_top1_ema": extra_top1} if extra_top1 is not None else {}),
         }
         history.append(row)
         print(json.dumps(row), flush=True)
         for which, r, net in (("plain", rep, model), ("ema", rep_e, ema.model)):
-            if (r["top1"], r["macro_f1"]) > (best["val_top1"], best.get("val_macro_f1", -1)):
-                best = {"val_top1": r["top1"], "val_macro_f1": r["macro_f1"], "epoch": epoch, "weights": which}
+            score = robust.selection_score(r["top1"], r["cross_top1"])
+            if (score, r["macro_f1"]) > (best.get("score", -1.0), best.get("val_macro_f1", -1)):
+                best = {"val_top1": r["top1"], "val_macro_f1": r["macro_f1"], "cross_top1": r["cross_top1"],
+                        "score": score, "epoch": epoch, "weights": which}
                 torch.save({"model": net.state_dict(), "classes": train_ds.classes, "best": best,
                             "args": vars(args)}, out / "best.pt")
         torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "args": vars(args),
@@ -316,6 +416,10 @@ def main(argv=None):
         (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args),
                                                       "precision": precision_record}, indent=1))
         plot_curves(history, out / "training_curve.png")
+    if wise:
+        best = choose_mix(model, probe_state, wise, best, (val_dl, cross_dl, extra_dl), train_ds.classes, args, out)
+        (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args),
+                                                      "precision": precision_record}, indent=1))
     print(f"best: {json.dumps(best)}; total {(time.time() - t0) / 60:.1f} min")
     return 0
 
