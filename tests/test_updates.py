@@ -294,7 +294,8 @@ def test_kill_9_at_any_moment_of_an_install_leaves_a_model_that_loads(city):
     script = KILLER.format(repo=str(REPO), root=str(city.store.root), factory=str(city.store.factory),
                            source=str(city.repo_dir), trusted=str(city.root))
     t = time.monotonic()  # how long one install takes here
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
     whole = time.monotonic() - t
     shutil.rmtree(city.store.root)
     seen = set()

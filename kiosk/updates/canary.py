@@ -20,6 +20,7 @@ from kiosk.model.dataset import list_images, read_rgb
 
 SLOWER_LIMIT = 2.0  # the new model may take at most this many times the old one's time, here
 ROUNDS = 3
+TIMING_RETRIES = 2  # re-timings before a model is called slower
 MIN_SCORE = 0.7  # a canary photo is one the model answers with at least this confidence
 
 
@@ -44,20 +45,21 @@ def run_canary(new, photos: list[tuple[Path, str]], old=None, rounds: int = ROUN
             images.append((path, read_rgb(path), expected))
         except ImageError as e:
             return CanaryResult(False, f"canary photo {path.name} unreadable: {e}")
-    new_t, old_t, wrong = [], [], []
-    for r in range(rounds):
-        for path, rgb, expected in images:
-            t = time.perf_counter()
-            label = new.classify(rgb).label
-            new_t.append(time.perf_counter() - t)
-            if r == 0 and label != expected:
-                wrong.append((path.name, expected, label))
-            if old is not None:
-                t = time.perf_counter()
-                old.classify(rgb)
-                old_t.append(time.perf_counter() - t)
-    result = CanaryResult(True, wrong=wrong, new_ms=1000 * statistics.median(new_t),
-                          old_ms=1000 * statistics.median(old_t) if old_t else None)
+    wrong = []
+    for path, rgb, expected in images:
+        label = new.classify(rgb).label
+        if label != expected:
+            wrong.append((path.name, expected, label))
+    new_ms, old_ms = _timed(new, old, images, rounds)
+    # A kiosk busy for a moment (a log rotation, an SD card flush) can make one
+    # timing look slow: only a model slow on every one of the re-timings is refused.
+    for _ in range(TIMING_RETRIES):
+        if not (old_ms and new_ms > SLOWER_LIMIT * old_ms):
+            break
+        again_new, again_old = _timed(new, old, images, rounds)
+        if again_new / again_old < new_ms / old_ms:
+            new_ms, old_ms = again_new, again_old
+    result = CanaryResult(True, wrong=wrong, new_ms=new_ms, old_ms=old_ms)
     if wrong:
         result.ok = False
         result.reason = f"{len(wrong)} of {len(images)} reference photos answered wrongly: " + ", ".join(
@@ -67,6 +69,21 @@ def run_canary(new, photos: list[tuple[Path, str]], old=None, rounds: int = ROUN
         result.reason = (f"{result.new_ms / result.old_ms:.1f}x slower than the running model here "
                          f"(limit {SLOWER_LIMIT:.0f}x)")
     return result
+
+
+def _timed(new, old, images, rounds: int) -> tuple[float, Optional[float]]:
+    """Median ms per photo of ``new`` and ``old``, each photo timed on both back to back."""
+    new_t, old_t = [], []
+    for _ in range(rounds):
+        for _path, rgb, _expected in images:
+            t = time.perf_counter()
+            new.classify(rgb)
+            new_t.append(time.perf_counter() - t)
+            if old is not None:
+                t = time.perf_counter()
+                old.classify(rgb)
+                old_t.append(time.perf_counter() - t)
+    return 1000 * statistics.median(new_t), (1000 * statistics.median(old_t) if old_t else None)
 
 
 def choose_canary(clf, folder: Path, per_class: int = 2, min_score: float = MIN_SCORE) -> list[tuple[Path, str]]:
