@@ -111,17 +111,14 @@ class PresenceGate:
 
     def _roi(self, fg: np.ndarray):
         """Bounding square around the big blobs, with a margin, in frame pixels."""
-        n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
         if n <= 1:
             return None
         areas = stats[1:, cv2.CC_STAT_AREA]
         keep = np.nonzero(areas >= max(4, 0.1 * areas.max()))[0] + 1
         if areas.max() < self.cfg.min_area * fg.size * 0.5:
             return None  # scattered specks, not one object
-        x0 = stats[keep, cv2.CC_STAT_LEFT].min()
-        y0 = stats[keep, cv2.CC_STAT_TOP].min()
-        x1 = (stats[keep, cv2.CC_STAT_LEFT] + stats[keep, cv2.CC_STAT_WIDTH]).max()
-        y1 = (stats[keep, cv2.CC_STAT_TOP] + stats[keep, cv2.CC_STAT_HEIGHT]).max()
+        x0, y0, x1, y1 = item_box(np.isin(labels, keep))
         return square_roi(x0 * self.scale, y0 * self.scale, x1 * self.scale, y1 * self.scale,
                           self.cfg.roi_margin, self.frame_w, self.frame_h)
 
@@ -131,6 +128,43 @@ def _edge_strength(rgb: np.ndarray) -> np.ndarray:
     gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
     return cv2.magnitude(gx, gy)
+
+
+ARM_WIDTH = 0.5  # lines of the blob narrower than this (of its widest) at a view edge are an arm
+
+
+def item_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the item in a foreground mask, without the arm that holds it.
+
+    A passer-by's forearm runs from the item out of the view; in the box it
+    would make the model's square mostly arm and background. Where the blob
+    touches a view edge, the lines next to that edge that are much narrower
+    than the blob's widest are trimmed off, unless that would leave too
+    little (a narrow item held at its end keeps its whole box).
+    """
+    ys, xs = np.nonzero(mask)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    h, w = mask.shape
+    rows = np.count_nonzero(mask, axis=1)  # width of the blob on each row
+    cols = np.count_nonzero(mask, axis=0)
+    if y1 == h:  # the usual case: the arm comes up from below
+        y1 = _trim(rows[y0:y1][::-1], y1 - y0, y1, -1)
+    if y0 == 0:
+        y0 = _trim(rows[y0:y1], y1 - y0, y0, 1)
+    if x0 == 0:
+        x0 = _trim(cols[x0:x1], x1 - x0, x0, 1)
+    if x1 == w:
+        x1 = _trim(cols[x0:x1][::-1], x1 - x0, x1, -1)
+    return x0, y0, x1, y1
+
+
+def _trim(widths: np.ndarray, extent: int, edge: int, step: int) -> int:
+    """The new edge after dropping the narrow run of lines that starts at the view's edge."""
+    narrow = widths < ARM_WIDTH * widths.max()
+    run = int(np.argmin(narrow)) if not narrow.all() else len(narrow)
+    if run == 0 or run > 0.6 * extent:
+        return edge
+    return edge + step * run
 
 
 def square_roi(x0, y0, x1, y1, margin, frame_w, frame_h) -> Roi:

@@ -143,6 +143,12 @@ def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys)
             cv2.imwrite(str(d / f"{i}.png"), img)
     for name in ("cardboard", "paper", "plastic", "trash"):
         (tmp_path / "data" / name).mkdir()
+    # a mean-colour model that knows only these two (the others' colours are none a clip has), so the
+    # hand, arm and background in the kiosk's crop cannot pull it to a skin-coloured "cardboard"
+    from tests.conftest import build_tiny_model
+
+    far = {"cardboard": (255, 0, 255), "paper": (0, 255, 255), "plastic": (255, 255, 0), "trash": (0, 0, 255)}
+    tiny_model = build_tiny_model(tmp_path / "two.onnx", prototypes={**PROTOTYPES, **far})
     cfg = write_config(tmp_path, config_dict, tiny_model)
     out = tmp_path / "eval.json"
     assert cli_main(["eval", "--config", str(cfg), "--data", str(tmp_path / "data"), "--json", str(out)]) == 0
@@ -157,7 +163,7 @@ def test_eval_command_reports_metrics(tmp_path, tiny_model, config_dict, capsys)
     assert rep["as_kiosk"] and rep["images"] == 6 and rep["undecided"] == 0, rep
     assert sum(rep["confusion"][1]) == sum(rep["confusion"][2]) == 3  # every glass and metal item got a decision
     assert rep["sorted_right"] == 1.0, rep  # plain colours the tiny model knows: sorted right, never unsure
-    assert "as the kiosk (presence gate, frames, decision engine)" in capsys.readouterr().out
+    assert "as the kiosk (presence gate, frames, decision engine; 6 clips): right bin 100.0 %" in capsys.readouterr().out
 
 
 def test_every_command_family_imports_and_registers():

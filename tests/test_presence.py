@@ -100,3 +100,34 @@ def test_forgotten_object_is_absorbed():
     _, out = run(scene, 8.0, gate=gate)
     presents = [p.present for _, p in out]
     assert any(presents) and not any(presents[-60:])
+
+
+def test_the_arm_that_holds_an_item_is_not_in_its_box():
+    from kiosk.presence import item_box
+
+    m = np.zeros((120, 160), bool)
+    m[30:80, 50:110] = True  # the item
+    m[80:120, 72:88] = True  # the forearm, down out of the view
+    assert item_box(m) == (50, 30, 110, 80)
+    m[:, :] = False
+    m[30:80, 0:60] = True  # an item reaching in from the left, held by an arm from below
+    m[80:120, 20:34] = True
+    assert item_box(m) == (0, 30, 60, 80)  # its own edge at the view's border stays: it is as wide as it is
+    m[:, :] = False
+    m[20:120, 70:90] = True  # a bottle held at its end: as narrow as the arm, so all of it is kept
+    assert item_box(m) == (70, 20, 90, 120)
+
+
+def test_the_gate_crops_the_item_not_the_arm():
+    cfg = PresenceConfig()
+    gate = PresenceGate(cfg, (320, 240))
+    empty = np.full((240, 320, 3), 90, np.uint8)
+    for _ in range(cfg.warmup_frames + 5):
+        gate.update(empty)
+    held = empty.copy()
+    held[60:150, 110:210] = (200, 40, 50)
+    held[150:, 150:170] = (224, 172, 105)
+    for _ in range(cfg.enter_frames + 2):
+        p = gate.update(held)
+    assert p.present and p.roi is not None
+    assert p.roi.y + p.roi.h < 200 and p.roi.h < 150  # the square is the item's, not item and arm

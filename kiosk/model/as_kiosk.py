@@ -1,77 +1,208 @@
 """``kiosk eval --as-kiosk``: each photo held up to the kiosk, through the kiosk's own frame path.
 
 A plain ``kiosk eval`` classifies the photo; the kiosk never does that. It
-sees an empty view, then an item in it; the presence gate finds the item,
-the model runs on the gate's square around it, and the decision engine
-votes over frames and may stay unsure. This runs exactly that
-(``kiosk.pipeline.Pipeline``, as the worker and ``kiosk bench`` do) on a
-scene per photo: a plain background the gate learns first, then the photo
-in the middle of the view, at the camera's size and frame rate. The label
-is the engine's decision; an item it stayed unsure about counts as unsure
-(and as its best guess in the confusion matrix).
+sees an empty view, then a hand bringing an item into it; the presence gate
+finds it, the model runs on the gate's square around it (hand and arm
+included, as on a real kiosk), and the decision engine votes over frames and
+may stay unsure. This runs exactly that (``kiosk.pipeline.Pipeline``, as the
+worker and ``kiosk bench`` do) on a short clip per photo, at the camera's
+size and frame rate:
+
+1. the empty view (a generated kiosk-like surface, its own per photo) that
+   the gate learns first;
+2. the item slides in from below, held by a hand whose forearm runs out of
+   the view; TrashNet items are cut from their board (``degrade.item_mask``)
+   where the cut is plausible, otherwise the whole photo is held up;
+3. it is held still; then it leaves the way it came.
+
+Each clip has its own lighting (a gain over the whole view) and camera noise,
+all seeded by the photo's index, so a run is repeatable and two models are
+compared on the same clips. What counts is what a passer-by sees: whether the
+flap that opened is the right bin for the item (``correct_bin_rate``), the
+wrong one (``wrong_bin_rate``), the kiosk asked (``unsure_rate``) or decided
+nothing while the item was there (``no_decision_rate``), and how long after
+the gate saw the item the decision came (``median_decision_s``).
 """
 
 from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from kiosk.datatypes import Frame
+from kiosk.model import degrade
 from kiosk.model.metrics import classification_report
 from kiosk.pipeline import Pipeline
 
-BACKGROUND_RGB = (128, 128, 128)
-EMPTY_S = 3.0  # the gate learns the empty view first
-HOLD_S = 6.0  # longer than any decision takes; then the item counts as "no decision"
-ITEM_HEIGHT = 0.6  # of the view: an item held up close, inside the gate's max_area
+CLIP_SEED = 31  # every clip's background, hand, lighting and noise come from (CLIP_SEED, photo index)
+EMPTY_S = 1.0  # the gate learns the empty view first (its warm-up is 0.5 s at 30 fps)
+SLIDE_S = 0.5  # the hand brings the item in over this long
+HOLD_S = 4.0  # longer than any decision takes (the engine gives up at look_timeout_s)
+ITEM_HEIGHT = 0.55  # of the view: an item held up close, inside the gate's max_area
+SKIN = [(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 56, 30)]
+NOISE_FRAMES = 5  # sensor noise changes every frame; five differ enough for the gate
+RATES = ("correct_bin_rate", "wrong_bin_rate", "unsure_rate", "no_decision_rate")
 
 
-def scene(img: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(empty view, view with the photo in the middle), RGB at the camera's size."""
+@dataclass(frozen=True)
+class Clip:
+    """One photo as a clip: the empty view and the item sprite (with the hand) to move over it."""
+
+    empty: np.ndarray  # RGB, camera size, lighting applied
+    sprite: np.ndarray  # RGB, item + hand, lighting applied
+    alpha: np.ndarray  # 0..1, sprite's shape
+    x: int  # sprite's left edge in the view
+    y_hold: int  # its top edge while held
+    noise: tuple  # a few frames of camera noise, cycled
+
+    def frame(self, y: int, seq: int) -> np.ndarray:
+        """The view with the sprite's top edge at ``y`` (below the view: only the part inside shows)."""
+        view = self.empty.astype(np.float32)
+        h = view.shape[0]
+        rows = max(0, min(self.sprite.shape[0], h - y))
+        if rows:
+            a = self.alpha[:rows, :, None]
+            region = view[y:y + rows, self.x:self.x + self.sprite.shape[1]]
+            region[:] = self.sprite[:rows] * a + region * (1.0 - a)
+        return np.clip(view + self.noise[seq % len(self.noise)][..., None], 0, 255).astype(np.uint8)
+
+
+def make_clip(img: np.ndarray, size: tuple[int, int], index: int) -> Clip:
+    """The clip for one photo: its background, the item cut out (or the whole photo), a hand, lighting."""
+    rng = np.random.default_rng((CLIP_SEED, index))
     w, h = size
-    empty = np.empty((h, w, 3), np.uint8)
-    empty[:] = BACKGROUND_RGB
+    empty = degrade.background(rng, h, w).astype(np.float32)
     ih = int(h * ITEM_HEIGHT)
     iw = min(w - 2, int(img.shape[1] * ih / img.shape[0]))
-    item = cv2.resize(img, (iw, ih), interpolation=cv2.INTER_AREA)
-    full = empty.copy()
-    y, x = (h - ih) // 2, (w - iw) // 2
-    full[y:y + ih, x:x + iw] = item
-    return empty, full
+    mask = _plausible_mask(img)
+    item = cv2.resize(img, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32)
+    alpha = (np.ones((ih, iw), np.float32) if mask is None
+             else cv2.resize(mask, (iw, ih), interpolation=cv2.INTER_AREA))
+    # the hand grips the item at its lowest part; the forearm runs down out of the view
+    rows = np.flatnonzero(alpha.max(1) > 0.5)
+    bottom = int(rows.max()) if len(rows) else ih - 1
+    grip = alpha[max(0, bottom - ih // 8):bottom + 1].max(0) > 0.5
+    cols = np.flatnonzero(grip) if grip.any() else np.arange(iw)
+    sprite = np.zeros((ih + h, iw, 3), np.float32)
+    shape = np.zeros(sprite.shape[:2], np.float32)
+    sprite[:ih], shape[:ih] = item, alpha
+    skin = np.array(SKIN[int(rng.integers(len(SKIN)))], np.float32) * rng.uniform(0.85, 1.1)
+    sleeve = degrade.background(rng, 4, 4).reshape(-1, 3).mean(0).astype(np.float32)
+    cx = int(np.clip(np.median(cols) + rng.uniform(-0.15, 0.15) * len(cols), 0, iw - 1))
+    palm = (cx, max(0, bottom - ih // 40))
+    wide = np.flatnonzero(alpha.max(0) > 0.5)
+    item_w = int(wide.max() - wide.min() + 1) if len(wide) else iw
+    half = int(np.clip(0.25 * item_w, 8, 0.2 * iw))  # a hand in proportion to what it holds
+    axes = (half, max(6, int(0.6 * half)))
+    hand = np.zeros(sprite.shape[:2], np.uint8)
+    cv2.ellipse(hand, palm, axes, 0, 0, 360, 1, -1)
+    arm_w = max(4, int(0.7 * half))
+    cv2.rectangle(hand, (cx - arm_w, palm[1]), (cx + arm_w, sprite.shape[0] - 1), 2, -1)
+    cuff = palm[1] + int(0.3 * (h - palm[1]))
+    hand_px = hand > 0
+    colour = np.where((np.arange(sprite.shape[0]) > cuff)[:, None, None], sleeve, skin)
+    shade = 1.0 - 0.25 * np.linspace(0, 1, sprite.shape[1], dtype=np.float32)[None, :, None]  # rounded, lit from one side
+    sprite[hand_px] = (np.broadcast_to(colour, sprite.shape) * shade)[hand_px]
+    shape[hand_px] = 1.0
+    gain = rng.uniform(0.7, 1.25)  # lighting of this kiosk's site at this hour
+    empty, sprite = empty * gain, sprite * gain
+    return Clip(np.clip(empty, 0, 255).astype(np.uint8), np.clip(sprite, 0, 255), shape,
+                (w - iw) // 2, (h - ih) // 2,
+                noise=tuple(rng.normal(0, 2.0, (h, w)).astype(np.float32) for _ in range(NOISE_FRAMES)))
 
 
-def kiosk_decision(cfg, clf, img: np.ndarray):
-    """The decision the kiosk makes for this photo held up, or None when it made none in HOLD_S."""
+def _plausible_mask(img: np.ndarray) -> Optional[np.ndarray]:
+    """The item's cut-out, or None where the cut would be a guess (the same rule as ``degrade.composite``)."""
+    mask = degrade.item_mask(img)
+    if mask is None or not 0.04 <= float(mask.mean()) <= 0.7:
+        return None
+    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    return None if float((edge > 0.5).mean()) > 0.3 else mask
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Optional[object]  # kiosk.datatypes.Decision, or None
+    seen_t: Optional[float]  # when the gate first said present
+
+    @property
+    def seconds(self) -> Optional[float]:
+        if self.decision is None or self.seen_t is None:
+            return None
+        return self.decision.t - self.seen_t
+
+
+def play(cfg, clf, clip: Clip) -> Outcome:
+    """Play one clip through the kiosk's Pipeline until the engine decides or the item has left."""
     size = tuple(cfg.camera.size)
     pipe = Pipeline(cfg, clf, size)
-    empty, full = scene(img, size)
     dt = 1.0 / cfg.camera.fps
-    seq = 0
-    for _ in range(int(EMPTY_S / dt)):
-        pipe.step(Frame(image=empty, t=seq * dt, seq=seq))
-        seq += 1
-    for _ in range(int(HOLD_S / dt)):
-        pipe.step(Frame(image=full, t=seq * dt, seq=seq))
-        seq += 1
+    h = size[1]
+    slide = max(1, int(SLIDE_S / dt))
+    path = ([h] * int(EMPTY_S / dt)
+            + [int(h + (clip.y_hold - h) * (1 - (1 - k / slide) ** 2)) for k in range(1, slide + 1)]  # eases in
+            + [clip.y_hold] * int(HOLD_S / dt)
+            + [int(clip.y_hold + (h - clip.y_hold) * (k / slide) ** 2) for k in range(1, slide + 1)]
+            + [h] * int(1.0 / dt))
+    seen = None
+    for seq, y in enumerate(path):
+        t = seq * dt
+        presence, _, _ = pipe.step(Frame(image=clip.frame(y, seq), t=t, seq=seq))
+        if presence.present and seen is None:
+            seen = t
         if pipe.decider.decision is not None:
-            return pipe.decider.decision
-    return None
+            return Outcome(pipe.decider.decision, seen)
+    return Outcome(None, seen)
+
+
+def kiosk_decision(cfg, clf, img: np.ndarray, index: int = 0):
+    """The decision the kiosk makes for this photo held up, or None when it made none."""
+    return play(cfg, clf, make_clip(img, tuple(cfg.camera.size), index)).decision
 
 
 def evaluate_as_kiosk(cfg, clf, images) -> dict:
-    """The classification report of the kiosk's decisions, plus how often it was unsure or decided nothing."""
-    y_true, y_pred, unsure, undecided, sorted_right = [], [], 0, 0, 0
-    for img, label in images:
-        d = kiosk_decision(cfg, clf, img)
+    """What a passer-by sees for each photo: right bin, wrong bin, asked, or nothing; and how fast.
+
+    Also the classification report of the decisions (an unsure decision counts
+    as its best guess there), so the confusion matrix reads as in ``kiosk eval``.
+    """
+    bin_of = {c: r.bin for c, r in cfg.rules.items()}
+    size = tuple(cfg.camera.size)
+    y_true, y_pred, seconds = [], [], []
+    tally = {c: dict.fromkeys(RATES, 0) for c in clf.classes}
+    for i, (img, label) in enumerate(images):
+        out = play(cfg, clf, make_clip(img, size, i))
+        d, cls = out.decision, clf.classes[label]
         if d is None or d.label not in clf.classes:
-            undecided += 1
+            tally[cls]["no_decision_rate"] += 1
             continue
-        unsure += bool(d.unsure)
+        if out.seconds is not None:
+            seconds.append(out.seconds)
         y_true.append(label)
         y_pred.append(clf.classes.index(d.label))
-        sorted_right += (not d.unsure) and y_pred[-1] == label  # unsure: the person chose, the kiosk did not
+        if d.unsure:
+            tally[cls]["unsure_rate"] += 1  # the person chose; no flap opened on the model's word
+        elif d.bin_id == bin_of.get(cls):
+            tally[cls]["correct_bin_rate"] += 1
+        else:
+            tally[cls]["wrong_bin_rate"] += 1
     rep = classification_report(y_true, y_pred, clf.classes)
     n = len(images)
-    rep.update({"as_kiosk": True, "images": n, "unsure": unsure, "undecided": undecided,
-                "sorted_right": sorted_right / n if n else 0.0})
+    totals = {k: sum(t[k] for t in tally.values()) for k in RATES}
+    for cls, t in tally.items():
+        support = sum(t.values())
+        rep["per_class"][cls].update({"images": support, **{k: (v / support if support else 0.0) for k, v in t.items()}})
+    rep.update({k: (v / n if n else 0.0) for k, v in totals.items()})
+    rep.update({
+        "as_kiosk": True, "images": n,
+        "median_decision_s": statistics.median(seconds) if seconds else None,
+        "unsure": totals["unsure_rate"], "undecided": totals["no_decision_rate"],
+        "sorted_right": totals["correct_bin_rate"] / n if n else 0.0,  # the same as correct_bin_rate
+        "clips": {"seed": CLIP_SEED, "fps": cfg.camera.fps, "size": list(size), "threshold": cfg.decision.threshold,
+                  "window": cfg.decision.window, "min_votes": cfg.decision.min_votes},
+    })
     return rep

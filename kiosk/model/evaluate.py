@@ -126,8 +126,14 @@ def run_eval(args) -> int:
         print(f"\ncalibration: expected calibration error {rep['calibration']['ece'] * 100:.1f} % "
               f"(temperature {card.temperature:g} from the card; test-time mirror {'on' if card.mirror else 'off'})")
     if rep.get("as_kiosk"):
-        print(f"\nas the kiosk (presence gate, frames, decision engine): {rep['sorted_right'] * 100:.2f} % sorted right "
-              f"without help; {rep['unsure']} unsure, {rep['undecided']} no decision, of {rep['images']} items")
+        med = rep["median_decision_s"]
+        timing = f"median {med:.2f} s from seen to decided" if med is not None else "no decisions"
+        print(f"\nas the kiosk (presence gate, frames, decision engine; {rep['images']} clips): "
+              f"right bin {rep['correct_bin_rate'] * 100:.1f} %, wrong bin {rep['wrong_bin_rate'] * 100:.1f} %, "
+              f"unsure {rep['unsure_rate'] * 100:.1f} %, no decision {rep['no_decision_rate'] * 100:.1f} %; {timing}")
+        print("  per class (right / wrong / unsure / none, %): " + ", ".join(
+            f"{c} {v['correct_bin_rate'] * 100:.0f}/{v['wrong_bin_rate'] * 100:.0f}/{v['unsure_rate'] * 100:.0f}/"
+            f"{v['no_decision_rate'] * 100:.0f}" for c, v in rep["per_class"].items() if v["images"]))
     if getattr(args, "robustness", False):
         rep["robustness"] = robustness(model_path, images, cfg.model.threads, cfg.enhance.clahe)
         print("\nrobustness (top-1 %)   CLAHE on   CLAHE off")
