@@ -257,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robustness", action="store_true", help="every degradation, CLAHE on vs off")
     p.add_argument("--as-kiosk", action="store_true",
                    help="hold each photo up to the kiosk: the presence gate, frames and decision engine the kiosk runs")
+    p.add_argument("--sweep", default=None, metavar="THRESHOLDS",
+                   help="with --as-kiosk: try these decision thresholds (e.g. 0.4,0.5,0.6,0.7) on the same clips "
+                        "and choose one; run it on val only")
+    p.add_argument("--votes", default=None, metavar="WINDOW:MIN,...",
+                   help="with --sweep: vote windows to try too, e.g. 5:3,7:4 (default: the config's)")
     p = add("doctor", cmd_doctor, "pass/fail checks of config, model, camera, display, GPIO, scales, disk, clock")
     for name, (_, help) in TORCH_COMMANDS.items():
         sub.add_parser(name, help=help, add_help=False)  # listed in --help; dispatched in main()

@@ -74,3 +74,54 @@ def test_an_item_the_gate_never_sees_is_no_decision(cfg_with, two_class):
     clf = OnnxClassifier(two_class, threads=1)
     rep = evaluate_as_kiosk(cfg, clf, [(photo(PROTOTYPES["glass"]), clf.classes.index("glass"))])
     assert rep["no_decision_rate"] == 1.0 and rep["median_decision_s"] is None
+
+
+def test_replaying_the_engine_over_a_recording_decides_as_the_pipeline_does(cfg_with, tmp_path):
+    """The sweep's shortcut must not change a decision: replay == play, setting by setting."""
+    from kiosk.model.as_kiosk import record, replay
+
+    soft = build_tiny_model(tmp_path / "soft.onnx", prototypes={**PROTOTYPES, **FAR}, sharpness=1.5)
+    clf = OnnxClassifier(soft, threads=1)
+    checked = set()
+    for th in (0.3, 0.55, 0.9):
+        cfg = cfg_with({"decision.threshold": th}, model=soft)
+        for i, rgb in enumerate((PROTOTYPES["glass"], (120, 110, 60))):  # one clear, one between prototypes
+            clip = make_clip(photo(rgb), tuple(cfg.camera.size), i)
+            live = play(cfg, clf, clip)
+            again = replay(cfg, cfg.decision, record(cfg, clf, clip, cfg.decision.look_timeout_s + 1.0))
+            assert (live.decision is None) == (again.decision is None)
+            if live.decision is not None:
+                assert (again.decision.label, again.decision.unsure, again.decision.bin_id) == (
+                    live.decision.label, live.decision.unsure, live.decision.bin_id)
+                assert again.seconds == pytest.approx(live.seconds)
+                checked.add(live.decision.unsure)
+    assert checked == {True, False}  # both kinds of decision were compared
+
+
+def test_the_sweep_command_chooses_a_setting_and_refuses_bad_input(tmp_path, config_dict, capsys):
+    import json
+
+    import cv2
+
+    from tests.test_cli import cli_main, write_config
+
+    soft = build_tiny_model(tmp_path / "soft.onnx", prototypes={**PROTOTYPES, **FAR}, sharpness=1.5)
+    for name in ("glass", "metal"):
+        d = tmp_path / "data" / name
+        d.mkdir(parents=True)
+        cv2.imwrite(str(d / "0.png"), photo(PROTOTYPES[name])[..., ::-1])
+    for name in FAR:
+        (tmp_path / "data" / name).mkdir()
+    cfg = write_config(tmp_path, config_dict, soft)
+    out = tmp_path / "sweep.json"
+    args = ["eval", "--config", str(cfg), "--data", str(tmp_path / "data"), "--as-kiosk"]
+    assert cli_main(args + ["--sweep", "0.2,0.99", "--votes", "5:3,3:2", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert len(rep["sweep"]) == 4 and rep["images"] == 2
+    by = {(r["threshold"], r["window"]): r for r in rep["sweep"]}
+    assert by[(0.99, 5)]["unsure_rate"] == 1.0 and by[(0.2, 5)]["correct_bin_rate"] == 1.0
+    assert rep["chosen"]["threshold"] == 0.2 and "chosen (the most right" in capsys.readouterr().out
+    assert cli_main(args + ["--sweep", "0.5,x"]) == 1
+    assert "--sweep: 'x' is not a number" in capsys.readouterr().err
+    assert cli_main(args + ["--sweep", "0.5", "--votes", "3:5"]) == 1
+    assert "needs 1 <= MIN <= WINDOW" in capsys.readouterr().err

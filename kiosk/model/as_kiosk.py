@@ -36,7 +36,7 @@ import numpy as np
 from kiosk.datatypes import Frame
 from kiosk.model import degrade
 from kiosk.model.metrics import classification_report
-from kiosk.pipeline import Pipeline
+from kiosk.pipeline import Pipeline, make_decider, wants_prediction
 
 CLIP_SEED = 31  # every clip's background, hand, lighting and noise come from (CLIP_SEED, photo index)
 EMPTY_S = 1.0  # the gate learns the empty view first (its warm-up is 0.5 s at 30 fps)
@@ -136,21 +136,24 @@ class Outcome:
         return self.decision.t - self.seen_t
 
 
+def _path(cfg, clip: Clip) -> list[tuple[float, int]]:
+    """(t, the sprite's top edge) for every frame: empty, slides in, held, slides out, empty."""
+    dt = 1.0 / cfg.camera.fps
+    h = clip.empty.shape[0]
+    slide = max(1, int(SLIDE_S / dt))
+    ys = ([h] * int(EMPTY_S / dt)
+          + [int(h + (clip.y_hold - h) * (1 - (1 - k / slide) ** 2)) for k in range(1, slide + 1)]  # eases in
+          + [clip.y_hold] * int(HOLD_S / dt)
+          + [int(clip.y_hold + (h - clip.y_hold) * (k / slide) ** 2) for k in range(1, slide + 1)]
+          + [h] * int(1.0 / dt))
+    return [(seq * dt, y) for seq, y in enumerate(ys)]
+
+
 def play(cfg, clf, clip: Clip) -> Outcome:
     """Play one clip through the kiosk's Pipeline until the engine decides or the item has left."""
-    size = tuple(cfg.camera.size)
-    pipe = Pipeline(cfg, clf, size)
-    dt = 1.0 / cfg.camera.fps
-    h = size[1]
-    slide = max(1, int(SLIDE_S / dt))
-    path = ([h] * int(EMPTY_S / dt)
-            + [int(h + (clip.y_hold - h) * (1 - (1 - k / slide) ** 2)) for k in range(1, slide + 1)]  # eases in
-            + [clip.y_hold] * int(HOLD_S / dt)
-            + [int(clip.y_hold + (h - clip.y_hold) * (k / slide) ** 2) for k in range(1, slide + 1)]
-            + [h] * int(1.0 / dt))
+    pipe = Pipeline(cfg, clf, tuple(cfg.camera.size))
     seen = None
-    for seq, y in enumerate(path):
-        t = seq * dt
+    for seq, (t, y) in enumerate(_path(cfg, clip)):
         presence, _, _ = pipe.step(Frame(image=clip.frame(y, seq), t=t, seq=seq))
         if presence.present and seen is None:
             seen = t
@@ -170,39 +173,110 @@ def evaluate_as_kiosk(cfg, clf, images) -> dict:
     Also the classification report of the decisions (an unsure decision counts
     as its best guess there), so the confusion matrix reads as in ``kiosk eval``.
     """
-    bin_of = {c: r.bin for c, r in cfg.rules.items()}
     size = tuple(cfg.camera.size)
+    outcomes = [play(cfg, clf, make_clip(img, size, i)) for i, (img, _) in enumerate(images)]
+    rep = score(cfg, clf.classes, [label for _, label in images], outcomes)
+    rep.update({"as_kiosk": True,
+                "clips": {"seed": CLIP_SEED, "fps": cfg.camera.fps, "size": list(size),
+                          "threshold": cfg.decision.threshold, "window": cfg.decision.window,
+                          "min_votes": cfg.decision.min_votes}})
+    return rep
+
+
+def score(cfg, classes: list[str], labels: list[int], outcomes: list[Outcome]) -> dict:
+    """The rates over ``outcomes`` (one per photo, true class ``labels``), overall and per class."""
+    bin_of = {c: r.bin for c, r in cfg.rules.items()}
     y_true, y_pred, seconds = [], [], []
-    tally = {c: dict.fromkeys(RATES, 0) for c in clf.classes}
-    for i, (img, label) in enumerate(images):
-        out = play(cfg, clf, make_clip(img, size, i))
-        d, cls = out.decision, clf.classes[label]
-        if d is None or d.label not in clf.classes:
+    tally = {c: dict.fromkeys(RATES, 0) for c in classes}
+    for label, out in zip(labels, outcomes):
+        d, cls = out.decision, classes[label]
+        if d is None or d.label not in classes:
             tally[cls]["no_decision_rate"] += 1
             continue
         if out.seconds is not None:
             seconds.append(out.seconds)
         y_true.append(label)
-        y_pred.append(clf.classes.index(d.label))
+        y_pred.append(classes.index(d.label))
         if d.unsure:
             tally[cls]["unsure_rate"] += 1  # the person chose; no flap opened on the model's word
         elif d.bin_id == bin_of.get(cls):
             tally[cls]["correct_bin_rate"] += 1
         else:
             tally[cls]["wrong_bin_rate"] += 1
-    rep = classification_report(y_true, y_pred, clf.classes)
-    n = len(images)
+    rep = classification_report(y_true, y_pred, classes)
+    n = len(outcomes)
     totals = {k: sum(t[k] for t in tally.values()) for k in RATES}
     for cls, t in tally.items():
         support = sum(t.values())
         rep["per_class"][cls].update({"images": support, **{k: (v / support if support else 0.0) for k, v in t.items()}})
     rep.update({k: (v / n if n else 0.0) for k, v in totals.items()})
     rep.update({
-        "as_kiosk": True, "images": n,
+        "images": n,
         "median_decision_s": statistics.median(seconds) if seconds else None,
         "unsure": totals["unsure_rate"], "undecided": totals["no_decision_rate"],
         "sorted_right": totals["correct_bin_rate"] / n if n else 0.0,  # the same as correct_bin_rate
-        "clips": {"seed": CLIP_SEED, "fps": cfg.camera.fps, "size": list(size), "threshold": cfg.decision.threshold,
-                  "window": cfg.decision.window, "min_votes": cfg.decision.min_votes},
     })
     return rep
+
+
+# ---- choosing threshold and vote on val ---------------------------------------------------------
+# The engine's settings change when it decides, not what the gate and the model see in each frame.
+# So each clip is played once with the model on every frame the gate finds an item in, and the pure
+# Decider is replayed over that recording for every setting: the same decisions as playing each
+# setting through Pipeline (a test holds them equal), at a fraction of the model time.
+
+@dataclass(frozen=True)
+class Recording:
+    frames: list  # (t, Presence, Prediction or None when the gate had no region)
+
+
+def record(cfg, clf, clip: Clip, after_s: float) -> Recording:
+    """Every frame of the clip with the model's answer wherever the gate found an item, until
+    ``after_s`` after the item was first seen (no setting looks longer)."""
+    size = tuple(cfg.camera.size)
+    pipe = Pipeline(cfg, clf, size, classify_every_frame=True)
+    frames, seen = [], None
+    for seq, (t, y) in enumerate(_path(cfg, clip)):
+        presence, prediction, _ = pipe.step(Frame(image=clip.frame(y, seq), t=t, seq=seq))
+        frames.append((t, presence, prediction))
+        if presence.present and seen is None:
+            seen = t
+        if seen is not None and t - seen > after_s:
+            break
+    return Recording(frames)
+
+
+def replay(cfg, decision, rec: Recording) -> Outcome:
+    """The engine with ``decision`` settings over a recorded clip, fed as Pipeline would feed it."""
+    decider = make_decider(cfg, decision)
+    seen = None
+    for t, presence, prediction in rec.frames:
+        if presence.present and seen is None:
+            seen = t
+        decider.update(t, presence.present, prediction if wants_prediction(decider, presence) else None)
+        if decider.decision is not None:
+            return Outcome(decider.decision, seen)
+    return Outcome(None, seen)
+
+
+def sweep(cfg, clf, images, thresholds, windows=None, wrong_goal: float = 0.02) -> dict:
+    """Rates for each (threshold, window, min_votes) on ``images``; the chosen setting is the one
+    sorting most items right with at most ``wrong_goal`` wrong flaps (else the fewest wrong)."""
+    size = tuple(cfg.camera.size)
+    d = cfg.decision
+    windows = windows or [(d.window, d.min_votes)]
+    longest = max(d.look_timeout_s, d.min_look_s) + 1.0
+    recs = [record(cfg, clf, make_clip(img, size, i), longest) for i, (img, _) in enumerate(images)]
+    labels = [label for _, label in images]
+    rows = []
+    for window, votes in windows:
+        for th in thresholds:
+            setting = d.model_copy(update={"threshold": th, "window": window, "min_votes": votes})
+            rep = score(cfg, clf.classes, labels, [replay(cfg, setting, r) for r in recs])
+            rows.append({"threshold": th, "window": window, "min_votes": votes,
+                         **{k: rep[k] for k in (*RATES, "median_decision_s")}})
+    within = [r for r in rows if r["wrong_bin_rate"] <= wrong_goal]
+    best = (max(within, key=lambda r: (r["correct_bin_rate"], -r["wrong_bin_rate"])) if within
+            else min(rows, key=lambda r: (r["wrong_bin_rate"], -r["correct_bin_rate"])))
+    return {"sweep": rows, "chosen": best, "wrong_goal": wrong_goal, "images": len(images),
+            "clips": {"seed": CLIP_SEED, "fps": cfg.camera.fps, "size": list(size)}}

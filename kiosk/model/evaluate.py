@@ -111,11 +111,16 @@ def run_eval(args) -> int:
     if args.degrade and args.degrade not in degrade.DEGRADATIONS:
         print(f"error: unknown degradation {args.degrade!r}; one of {', '.join(degrade.DEGRADATIONS)}", file=sys.stderr)
         return 1
+    if getattr(args, "sweep", None) and not getattr(args, "as_kiosk", False):
+        print("error: --sweep works on the kiosk's decisions: add --as-kiosk", file=sys.stderr)
+        return 1
     if getattr(args, "as_kiosk", False):
         from kiosk.model.as_kiosk import evaluate_as_kiosk
 
         if args.degrade:
             images = [(degrade.degrade(img, args.degrade, seed=i), c) for i, (img, c) in enumerate(images)]
+        if getattr(args, "sweep", None):
+            return sweep_command(args, cfg, clf, images)
         rep = evaluate_as_kiosk(cfg, clf, images)
     else:
         rep = evaluate(clf, images, args.degrade)
@@ -145,4 +150,56 @@ def run_eval(args) -> int:
         plot_confusion(rep, args.png)
     if getattr(args, "reliability", None) and "calibration" in rep:
         plot_reliability(rep["calibration"], args.reliability, title=Path(model_path).name)
+    return 0
+
+
+def parse_sweep(thresholds: str, votes: Optional[str]) -> tuple[list[float], Optional[list[tuple[int, int]]]]:
+    """``0.5,0.6`` and ``5:3,7:4`` as numbers; a ValueError names the bad part."""
+    ths = []
+    for part in thresholds.split(","):
+        try:
+            th = float(part)
+        except ValueError:
+            raise ValueError(f"--sweep: {part!r} is not a number") from None
+        if not 0.0 <= th <= 1.0:
+            raise ValueError(f"--sweep: threshold {th:g} is outside 0..1")
+        ths.append(th)
+    windows = None
+    if votes:
+        windows = []
+        for part in votes.split(","):
+            try:
+                window, least = (int(v) for v in part.split(":"))
+            except ValueError:
+                raise ValueError(f"--votes: {part!r} is not WINDOW:MIN (e.g. 5:3)") from None
+            if not 1 <= least <= window <= 30:
+                raise ValueError(f"--votes: {part!r} needs 1 <= MIN <= WINDOW <= 30")
+            windows.append((window, least))
+    return ths, windows
+
+
+def sweep_command(args, cfg, clf, images) -> int:
+    from kiosk.model.as_kiosk import sweep
+
+    try:
+        ths, windows = parse_sweep(args.sweep, args.votes)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    rep = sweep(cfg, clf, images, ths, windows)
+    rep.update({"model": str(clf.path), "data": str(args.data)})
+    print(f"decision settings on {rep['images']} clips (the same clips for each; choose on val only)")
+    print("  threshold  window:min  right bin  wrong bin  unsure  no decision  median s")
+    for r in rep["sweep"]:
+        med = "-" if r["median_decision_s"] is None else f"{r['median_decision_s']:.2f}"
+        print(f"  {r['threshold']:>9.2f}  {r['window']:>6}:{r['min_votes']:<3}  {r['correct_bin_rate'] * 100:>8.1f}  "
+              f"{r['wrong_bin_rate'] * 100:>9.1f}  {r['unsure_rate'] * 100:>6.1f}  {r['no_decision_rate'] * 100:>11.1f}"
+              f"  {med:>8}")
+    c = rep["chosen"]
+    rule = (f"the most right with at most {rep['wrong_goal'] * 100:g} % wrong"
+            if c["wrong_bin_rate"] <= rep["wrong_goal"] else "none reaches the wrong-bin goal: the fewest wrong")
+    print(f"chosen ({rule}): decision: {{threshold: {c['threshold']:g}, window: {c['window']}, "
+          f"min_votes: {c['min_votes']}}} in config.yaml")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rep, indent=1))
     return 0
