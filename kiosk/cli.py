@@ -100,6 +100,14 @@ def cmd_demo(args) -> int:
                    max_frames=args.max_frames)
 
 
+DEMO_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trashnet" / "val"
+
+
+def demo_photos(folder: Path = DEMO_PHOTOS):
+    """The photos the demo's synthetic camera shows: TrashNet val beside the checkout, if it is there."""
+    return folder if folder.is_dir() else None
+
+
 def demo_config(path: str, camera: str | None = None, data_dir: str | None = None):
     """The config with desktop defaults: auto camera, simulated GPIO, a window (and ``data_dir``, if given)."""
     from kiosk.config import load_config, parse_config
@@ -108,6 +116,11 @@ def demo_config(path: str, camera: str | None = None, data_dir: str | None = Non
     base = load_config(path, check_model=False)  # reports problems with the file's own key paths
     data = read_yaml(Path(path))
     data.setdefault("camera", {})["backend"] = camera or "auto"
+    photos = demo_photos()
+    if photos is not None and not data["camera"].get("path"):
+        # without a webcam the demo holds real photos up to the real model, not drawn shapes
+        data["camera"]["path"] = str(photos)
+        logging.getLogger(__name__).info("demo: the synthetic camera holds up photos from %s", photos)
     data.setdefault("gpio", {})["pin_factory"] = "mock"
     data.setdefault("ui", {})["fullscreen"] = False
     if data_dir is not None:

@@ -223,3 +223,34 @@ def test_auto_falls_back_to_synthetic_only_for_the_demo(monkeypatch, caplog):
         assert cam.read().image.shape == (120, 160, 3)
     finally:
         cam.close()
+
+
+def test_synthetic_photos_are_held_up_by_a_hand_and_the_classes_take_turns(tmp_path):
+    from kiosk.devices.synthetic_camera import _load_item_folder
+
+    colours = {"glass": (40, 160, 70), "metal": (200, 40, 50)}
+    for name, rgb in colours.items():
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            img = np.full((80, 60, 3), 235, np.uint8)  # a pale board ...
+            img[20:60, 15:45] = rgb  # ... with the item on it
+            cv2.imwrite(str(tmp_path / name / f"{i}.png"), img[..., ::-1])
+    items = _load_item_folder(tmp_path)
+    firsts = [tuple(int(v) for v in it[40, 30]) for it in items[:4]]
+    assert firsts == [colours["glass"], colours["metal"]] * 2  # not three of one class first
+    scene = SyntheticScene((320, 240), seed=0, items=items, noise=0, drift=0)
+    held = scene.render(scene.empty_s + scene.enter_s + 0.1).astype(int)
+    empty = scene.render(0.1).astype(int)
+    assert np.abs(held[-3:] - empty[-3:]).max() > 30  # the arm runs out at the bottom of the view
+    centre = held[100:140, 150:170].reshape(-1, 3).mean(0)
+    assert np.abs(centre - colours["glass"]).max() < 30  # the first item, cut from its board, in the middle
+
+
+def test_the_demo_holds_up_real_photos_when_they_are_beside_the_checkout(repo):
+    from kiosk.cli import DEMO_PHOTOS, demo_config
+
+    cfg = demo_config(str(repo / "config.yaml"))
+    if not DEMO_PHOTOS.is_dir():
+        assert cfg.camera.path is None  # the drawn shapes, as before
+        pytest.skip("../shared/data/trashnet/val is not present")
+    assert cfg.camera.path == str(DEMO_PHOTOS)

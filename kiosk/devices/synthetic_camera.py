@@ -17,6 +17,7 @@ import numpy as np
 from kiosk.camera import IMAGE_SUFFIXES, PacedSource, bgr_to_rgb
 from kiosk.config import CameraConfig
 from kiosk.errors import CameraError
+from kiosk.model import degrade
 
 class SyntheticScene:
     """A generated kiosk view: a fixed wall, slow light drift, items and shadows.
@@ -40,6 +41,7 @@ class SyntheticScene:
         self.shadow = shadow
         self.background = self._make_background()
         self._shapes = self._make_shapes()
+        self._held: dict[int, tuple[np.ndarray, int]] = {}
 
     def _make_background(self) -> np.ndarray:
         w, h = self.w, self.h
@@ -85,14 +87,17 @@ class SyntheticScene:
         name, f = self.phase(t)
         return name == "hold" or (name == "enter" and f > 0.5) or (name == "leave" and f < 0.5)
 
-    def _sprite(self, index: int) -> np.ndarray:
-        if self.items:
-            rgb = self.items[index % len(self.items)]
-            s = int(min(self.w, self.h) * 0.6)
-            rgb = cv2.resize(rgb, (s, int(s * rgb.shape[0] / rgb.shape[1])), interpolation=cv2.INTER_AREA)
-            alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
-            return np.concatenate([rgb, alpha], axis=2)
-        return self._shapes[index % len(self._shapes)]
+    def _sprite(self, index: int) -> tuple[np.ndarray, int]:
+        """(RGBA sprite, height of the item in it): a photo held by a hand, or a drawn shape."""
+        if not self.items:
+            shape = self._shapes[index % len(self._shapes)]
+            return shape, shape.shape[0]
+        k = index % len(self.items)
+        if k not in self._held:
+            ih = int(min(self.h, self.w) * 0.6)
+            rgb, alpha = degrade.held_item(self.items[k], ih, self.h, np.random.default_rng((self.seed, k)))
+            self._held = {k: (np.dstack([np.clip(rgb, 0, 255), 255 * alpha]).astype(np.uint8), ih)}  # keep one
+        return self._held[k]
 
     def render(self, t: float) -> np.ndarray:
         gain = 1.0 + self.drift * math.sin(2 * math.pi * t / self.drift_period)
@@ -101,12 +106,12 @@ class SyntheticScene:
         if name == "empty" and self.shadow and 0.3 < f < 0.9:
             img *= self._shadow_mask((f - 0.3) / 0.6)[:, :, None]
         if name != "empty":
-            sprite = self._sprite(self.item_index(t))
+            sprite, item_h = self._sprite(self.item_index(t))
             sh, sw = sprite.shape[:2]
             cx = {"enter": -sw / 2 + f * (self.w / 2 + sw / 2), "hold": self.w / 2,
                   "leave": self.w / 2 + f * (self.w / 2 + sw / 2)}[name]
             cx += 4 * math.sin(t * 5) if name == "hold" else 0  # a hand is never quite still
-            x0, y0 = int(cx - sw / 2), int(self.h / 2 - sh / 2)
+            x0, y0 = int(cx - sw / 2), int(self.h / 2 - item_h / 2)  # the item centred; a hand's arm runs below
             self._paste(img, sprite, x0, y0, gain)
         if self.noise:
             rng = np.random.default_rng((self.seed, int(t * 1000)))
@@ -159,9 +164,23 @@ class SyntheticCamera(PacedSource):
         return self.scene.render(index / self.fps)
 
 
-def _load_item_folder(folder: Path, limit: int = 50) -> list[np.ndarray]:
-    """Item photos for the synthetic scene (e.g. a data set's val/<class>/ files)."""
-    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+def _load_item_folder(folder: Path, limit: int = 60) -> list[np.ndarray]:
+    """Item photos for the synthetic scene (e.g. a data set's val/<class>/ files), the classes taken
+    in turn (a sorted folder would show 60 boxes first), in a fixed shuffled order."""
+    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise CameraError(f"synthetic: camera.path has no item images: {folder}")
-    return [bgr_to_rgb(cv2.imread(str(f), cv2.IMREAD_COLOR)) for f in files]
+    groups: dict[Path, list[Path]] = {}
+    for f in files:
+        groups.setdefault(f.parent, []).append(f)
+    rng = np.random.default_rng(0)
+    for g in groups.values():
+        rng.shuffle(g)
+    turns = [g[i] for i in range(max(len(g) for g in groups.values())) for g in groups.values() if i < len(g)]
+    out = []
+    for f in turns[:limit]:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise CameraError(f"synthetic: {f} is not a readable image")
+        out.append(bgr_to_rgb(img))
+    return out

@@ -30,7 +30,6 @@ import statistics
 from dataclasses import dataclass
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from kiosk.datatypes import Frame
@@ -43,7 +42,6 @@ EMPTY_S = 1.0  # the gate learns the empty view first (its warm-up is 0.5 s at 3
 SLIDE_S = 0.5  # the hand brings the item in over this long
 HOLD_S = 4.0  # longer than any decision takes (the engine gives up at look_timeout_s)
 ITEM_HEIGHT = 0.55  # of the view: an item held up close, inside the gate's max_area
-SKIN = [(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 56, 30)]
 NOISE_FRAMES = 5  # sensor noise changes every frame; five differ enough for the gate
 RATES = ("correct_bin_rate", "wrong_bin_rate", "unsure_rate", "no_decision_rate")
 
@@ -72,56 +70,17 @@ class Clip:
 
 
 def make_clip(img: np.ndarray, size: tuple[int, int], index: int) -> Clip:
-    """The clip for one photo: its background, the item cut out (or the whole photo), a hand, lighting."""
+    """The clip for one photo: its background, the item held by a hand (``degrade.held_item``), lighting."""
     rng = np.random.default_rng((CLIP_SEED, index))
     w, h = size
     empty = degrade.background(rng, h, w).astype(np.float32)
-    ih = int(h * ITEM_HEIGHT)
-    iw = min(w - 2, int(img.shape[1] * ih / img.shape[0]))
-    mask = _plausible_mask(img)
-    item = cv2.resize(img, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32)
-    alpha = (np.ones((ih, iw), np.float32) if mask is None
-             else cv2.resize(mask, (iw, ih), interpolation=cv2.INTER_AREA))
-    # the hand grips the item at its lowest part; the forearm runs down out of the view
-    rows = np.flatnonzero(alpha.max(1) > 0.5)
-    bottom = int(rows.max()) if len(rows) else ih - 1
-    grip = alpha[max(0, bottom - ih // 8):bottom + 1].max(0) > 0.5
-    cols = np.flatnonzero(grip) if grip.any() else np.arange(iw)
-    sprite = np.zeros((ih + h, iw, 3), np.float32)
-    shape = np.zeros(sprite.shape[:2], np.float32)
-    sprite[:ih], shape[:ih] = item, alpha
-    skin = np.array(SKIN[int(rng.integers(len(SKIN)))], np.float32) * rng.uniform(0.85, 1.1)
-    sleeve = degrade.background(rng, 4, 4).reshape(-1, 3).mean(0).astype(np.float32)
-    cx = int(np.clip(np.median(cols) + rng.uniform(-0.15, 0.15) * len(cols), 0, iw - 1))
-    palm = (cx, max(0, bottom - ih // 40))
-    wide = np.flatnonzero(alpha.max(0) > 0.5)
-    item_w = int(wide.max() - wide.min() + 1) if len(wide) else iw
-    half = int(np.clip(0.25 * item_w, 8, 0.2 * iw))  # a hand in proportion to what it holds
-    axes = (half, max(6, int(0.6 * half)))
-    hand = np.zeros(sprite.shape[:2], np.uint8)
-    cv2.ellipse(hand, palm, axes, 0, 0, 360, 1, -1)
-    arm_w = max(4, int(0.7 * half))
-    cv2.rectangle(hand, (cx - arm_w, palm[1]), (cx + arm_w, sprite.shape[0] - 1), 2, -1)
-    cuff = palm[1] + int(0.3 * (h - palm[1]))
-    hand_px = hand > 0
-    colour = np.where((np.arange(sprite.shape[0]) > cuff)[:, None, None], sleeve, skin)
-    shade = 1.0 - 0.25 * np.linspace(0, 1, sprite.shape[1], dtype=np.float32)[None, :, None]  # rounded, lit from one side
-    sprite[hand_px] = (np.broadcast_to(colour, sprite.shape) * shade)[hand_px]
-    shape[hand_px] = 1.0
+    ih = min(int(h * ITEM_HEIGHT), int((w - 2) * img.shape[0] / img.shape[1]))  # a wide photo: as wide as the view
+    sprite, shape = degrade.held_item(img, ih, h, rng)
     gain = rng.uniform(0.7, 1.25)  # lighting of this kiosk's site at this hour
     empty, sprite = empty * gain, sprite * gain
     return Clip(np.clip(empty, 0, 255).astype(np.uint8), np.clip(sprite, 0, 255), shape,
-                (w - iw) // 2, (h - ih) // 2,
+                (w - sprite.shape[1]) // 2, (h - ih) // 2,
                 noise=tuple(rng.normal(0, 2.0, (h, w)).astype(np.float32) for _ in range(NOISE_FRAMES)))
-
-
-def _plausible_mask(img: np.ndarray) -> Optional[np.ndarray]:
-    """The item's cut-out, or None where the cut would be a guess (the same rule as ``degrade.composite``)."""
-    mask = degrade.item_mask(img)
-    if mask is None or not 0.04 <= float(mask.mean()) <= 0.7:
-        return None
-    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
-    return None if float((edge > 0.5).mean()) > 0.3 else mask
 
 
 @dataclass(frozen=True)

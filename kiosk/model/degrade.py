@@ -224,11 +224,8 @@ def composite(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     Returns the photo unchanged when the cut-out is implausible (nearly nothing,
     or nearly everything: a sheet of paper filling the frame is its own board).
     """
-    mask = item_mask(rgb)
-    if mask is None or not 0.04 <= float(mask.mean()) <= 0.7:
-        return rgb
-    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
-    if float((edge > 0.5).mean()) > 0.3:  # a sheet or box running off the photo: its cut is a guess, skip it
+    mask = plausible_mask(rgb)
+    if mask is None:
         return rgb
     h, w = rgb.shape[:2]
     bg = background(rng, h, w).astype(np.float32)
@@ -238,3 +235,57 @@ def composite(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     bg *= (1.0 - rng.uniform(0.1, 0.45) * shadow)[..., None]
     m = mask[..., None]
     return _clip(rgb.astype(np.float32) * m + bg * (1.0 - m))
+
+
+# ---- held up by a hand: the kiosk's own view of an item -----------------------------------------
+SKIN = [(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 56, 30)]
+
+
+def plausible_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
+    """The item's cut-out, or None where the cut would be a guess: nearly nothing, nearly
+    everything (a sheet of paper filling the frame is its own board), or running off the photo."""
+    mask = item_mask(rgb)
+    if mask is None or not 0.04 <= float(mask.mean()) <= 0.7:
+        return None
+    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    return None if float((edge > 0.5).mean()) > 0.3 else mask
+
+
+def held_item(rgb: np.ndarray, height: int, view_h: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB float32, 0..1 alpha) of the photo's item ``height`` px tall, held by a hand at its lowest
+    part, the forearm running down ``view_h`` px (out of any view the item is held in).
+
+    The item is cut from its board where the cut is plausible, else the whole photo is held up.
+    ``kiosk eval --as-kiosk`` and the demo's synthetic camera show items this way.
+    """
+    ih = height
+    iw = max(8, int(rgb.shape[1] * ih / rgb.shape[0]))
+    mask = plausible_mask(rgb)
+    item = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32)
+    alpha = (np.ones((ih, iw), np.float32) if mask is None
+             else cv2.resize(mask, (iw, ih), interpolation=cv2.INTER_AREA))
+    rows = np.flatnonzero(alpha.max(1) > 0.5)
+    bottom = int(rows.max()) if len(rows) else ih - 1
+    grip = alpha[max(0, bottom - ih // 8):bottom + 1].max(0) > 0.5
+    cols = np.flatnonzero(grip) if grip.any() else np.arange(iw)
+    sprite = np.zeros((ih + view_h, iw, 3), np.float32)
+    shape = np.zeros(sprite.shape[:2], np.float32)
+    sprite[:ih], shape[:ih] = item, alpha
+    skin = np.array(SKIN[int(rng.integers(len(SKIN)))], np.float32) * rng.uniform(0.85, 1.1)
+    sleeve = background(rng, 4, 4).reshape(-1, 3).mean(0).astype(np.float32)
+    cx = int(np.clip(np.median(cols) + rng.uniform(-0.15, 0.15) * len(cols), 0, iw - 1))
+    palm = (cx, max(0, bottom - ih // 40))
+    wide = np.flatnonzero(alpha.max(0) > 0.5)
+    item_w = int(wide.max() - wide.min() + 1) if len(wide) else iw
+    half = int(np.clip(0.25 * item_w, 8, max(8, 0.2 * iw)))  # a hand in proportion to what it holds
+    hand = np.zeros(sprite.shape[:2], np.uint8)
+    cv2.ellipse(hand, palm, (half, max(6, int(0.6 * half))), 0, 0, 360, 1, -1)
+    arm_w = max(4, int(0.7 * half))
+    cv2.rectangle(hand, (cx - arm_w, palm[1]), (cx + arm_w, sprite.shape[0] - 1), 2, -1)
+    cuff = palm[1] + int(0.3 * (view_h - palm[1]))
+    hand_px = hand > 0
+    colour = np.where((np.arange(sprite.shape[0]) > cuff)[:, None, None], sleeve, skin)
+    shade = 1.0 - 0.25 * np.linspace(0, 1, iw, dtype=np.float32)[None, :, None]  # rounded, lit from one side
+    sprite[hand_px] = (np.broadcast_to(colour, sprite.shape) * shade)[hand_px]
+    shape[hand_px] = 1.0
+    return sprite, shape
