@@ -117,7 +117,7 @@ def demo_config(path: str, camera: str | None = None, data_dir: str | None = Non
     data = read_yaml(Path(path))
     data.setdefault("camera", {})["backend"] = camera or "auto"
     photos = demo_photos()
-    if photos is not None and not data["camera"].get("path"):
+    if photos is not None and not data["camera"].get("path") and data["camera"]["backend"] in ("auto", "synthetic"):
         # without a webcam the demo holds real photos up to the real model, not drawn shapes
         data["camera"]["path"] = str(photos)
         logging.getLogger(__name__).info("demo: the synthetic camera holds up photos from %s", photos)

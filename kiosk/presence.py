@@ -18,6 +18,8 @@ so a forgotten object cannot block the kiosk.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import cv2
 import numpy as np
 
@@ -118,7 +120,10 @@ class PresenceGate:
         keep = np.nonzero(areas >= max(4, 0.1 * areas.max()))[0] + 1
         if areas.max() < self.cfg.min_area * fg.size * 0.5:
             return None  # scattered specks, not one object
-        x0, y0, x1, y1 = item_box(np.isin(labels, keep))
+        box = item_box(np.isin(labels, keep))
+        if box is None:
+            return None
+        x0, y0, x1, y1 = box
         return square_roi(x0 * self.scale, y0 * self.scale, x1 * self.scale, y1 * self.scale,
                           self.cfg.roi_margin, self.frame_w, self.frame_h)
 
@@ -131,40 +136,60 @@ def _edge_strength(rgb: np.ndarray) -> np.ndarray:
 
 
 ARM_WIDTH = 0.5  # lines of the blob narrower than this (of its widest) at a view edge are an arm
+ARM_CONTACT = 0.5  # an arm meets the view's edge over at most this fraction of the blob's extent along it
+ARM_ELONGATION = 1.5  # the trimmed part must be at least this many times longer than wide
+ARM_MAX = 0.8  # never trim more than this fraction of the blob: what is left must be the item
 
 
-def item_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the item in a foreground mask, without the arm that holds it.
+def item_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of the item in a foreground mask, without the arm that holds it; None if empty.
 
-    A passer-by's forearm runs from the item out of the view; in the box it
-    would make the model's square mostly arm and background. Where the blob
-    touches a view edge, the lines next to that edge that are much narrower
-    than the blob's widest are trimmed off, unless that would leave too
-    little (a narrow item held at its end keeps its whole box).
+    A passer-by's forearm runs from the item out of the view (below it or to
+    a side); in the box it would make the model's square mostly arm and
+    background. At each such edge the blob touches narrowly, the run of lines
+    next to it that are much narrower than the blob's widest is a candidate;
+    the most elongated one (an arm is longer than wide) is trimmed off. Not
+    trimmed: an axis the blob spans from edge to edge, a wide contact (the
+    item itself at the edge), a run that would leave too little (a narrow
+    item held at its end keeps its whole box).
     """
     ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
     h, w = mask.shape
-    rows = np.count_nonzero(mask, axis=1)  # width of the blob on each row
-    cols = np.count_nonzero(mask, axis=0)
-    if y1 == h:  # the usual case: the arm comes up from below
-        y1 = _trim(rows[y0:y1][::-1], y1 - y0, y1, -1)
-    if y0 == 0:
-        y0 = _trim(rows[y0:y1], y1 - y0, y0, 1)
-    if x0 == 0:
-        x0 = _trim(cols[x0:x1], x1 - x0, x0, 1)
-    if x1 == w:
-        x1 = _trim(cols[x0:x1][::-1], x1 - x0, x1, -1)
-    return x0, y0, x1, y1
-
-
-def _trim(widths: np.ndarray, extent: int, edge: int, step: int) -> int:
-    """The new edge after dropping the narrow run of lines that starts at the view's edge."""
-    narrow = widths < ARM_WIDTH * widths.max()
-    run = int(np.argmin(narrow)) if not narrow.all() else len(narrow)
-    if run == 0 or run > 0.6 * extent:
-        return edge
-    return edge + step * run
+    sub = mask[y0:y1, x0:x1]
+    bw, bh = x1 - x0, y1 - y0
+    edges = []  # (contact fraction, edge); from above is not how people hold things up
+    if y1 == h and y0 > 0:
+        edges.append((np.count_nonzero(sub[-1]) / bw, "bottom"))
+    if x0 == 0 and x1 < w:
+        edges.append((np.count_nonzero(sub[:, 0]) / bh, "left"))
+    if x1 == w and x0 > 0:
+        edges.append((np.count_nonzero(sub[:, -1]) / bh, "right"))
+    best = None  # (elongation, edge, run): an arm is longer than it is wide
+    for contact, edge in edges:
+        if contact > ARM_CONTACT:
+            continue  # the item itself at the edge, not an arm
+        if edge == "bottom":
+            widths, extent = np.count_nonzero(sub, axis=1)[::-1], bh
+        else:
+            widths, extent = np.count_nonzero(sub, axis=0), bw
+            widths = widths if edge == "left" else widths[::-1]
+        narrow = widths < ARM_WIDTH * widths.max()
+        run = int(np.argmin(narrow)) if not narrow.all() else len(narrow)
+        if run == 0 or run > ARM_MAX * extent:
+            continue
+        elongation = run / max(1.0, float(widths[:run].mean()))
+        if elongation >= ARM_ELONGATION and (best is None or elongation > best[0]):
+            best = (elongation, edge, run)
+    if best is None:
+        return x0, y0, x1, y1
+    _, edge, run = best
+    keep = {"bottom": sub[:bh - run], "left": sub[:, run:], "right": sub[:, :bw - run]}[edge]
+    ky, kx = np.nonzero(keep)
+    dx, dy = (run if edge == "left" else 0), 0
+    return x0 + dx + int(kx.min()), y0 + dy + int(ky.min()), x0 + dx + int(kx.max()) + 1, y0 + int(ky.max()) + 1
 
 
 def square_roi(x0, y0, x1, y1, margin, frame_w, frame_h) -> Roi:

@@ -88,7 +88,7 @@ def test_replaying_the_engine_over_a_recording_decides_as_the_pipeline_does(cfg_
         for i, rgb in enumerate((PROTOTYPES["glass"], (120, 110, 60))):  # one clear, one between prototypes
             clip = make_clip(photo(rgb), tuple(cfg.camera.size), i)
             live = play(cfg, clf, clip)
-            again = replay(cfg, cfg.decision, record(cfg, clf, clip, cfg.decision.look_timeout_s + 1.0))
+            again = replay(cfg, cfg.decision, record(cfg, clf, clip))
             assert (live.decision is None) == (again.decision is None)
             if live.decision is not None:
                 assert (again.decision.label, again.decision.unsure, again.decision.bin_id) == (
@@ -125,3 +125,13 @@ def test_the_sweep_command_chooses_a_setting_and_refuses_bad_input(tmp_path, con
     assert "--sweep: 'x' is not a number" in capsys.readouterr().err
     assert cli_main(args + ["--sweep", "0.5", "--votes", "3:5"]) == 1
     assert "needs 1 <= MIN <= WINDOW" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fps,look_timeout", [(10, 2.0), (30, 8.0)])
+def test_the_clip_fits_the_config_slow_cameras_and_patient_engines(cfg_with, tmp_path, fps, look_timeout):
+    """The empty view outlasts the gate's warm-up (frames), the hold outlasts the engine's look."""
+    vague = build_tiny_model(tmp_path / "vague.onnx", prototypes={**PROTOTYPES, **FAR}, sharpness=0.3)
+    cfg = cfg_with({"camera.fps": fps, "decision.look_timeout_s": look_timeout, "decision.threshold": 0.9},
+                   model=vague)
+    out = play(cfg, OnnxClassifier(vague, threads=1), make_clip(photo(PROTOTYPES["glass"]), tuple(cfg.camera.size), 0))
+    assert out.seen_t is not None and out.decision is not None and out.decision.unsure  # asked, not "no decision"

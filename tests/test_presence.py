@@ -131,3 +131,26 @@ def test_the_gate_crops_the_item_not_the_arm():
         p = gate.update(held)
     assert p.present and p.roi is not None
     assert p.roi.y + p.roi.h < 200 and p.roi.h < 150  # the square is the item's, not item and arm
+
+
+def test_trimming_the_arm_never_cuts_the_item():
+    """The ways people hold things that a naive trim gets wrong (found in review)."""
+    from kiosk.presence import item_box
+
+    m = np.zeros((120, 160), bool)
+    m[55:85, :] = True  # a flattened carton wider than the view ...
+    m[85:120, 70:90] = True  # ... held from below
+    assert item_box(m) == (0, 55, 160, 85)
+    m[:] = False
+    m[60:120, 90:120] = True  # a can standing on the bottom edge ...
+    m[80:95, 0:90] = True  # ... held by an arm from the left
+    assert item_box(m) == (90, 60, 120, 120)
+    m[:] = False
+    m[20:50, 0:70] = True  # an item running off the left edge, the arm under its right part
+    m[50:120, 50:66] = True
+    assert item_box(m) == (0, 20, 70, 50)
+    m[:] = False
+    m[110:120, 65:95] = True  # a short, wide stub at the edge (a wrist just in view) is no arm: the box stays
+    m[60:110, 40:120] = True
+    assert item_box(m) == (40, 60, 120, 120)
+    assert item_box(np.zeros((4, 4), bool)) is None

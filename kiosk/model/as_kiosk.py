@@ -2,8 +2,8 @@
 
 A plain ``kiosk eval`` classifies the photo; the kiosk never does that. It
 sees an empty view, then a hand bringing an item into it; the presence gate
-finds it, the model runs on the gate's square around it (hand and arm
-included, as on a real kiosk), and the decision engine votes over frames and
+finds it, the model runs on the gate's square around it (the hand in it,
+the forearm trimmed off as on a real kiosk), and the decision engine votes over frames and
 may stay unsure. This runs exactly that (``kiosk.pipeline.Pipeline``, as the
 worker and ``kiosk bench`` do) on a short clip per photo, at the camera's
 size and frame rate:
@@ -38,9 +38,9 @@ from kiosk.model.metrics import classification_report
 from kiosk.pipeline import Pipeline, make_decider, wants_prediction
 
 CLIP_SEED = 31  # every clip's background, hand, lighting and noise come from (CLIP_SEED, photo index)
-EMPTY_S = 1.0  # the gate learns the empty view first (its warm-up is 0.5 s at 30 fps)
+EMPTY_S = 1.0  # at least: the gate learns the empty view first (its warm-up, in frames, and more)
 SLIDE_S = 0.5  # the hand brings the item in over this long
-HOLD_S = 4.0  # longer than any decision takes (the engine gives up at look_timeout_s)
+HOLD_S = 4.0  # at least; longer than the engine looks before it gives up (look_timeout_s)
 ITEM_HEIGHT = 0.55  # of the view: an item held up close, inside the gate's max_area
 NOISE_FRAMES = 5  # sensor noise changes every frame; five differ enough for the gate
 RATES = ("correct_bin_rate", "wrong_bin_rate", "unsure_rate", "no_decision_rate")
@@ -74,7 +74,7 @@ def make_clip(img: np.ndarray, size: tuple[int, int], index: int) -> Clip:
     rng = np.random.default_rng((CLIP_SEED, index))
     w, h = size
     empty = degrade.background(rng, h, w).astype(np.float32)
-    ih = min(int(h * ITEM_HEIGHT), int((w - 2) * img.shape[0] / img.shape[1]))  # a wide photo: as wide as the view
+    ih = max(8, min(int(h * ITEM_HEIGHT), int((w - 2) * img.shape[0] / img.shape[1])))  # a wide photo: as wide as the view
     sprite, shape = degrade.held_item(img, ih, h, rng)
     gain = rng.uniform(0.7, 1.25)  # lighting of this kiosk's site at this hour
     empty, sprite = empty * gain, sprite * gain
@@ -96,13 +96,19 @@ class Outcome:
 
 
 def _path(cfg, clip: Clip) -> list[tuple[float, int]]:
-    """(t, the sprite's top edge) for every frame: empty, slides in, held, slides out, empty."""
+    """(t, the sprite's top edge) for every frame: empty, slides in, held, slides out, empty.
+
+    The empty view lasts at least the gate's warm-up (counted in frames), and
+    the item is held longer than the engine can look before it says unsure.
+    """
     dt = 1.0 / cfg.camera.fps
     h = clip.empty.shape[0]
     slide = max(1, int(SLIDE_S / dt))
-    ys = ([h] * int(EMPTY_S / dt)
+    empty = max(int(EMPTY_S / dt), cfg.presence.warmup_frames + cfg.presence.enter_frames + 5)
+    hold = max(HOLD_S, cfg.decision.look_timeout_s + cfg.decision.min_look_s + 1.0)
+    ys = ([h] * empty
           + [int(h + (clip.y_hold - h) * (1 - (1 - k / slide) ** 2)) for k in range(1, slide + 1)]  # eases in
-          + [clip.y_hold] * int(HOLD_S / dt)
+          + [clip.y_hold] * int(hold / dt)
           + [int(clip.y_hold + (h - clip.y_hold) * (k / slide) ** 2) for k in range(1, slide + 1)]
           + [h] * int(1.0 / dt))
     return [(seq * dt, y) for seq, y in enumerate(ys)]
@@ -149,13 +155,14 @@ def score(cfg, classes: list[str], labels: list[int], outcomes: list[Outcome]) -
     tally = {c: dict.fromkeys(RATES, 0) for c in classes}
     for label, out in zip(labels, outcomes):
         d, cls = out.decision, classes[label]
-        if d is None or d.label not in classes:
+        if d is None:
             tally[cls]["no_decision_rate"] += 1
             continue
         if out.seconds is not None:
             seconds.append(out.seconds)
-        y_true.append(label)
-        y_pred.append(classes.index(d.label))
+        if d.label in classes:  # an unsure screen without a best guess has no place in the confusion matrix
+            y_true.append(label)
+            y_pred.append(classes.index(d.label))
         if d.unsure:
             tally[cls]["unsure_rate"] += 1  # the person chose; no flap opened on the model's word
         elif d.bin_id == bin_of.get(cls):
@@ -189,19 +196,13 @@ class Recording:
     frames: list  # (t, Presence, Prediction or None when the gate had no region)
 
 
-def record(cfg, clf, clip: Clip, after_s: float) -> Recording:
-    """Every frame of the clip with the model's answer wherever the gate found an item, until
-    ``after_s`` after the item was first seen (no setting looks longer)."""
-    size = tuple(cfg.camera.size)
-    pipe = Pipeline(cfg, clf, size, classify_every_frame=True)
-    frames, seen = [], None
+def record(cfg, clf, clip: Clip) -> Recording:
+    """Every frame of the clip, with the model's answer wherever the gate found an item."""
+    pipe = Pipeline(cfg, clf, tuple(cfg.camera.size), classify_every_frame=True)
+    frames = []
     for seq, (t, y) in enumerate(_path(cfg, clip)):
         presence, prediction, _ = pipe.step(Frame(image=clip.frame(y, seq), t=t, seq=seq))
         frames.append((t, presence, prediction))
-        if presence.present and seen is None:
-            seen = t
-        if seen is not None and t - seen > after_s:
-            break
     return Recording(frames)
 
 
@@ -224,8 +225,7 @@ def sweep(cfg, clf, images, thresholds, windows=None, wrong_goal: float = 0.02) 
     size = tuple(cfg.camera.size)
     d = cfg.decision
     windows = windows or [(d.window, d.min_votes)]
-    longest = max(d.look_timeout_s, d.min_look_s) + 1.0
-    recs = [record(cfg, clf, make_clip(img, size, i), longest) for i, (img, _) in enumerate(images)]
+    recs = [record(cfg, clf, make_clip(img, size, i)) for i, (img, _) in enumerate(images)]
     labels = [label for _, label in images]
     rows = []
     for window, votes in windows:

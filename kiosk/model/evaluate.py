@@ -96,6 +96,19 @@ def run_eval(args) -> int:
     if not data.is_dir():
         print(f"error: data folder not found: {data}", file=sys.stderr)
         return 1
+    sweeping = getattr(args, "sweep", None) is not None
+    if sweeping and not getattr(args, "as_kiosk", False):
+        print("error: --sweep works on the kiosk's decisions: add --as-kiosk", file=sys.stderr)
+        return 1
+    if getattr(args, "votes", None) is not None and not sweeping:
+        print("error: --votes goes with --sweep (the thresholds to try with each vote)", file=sys.stderr)
+        return 1
+    if sweeping:
+        try:
+            parse_sweep(args.sweep, args.votes)  # before minutes of loading photos
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     model_path = Path(args.model_path) if args.model_path else None
     cfg = load_config(args.config, check_model=model_path is None)
     model_path = model_path or cfg.model_path
@@ -111,15 +124,12 @@ def run_eval(args) -> int:
     if args.degrade and args.degrade not in degrade.DEGRADATIONS:
         print(f"error: unknown degradation {args.degrade!r}; one of {', '.join(degrade.DEGRADATIONS)}", file=sys.stderr)
         return 1
-    if getattr(args, "sweep", None) and not getattr(args, "as_kiosk", False):
-        print("error: --sweep works on the kiosk's decisions: add --as-kiosk", file=sys.stderr)
-        return 1
     if getattr(args, "as_kiosk", False):
         from kiosk.model.as_kiosk import evaluate_as_kiosk
 
         if args.degrade:
             images = [(degrade.degrade(img, args.degrade, seed=i), c) for i, (img, c) in enumerate(images)]
-        if getattr(args, "sweep", None):
+        if sweeping:
             return sweep_command(args, cfg, clf, images)
         rep = evaluate_as_kiosk(cfg, clf, images)
     else:
@@ -156,6 +166,8 @@ def run_eval(args) -> int:
 def parse_sweep(thresholds: str, votes: Optional[str]) -> tuple[list[float], Optional[list[tuple[int, int]]]]:
     """``0.5,0.6`` and ``5:3,7:4`` as numbers; a ValueError names the bad part."""
     ths = []
+    if not thresholds.strip():
+        raise ValueError("--sweep: give the thresholds to try, e.g. 0.4,0.5,0.6")
     for part in thresholds.split(","):
         try:
             th = float(part)

@@ -147,9 +147,10 @@ def worst_nodes(fp32: Path, qdq: Path, tensors, work: Path, k: int) -> list[str]
     return [producers[t] for _, t in ranked[:k]]
 
 
-def latency_ms(model: Path, threads: int = 1, runs: int = 60) -> float:
+def latency_ms(model: Path, threads: int = 1, runs: int = 60, size: int = 224) -> float:
+    """Median ms of one inference, batch of one, as the kiosk runs it."""
     session = make_session(model, threads)
-    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
     for _ in range(5):
         run_batch(session, x)
     times = []

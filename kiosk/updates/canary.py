@@ -57,7 +57,7 @@ def run_canary(new, photos: list[tuple[Path, str]], old=None, rounds: int = ROUN
         if not (old_ms and new_ms > SLOWER_LIMIT * old_ms):
             break
         again_new, again_old = _timed(new, old, images, rounds)
-        if again_new / again_old < new_ms / old_ms:
+        if again_new * old_ms < new_ms * again_old:  # a better ratio (no division: a 0 ms timing)
             new_ms, old_ms = again_new, again_old
     result = CanaryResult(True, wrong=wrong, new_ms=new_ms, old_ms=old_ms)
     if wrong:
