@@ -264,9 +264,15 @@ class KioskConfig(Strict):
 
     @model_validator(mode="after")
     def _site_id_for_the_fleet(self):
-        """One name per kiosk: ``fleet.site_id`` unset means ``site.id``."""
+        """One name per kiosk: ``fleet.site_id`` unset means ``site.id``, and the other way round.
+
+        A kiosk set up for the fleet before ``site`` existed names itself in ``fleet.site_id`` only;
+        its fault screens show that name and put it in the QR code's ``{site_id}``.
+        """
         if self.fleet.site_id is None and self.site.id is not None:
             object.__setattr__(self, "fleet", self.fleet.model_copy(update={"site_id": self.site.id}))
+        elif self.site.id is None and self.fleet.site_id is not None:
+            object.__setattr__(self, "site", self.site.model_copy(update={"id": self.fleet.site_id}))
         return self
 
     @field_validator("bins")
@@ -376,6 +382,8 @@ def cross_check(cfg: KioskConfig, check_model: bool = True) -> list[str]:
         problems.append("presence.min_area: must be smaller than presence.max_area")
     if cfg.camera.backend == CameraBackend.replay and not cfg.camera.path:
         problems.append("camera.path: required when camera.backend is replay")
+    if cfg.site.qr_url and "{site_id}" in cfg.site.qr_url and cfg.site.id is None:  # a QR code for "kiosk=" nobody
+        problems.append("site.qr_url: uses {site_id} but site.id is not set (the QR code would name no kiosk)")
     fl = cfg.fleet
     if fl.enabled:
         problems += [f"fleet.{k}: required when fleet.enabled is true" for k in ("host", "site_id")

@@ -670,6 +670,24 @@ def test_without_a_site_contact_the_fault_screen_has_no_empty_promises(cfg):
     assert "Report it" not in text and "Scan to report" not in text and "E200" in text
 
 
+def test_the_fault_screen_names_a_kiosk_named_only_for_the_fleet_and_never_an_empty_one(config_dict):
+    """A kiosk set up for the fleet before ``site`` existed: its name reaches the screen and the QR code."""
+    from kiosk.config import parse_config
+    from kiosk.errors import ConfigError
+
+    data = json_copy(config_dict)
+    data["fleet"] = {"site_id": "kiosk-0007"}
+    data["site"] = {"contact": "0800 123 456", "qr_url": "https://city.example/report?kiosk={site_id}"}
+    c = parse_config(data, base_dir=REPO, check_model=False)
+    assert c.site.id == "kiosk-0007" == c.fleet.site_id
+    ui = KioskUI(c, (800, 480), clock=Clock())
+    _, record = draw_recorded(ui, sample_view(c, "out_of_service", "en"))
+    assert "kiosk-0007" in " ".join(line for _, _, line in record)
+    del data["fleet"]  # no name anywhere: the QR code would send "kiosk=" with nothing after it
+    with pytest.raises(ConfigError, match=r"site\.qr_url: uses \{site_id\} but site\.id is not set"):
+        parse_config(data, base_dir=REPO, check_model=False)
+
+
 def test_the_config_error_screen_is_the_same_design_in_every_language(tmp_path):
     from kiosk.config import load_config as load
     from kiosk.errors import ConfigError
