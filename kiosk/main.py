@@ -291,7 +291,7 @@ def config_error_screen(path: str, error, stop: StopFlag, max_frames: Optional[i
 
     log.error("config %s is invalid: %s", path, "; ".join(error.problems))
     headless = os.environ.get("DISPLAY") is None and os.environ.get("WAYLAND_DISPLAY") is None
-    base = fallback_config(path)
+    base = with_own_site(fallback_config(path), path)
     surface = open_display(UiConfig(fullscreen=headless, size=base.ui.size))
     ui = KioskUI(base, surface.get_size())
     langs = ui.languages or [base.ui.default_language]
@@ -332,6 +332,35 @@ def config_faults(path: str, error) -> tuple:
     problems = error.problems or ["the file cannot be read"]
     return tuple(Fault(error.code, PartKind.CONFIG, f"{p} ({path})" if i == 0 else p)
                  for i, p in enumerate(problems[:6]))
+
+
+def with_own_site(base, broken: str):
+    """``base`` with the broken file's own ``site`` (contact, QR code, name) when that section is valid.
+
+    The factory config knows no city's phone number: without this, the one screen that most needs
+    a passer-by to report it would show none. Anything unreadable keeps ``base``'s.
+    """
+    from pydantic import ValidationError
+
+    from kiosk.config import SiteConfig
+    from kiosk.configfile import read_yaml
+    from kiosk.errors import ConfigError
+
+    try:
+        data = read_yaml(Path(broken))
+    except ConfigError:
+        return base
+    site = data.get("site") if isinstance(data, dict) else None
+    fleet = data.get("fleet") if isinstance(data, dict) else None
+    if not isinstance(site, dict):
+        return base
+    if site.get("id") is None and isinstance(fleet, dict) and fleet.get("site_id"):  # named for the fleet only
+        site = {**site, "id": fleet["site_id"]}
+    try:
+        own = SiteConfig.model_validate(site)
+    except ValidationError:  # the site section is itself what is wrong: the factory's then
+        return base
+    return base.model_copy(update={"site": own})
 
 
 def fallback_config(broken: str):

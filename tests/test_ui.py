@@ -710,6 +710,36 @@ def test_the_config_error_screen_is_the_same_design_in_every_language(tmp_path):
     assert "es" in base.ui.languages or (REPO / "config.yaml").is_file()
 
 
+def test_the_config_error_screen_keeps_the_broken_files_own_contact_and_qr_code(tmp_path):
+    """The factory config knows no city's number: the broken file's valid site section is what the public sees."""
+    from kiosk.config import load_config as load
+    from kiosk.errors import ConfigError
+    from kiosk.main import config_faults, fallback_config, with_own_site
+    from kiosk.view import View
+
+    data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    data["decision"]["threshold"] = 1.5  # the mistake
+    data["site"] = {"contact": "0800 123 456", "qr_url": "https://city.example/report?kiosk={site_id}"}
+    data["fleet"] = {"site_id": "kiosk-0042"}
+    broken = tmp_path / "kiosk.yaml"
+    broken.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load(str(broken), check_model=False)
+    base = with_own_site(fallback_config(str(broken)), str(broken))
+    assert (base.site.contact, base.site.id) == ("0800 123 456", "kiosk-0042")
+    ui = KioskUI(base, (800, 480), clock=Clock())
+    surface, record = draw_recorded(ui, View(screen="out_of_service", language="en", faults=config_faults(str(broken), e.value)))
+    text = " ".join(line for _, _, line in record)
+    assert "0800 123 456" in text and "kiosk-0042" in text and "decision.threshold" in text
+    qr = ui.layout.out_qr
+    pixels = pygame.surfarray.pixels3d(surface)[qr.x:qr.right, qr.y:qr.bottom]
+    assert (pixels == 255).all(axis=2).mean() > 0.2  # the QR code's white is there
+    del pixels
+    data["site"]["contact"] = "x"  # an invalid site section itself: the factory's (no contact), no crash
+    broken.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert with_own_site(fallback_config(str(broken)), str(broken)).site.contact is None
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_unsure_screen_offers_its_two_guesses_biggest_the_crop_and_try_again(cfg, size):
     from kiosk.commands import TryAgain
