@@ -28,7 +28,7 @@ from kiosk.ui import KioskUI  # noqa: E402
 from kiosk.screens.snapshot import register, sample_view  # noqa: E402
 from kiosk.screens.layout import MIN_TOUCH  # noqa: E402
 from kiosk.screens.theme import hex_rgb  # noqa: E402
-from kiosk.view import SCREENS  # noqa: E402
+from kiosk.view import SCREENS, Fault  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [(800, 480), (1280, 800)]
@@ -708,6 +708,21 @@ def test_the_config_error_screen_is_the_same_design_in_every_language(tmp_path):
         text = " ".join(line for _, _, line in record)
         assert ui.words.t(lang, "out_title") in text and "E100" in text and "bins" in text
     assert "es" in base.ui.languages or (REPO / "config.yaml").is_file()
+
+
+def test_a_long_fault_message_wraps_in_the_technicians_band_instead_of_shrinking_to_unreadable(cfg):
+    """A config error's message ends in the file's path: at 800x480 it stays at least 15 px of ink, file included."""
+    from kiosk.view import View
+
+    path = "/boot/firmware/kiosk.yaml"
+    faults = (Fault("E100", "config", f"decision.threshold: Input should be less than or equal to 1 (got 1.5) ({path})"),
+              Fault("E100", "config", "bins[packaging].colour: String should match pattern '^#[0-9a-fA-F]{6}$' (got 'yellow')"))
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    _, record = draw_recorded(ui, View(screen="out_of_service", language="en", faults=faults))
+    band = [(ink, line) for box, ink, line in record if ui.layout.out_codes.contains(box)]
+    heads = [(ink, line) for ink, line in band if not line.startswith("Next step") and "kiosk.yaml (kiosk" not in line]
+    assert path in " ".join(line for _, line in heads)  # the file is named, not cut off
+    assert all(ink.h >= 15 for ink, _ in heads), [(ink.h, line) for ink, line in heads]
 
 
 def test_the_config_error_screen_keeps_the_broken_files_own_contact_and_qr_code(tmp_path):

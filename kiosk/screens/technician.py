@@ -51,8 +51,9 @@ def _out_of_service(c: Ctx, s: pygame.Surface) -> None:
         row = pygame.Rect(inner.x, inner.y + i * h, inner.w, h)
         head = pygame.Rect(row.x, row.y, row.w, round(row.h * 0.45))
         step = pygame.Rect(row.x, head.bottom, row.w, row.h - head.h)
+        # two lines, not one shrunk to 10 px: a config error's message ends in the key's file (the point of it)
         c.draw(s, c.t("out_fault", code=f.code, part=c.words.part(c.lang, f), message=f.message), head, 22, th.WARN,
-               bold=True, min_size=10, valign="middle", max_lines=1)
+               bold=True, min_size=10, valign="middle", max_lines=2)
         c.draw(s, c.t("out_next", step=next_step(f.code)), step, 20, th.TEXT, min_size=10, valign="top",
                max_lines=2)
     if len(v.faults) > OUT_FAULTS:
