@@ -210,6 +210,21 @@ def test_an_unreachable_source_is_E703_and_a_missing_root_E705(city):
     assert e.value.code == "E705"
 
 
+
+def test_a_refused_or_failed_download_does_not_stay_on_the_data_partition(city, monkeypatch):
+    """A full data partition (E704) or a tampered file: incoming/ is emptied, or the event log beside it starves."""
+    def full(manifest, source):
+        raise UpdateError(f"cannot install {manifest.label}: No space left on device", code="E704")
+
+    monkeypatch.setattr(city.store, "stage", full)
+    refused(city, code="E704")
+    assert not list(city.store.incoming.rglob("*"))
+    monkeypatch.undo()
+    onnx = next((city.repo_dir / "targets" / "kiosk-tiny" / "1").glob("*.onnx"))
+    onnx.write_bytes(onnx.read_bytes() + b"x")
+    refused(city)
+    assert not list(city.store.incoming.rglob("*"))
+
 # ---- the canary ----------------------------------------------------------------------------------
 def test_canary_failure_leaves_the_old_model_and_is_not_retried(city):
     update(city.store, city.server.url, city.root, load)

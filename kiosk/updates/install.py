@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -35,7 +36,7 @@ def update(store: ModelStore, source: str, trusted_root: Path, load: Callable[[P
     ``load``: path -> classifier, the way the kiosk loads its model (threads, CLAHE).
     Raises ``UpdateError`` (E701-E705) when refused; the active model is untouched then.
     """
-    with store.locked():
+    with store.locked(), _incoming_dropped(store):
         manifest, files = fetch(store, source, trusted_root)
         active = store.installed("active")
         if active is not None and manifest.version == active.manifest.version:
@@ -81,6 +82,16 @@ def update(store: ModelStore, source: str, trusted_root: Path, load: Callable[[P
         store.prune()
         return Outcome(True, f"{manifest.label} is active (canary {result.summary()}); the running kiosk "
                              f"switches to it between two items", manifest.version)
+
+
+@contextmanager
+def _incoming_dropped(store: ModelStore):
+    """Whatever happens, no download is left in ``incoming``: a refused or failed one (a full disk) must
+    not keep the data partition full, since the event log and calibration live there too."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(store.incoming, ignore_errors=True)
 
 
 __all__ = ["update", "Outcome"]
