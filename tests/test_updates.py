@@ -199,7 +199,10 @@ def test_an_older_repository_is_refused_after_a_newer_one_was_seen(city):
 
 def test_expired_metadata_is_refused_as_a_freeze(city):
     publish_v(city, 9.0, timestamp_expires=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
-    assert "expired" in refused(city)
+    msg = refused(city)
+    assert "expired" in msg
+    # a kiosk whose clock runs ahead sees the same: the message says what its clock reads
+    assert f"clock is wrong: it reads {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}" in msg
 
 
 def test_an_unreachable_source_is_E703_and_a_missing_root_E705(city):

@@ -68,10 +68,15 @@ def base_url(source: str) -> str:
 
 def refused(e: Exception) -> UpdateError:
     """What TUF refused, said plainly (E701), or why the source could not be read (E703)."""
+    import datetime as dt
+
     from tuf.api import exceptions as x
 
+    # TUF judges expiry by this kiosk's clock: a clock that runs ahead (no RTC, no NTP) looks like a freeze
+    now = dt.datetime.now(dt.timezone.utc)
     checks = [
-        (x.ExpiredMetadataError, "its signed metadata has expired (a frozen or stale repository)"),
+        (x.ExpiredMetadataError, f"its signed metadata has expired (a frozen or stale repository, or this "
+                                 f"kiosk's clock is wrong: it reads {now:%Y-%m-%d %H:%M} UTC)"),
         (x.BadVersionNumberError, "it is older than what this kiosk already trusts (a rollback)"),
         (x.UnsignedMetadataError, "it is not signed by enough of the trusted keys (threshold not met, or a "
                                   "key this kiosk does not trust)"),
