@@ -484,6 +484,10 @@ def test_doctor_names_the_active_update_and_a_refused_one(city, cfg_with):
         update(store, city.server.url, city.root, load)
     ok, detail = check_model_updates(cfg)
     assert ok is False and "refused: 000002-kiosk-tiny" in detail
+    publish_v(city, 7.0)  # a good v3 installed: the refused v2 is history, not a failing row for ever
+    update(store, city.server.url, city.root, load)
+    ok, detail = check_model_updates(cfg)
+    assert ok is True and "kiosk-tiny v3 active" in detail and "refused: 000002-kiosk-tiny" in detail
     (city.tmp / "bad-root.json").write_text('{"signed": {"_type": "targets"}}')
     ok, detail = check_model_updates(cfg_with({"updates.trusted_root": str(city.tmp / "bad-root.json")}))
     assert ok is False and "not a TUF root.json" in detail

@@ -51,7 +51,10 @@ def check_model_updates(cfg):
     if not isinstance(root, dict) or root.get("signed", {}).get("_type") != "root":
         return False, f"updates.trusted_root {cfg.resolve(up.trusted_root)} is not a TUF root.json"
     source = up.source or "no updates.source: `kiosk model update --from URL|DIR`"
-    return not refused, f"{active}; trusted root v{root['signed'].get('version')}; source {source}" \
+    # a refusal is a failure while the kiosk is held below it; once a newer model is active it is history
+    held_back = [v for v in status["rejected"]
+                 if not v.split("-", 1)[0].isdigit() or int(v.split("-", 1)[0]) > (a.get("version") or 0)]
+    return not held_back, f"{active}; trusted root v{root['signed'].get('version')}; source {source}" \
                         f"{'; daily check at %02d:00' % up.check_hour if up.daily_check else ''}{refused}"
 
 
