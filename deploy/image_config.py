@@ -8,7 +8,8 @@ rewritten value is checked, so a change in config.yaml's layout fails the
 image build instead of shipping a wrong config.
 
     image_config.py config.yaml --data-dir /var/lib/kiosk \
-        --model /opt/kiosk/models/kiosk-lite0-int8.onnx > kiosk.yaml
+        --model /opt/kiosk/models/kiosk-lite0-int8.onnx \
+        [--trusted-root /opt/kiosk/models/update-root.json] > kiosk.yaml
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def set_value(text: str, section: str, key: str, value) -> str:
     raise LayoutError(f"{section}.{key} not found as its own line in the config")
 
 
-def make(text: str, data_dir: str, model: str) -> str:
+def make(text: str, data_dir: str, model: str, trusted_root: str | None = None) -> str:
     changes = {
         ("storage", "data_dir"): data_dir,
         ("model", "path"): model,
         ("ui", "fullscreen"): True,
     }
+    if trusted_root is not None:  # the root.json of `kiosk model keys`, carried in the image's models/
+        changes[("updates", "trusted_root")] = trusted_root
     for (section, key), value in changes.items():
         text = set_value(text, section, key, value)
     data = yaml.safe_load(text)
@@ -72,11 +75,13 @@ def main(argv=None) -> int:
     p.add_argument("config", type=Path, help="the repository's config.yaml")
     p.add_argument("--data-dir", required=True, help="storage.data_dir on the image (the data partition)")
     p.add_argument("--model", required=True, help="model.path on the image (absolute)")
+    p.add_argument("--trusted-root", help="updates.trusted_root on the image (absolute): signed model updates")
     args = p.parse_args(argv)
-    if not Path(args.data_dir).is_absolute() or not Path(args.model).is_absolute():
-        p.error("--data-dir and --model must be absolute: the config may sit on the boot partition")
+    paths = [args.data_dir, args.model] + ([args.trusted_root] if args.trusted_root else [])
+    if not all(Path(x).is_absolute() for x in paths):
+        p.error("--data-dir, --model and --trusted-root must be absolute: the config may sit on the boot partition")
     try:
-        sys.stdout.write(make(args.config.read_text(encoding="utf-8"), args.data_dir, args.model))
+        sys.stdout.write(make(args.config.read_text(encoding="utf-8"), args.data_dir, args.model, args.trusted_root))
     except (OSError, LayoutError, yaml.YAMLError) as e:
         print(f"image_config: {args.config}: {e}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ BOOT_DIR=/boot/firmware
 KIOSK_USER=kiosk
 KIOSK_GROUPS=(video render input gpio)
 MODEL_NAME=kiosk-lite0-int8.onnx
+UPDATE_ROOT=update-root.json # the root.json of `kiosk model keys`, copied into models/ (README "Model updates")
 DATA_LABEL=KIOSKDATA
 
 # Debian packages the kiosk needs everywhere; Raspberry Pi OS only; --image only.
@@ -157,8 +158,14 @@ rm -rf "$PREFIX/models" && mv "$PREFIX/models.new" "$PREFIX/models"
 
 # --- config -------------------------------------------------------------------
 log "writing $ETC_DIR/config.yaml"
+root_args=()
+if [ -f "$PREFIX/models/$UPDATE_ROOT" ]; then
+	root_args=(--trusted-root "$PREFIX/models/$UPDATE_ROOT")
+else
+	warn "no $UPDATE_ROOT in $SRC/models: signed model updates are off until updates.trusted_root is set"
+fi
 "$VENV/bin/python" "$SRC/deploy/image_config.py" "$SRC/config.yaml" \
-	--data-dir "$DATA_DIR" --model "$PREFIX/models/$MODEL_NAME" >"$ETC_DIR/config.yaml.new"
+	--data-dir "$DATA_DIR" --model "$PREFIX/models/$MODEL_NAME" "${root_args[@]}" >"$ETC_DIR/config.yaml.new"
 chmod 0644 "$ETC_DIR/config.yaml.new"
 mv "$ETC_DIR/config.yaml.new" "$ETC_DIR/config.yaml"
 check_model=False

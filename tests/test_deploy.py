@@ -296,6 +296,20 @@ def test_image_config_cli_wants_absolute_paths(tmp_path):
     assert r.returncode == 2 and "absolute" in r.stderr
 
 
+
+def test_image_config_points_updates_at_the_root_json_the_image_carries(tmp_path):
+    """README "Model updates": models/update-root.json goes into the image; its config must name it."""
+    src = (REPO / "config.yaml").read_text(encoding="utf-8")
+    assert yaml.safe_load(image_config.make(src, "/var/lib/kiosk", "/m.onnx"))["updates"]["trusted_root"] is None
+    root = "/opt/kiosk/models/update-root.json"
+    data = yaml.safe_load(image_config.make(src, "/var/lib/kiosk", "/m.onnx", trusted_root=root))
+    assert data["updates"]["trusted_root"] == root
+    r = subprocess.run([sys.executable, str(DEPLOY / "image_config.py"), str(REPO / "config.yaml"), "--data-dir",
+                        "/var/lib/kiosk", "--model", "/m.onnx", "--trusted-root", root], capture_output=True, text=True)
+    assert r.returncode == 0 and yaml.safe_load(r.stdout)["updates"]["trusted_root"] == root
+    install = (DEPLOY / "install.sh").read_text()  # the install passes it when models/ holds one
+    assert 'UPDATE_ROOT=update-root.json' in install and '--trusted-root "$PREFIX/models/$UPDATE_ROOT"' in install
+
 # --- data partition ----------------------------------------------------------------
 
 
@@ -397,6 +411,8 @@ def test_chroot_config(installed):
     data = yaml.safe_load(etc)
     assert data["storage"]["data_dir"] == "/var/lib/kiosk"
     assert data["model"]["path"] == "/opt/kiosk/models/kiosk-lite0-int8.onnx"
+    has_root = (REPO / "models" / "update-root.json").is_file()
+    assert data["updates"]["trusted_root"] == ("/opt/kiosk/models/update-root.json" if has_root else None)
     r = ch.run("/opt/kiosk/venv/bin/python", "-c",
                "from kiosk.appliance.configpath import default_config_path as d; print(d())")
     assert r.stdout.strip() == "/boot/firmware/kiosk.yaml"
