@@ -358,6 +358,27 @@ def test_the_watcher_hands_a_switched_model_over_and_rolls_back_a_bad_one(city):
         w.close()
 
 
+def test_the_running_kiosk_rolls_back_a_model_that_fails_its_canary_after_the_switch(city):
+    """The second canary, on the running kiosk: a switched-in model that misclassifies its photos does not stay live."""
+    offered = []
+    w = ModelWatcher(city.store, load, offered.append, poll_s=3600)
+    try:
+        update(city.store, city.server.url, city.root, load)
+        w.poll()
+        publish_v(city, 9.0)
+        update(city.store, city.server.url, city.root, load)  # passed the install's canary
+        v2 = city.store.installed("active")
+        glass, metal = (v2.folder / "canary" / "00-glass.png"), (v2.folder / "canary" / "01-metal.png")
+        glass.write_bytes(metal.read_bytes())  # now it answers a "glass" photo with metal
+        w.poll()
+        assert city.store.installed("active").manifest.version == 1
+        [fault] = w.faults()
+        assert fault.code == "E702" and "failed its canary" in fault.message and "v1" in fault.message
+        assert "000002-kiosk-tiny" in city.store.rejected()
+        assert [Path(c.path) for c in offered] == [city.store.installed("active").model_path]  # v2 never handed over
+    finally:
+        w.close()
+
 def test_open_running_rolls_back_an_active_model_that_does_not_load(city):
     update(city.store, city.server.url, city.root, load)
     active = city.store.installed("active")
