@@ -156,6 +156,33 @@ def test_a_sigkill_mid_publish_loses_nothing_and_says_offline(tmp_path, broker):
     assert left > 0  # the kill left events unsent (or sent and not yet marked): the restart sent them
 
 
+def test_the_kiosk_connects_out_and_listens_on_no_port(tmp_path, broker, monkeypatch):
+    """No listen() on any socket, no bind() but paho's to an ephemeral source port before it connects.
+
+    paho's own wake-up pair would listen on 127.0.0.1 (kiosk.fleet.client); kiosk.service refuses listen().
+    """
+    import socket
+
+    calls = []
+    for name in ("bind", "listen"):
+        real = getattr(socket.socket, name)
+        monkeypatch.setattr(socket.socket, name, lambda self, *a, _n=name, _r=real: (calls.append((_n, a)), _r(self, *a))[1])
+    log = EventLog(tmp_path / "events.db")
+    record(log, 3)
+    pub = publisher(fleet(broker.port), log)
+    try:
+        assert wait_until(lambda: log.backlog() == 0, 20), pub.faults()  # connected, sent, acknowledged
+        pub._client.disconnect()  # and a reconnection makes its sockets again
+        assert wait_until(lambda: pub.connected, 20)
+        record(log, 2, start=3)
+        pub.nudge()
+        assert wait_until(lambda: log.backlog() == 0, 20), pub.faults()
+    finally:
+        pub.close()
+        log.close()
+    assert [c for c in calls if c[0] == "listen" or c[1][0][1] != 0] == []
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))

@@ -54,7 +54,7 @@ class FleetPublisher(Closable):
                  next_steps: Optional[dict[str, str]] = None, clock: Callable[[], float] = time.time,
                  connect_timeout_s: float = 10.0, tick_s: float = TICK_S,
                  capacity_kg: Optional[dict[str, float]] = None):
-        import paho.mqtt.client as mqtt
+        from kiosk.fleet import client
 
         self.cfg = cfg
         self.eventlog = eventlog
@@ -85,8 +85,7 @@ class FleetPublisher(Closable):
         self._last_item: Optional[float] = None  # wall time of the newest event sent
         self._daily_sent: Optional[dt.date] = None
         self.sent = self.acknowledged = 0
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-{cfg.site_id}",
-                                   clean_session=True, reconnect_on_failure=False)
+        self._client = client(client_id=f"kiosk-{cfg.site_id}", clean_session=True, reconnect_on_failure=False)
         self._client.will_set(self._topic("status"), topics.encode(topics.offline_will(software)), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

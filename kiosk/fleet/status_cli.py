@@ -57,14 +57,13 @@ def render(rows: list[dict]) -> str:
 def collect(host: str, port: int, prefix: str, *, wait_s: float = 2.0, ca: Optional[str] = None, tls: bool = False,
             username: Optional[str] = None, password: Optional[str] = None) -> dict[str, dict[str, dict]]:
     """Subscribe to the retained topics for ``wait_s`` seconds (they arrive at once) and return what came."""
-    import paho.mqtt.client as mqtt
-
     from kiosk.errors import KioskError
+    from kiosk.fleet import client as mqtt_client
 
     seen: dict[str, dict[str, dict]] = {}
     lock = threading.Lock()
     result: dict = {}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kiosk-fleet-status-{int(time.time() * 1000)}")
+    client = mqtt_client(client_id=f"kiosk-fleet-status-{int(time.time() * 1000)}")
     if username:
         client.username_pw_set(username, password)
     if tls or ca:
