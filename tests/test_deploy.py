@@ -210,9 +210,10 @@ def test_unit_hardening_that_keeps_the_hardware(unit):
     }.items():
         assert s.get(key) == [value], f"{key}= should be {value!r}"
     assert "/var/lib/kiosk" in one(unit, "Service", "ReadWritePaths")
-    # No network: no listener can exist, whatever the app does.
+    # Out only: the fleet broker needs IP (fleet:), and no listener can exist, whatever the app does.
     families = one(unit, "Service", "RestrictAddressFamilies").split()
-    assert "AF_INET" not in families and "AF_INET6" not in families and "AF_UNIX" in families
+    assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(families)
+    assert s["SystemCallFilter"][0] == "@system-service" and "~listen" in s["SystemCallFilter"][1:]
     # These would take the camera, GPIO or display away (see the unit's comments).
     assert s.get("PrivateDevices", ["no"]) == ["no"]
     assert "DevicePolicy" not in s and "DeviceAllow" not in s and "ProtectClock" not in s
