@@ -277,12 +277,17 @@ def main(argv=None) -> int:
     p50 = statistics.median(outside) if outside else float("nan")
     p99 = outside[int(0.99 * (len(outside) - 1))] if outside else float("nan")
     items_per_day = args.items_per_hour * 24
-    per_day = (items_per_day * (sizes.get("events", 0) + 4)  # + its PUBACK
+    # Per day from the measured sizes, counted per item and per heartbeat rather than scaled from this run: the
+    # heartbeats and the status's last item (to the minute) run on the wall clock, not --speed times faster, so a
+    # sped-up run sends fewer of them per item than a real kiosk. Each message + its PUBACK (4 B).
+    per_day = (items_per_day * (sizes.get("events", 0) + 4)
+               + items_per_day * (sizes.get("status", 0) + 4)  # a status per item at most (its last item's minute)
                + 86400 / STATUS_EVERY_S * (sizes.get("status", 0) + sizes.get("health", 0) + 8)
-               + 86400 / FILL_EVERY_S * sizes.get("fill", 0)
-               + items_per_day * sizes.get("fill", 0) / 4  # a fill change at most every few items (1 % steps)
+               + 86400 / FILL_EVERY_S * (sizes.get("fill", 0) + 4)
+               + items_per_day * min(1.0, args.fill_step / 0.01) * (sizes.get("fill", 0) + 4)  # sent in 1 % steps
                + 86400 / 60 * 4  # keep-alive ping and answer
                + sizes.get("daily", 0))
+    per_event = {k: n / max(1, len(ids)) for k, n in counter.count_by_topic.items()}
     from kiosk.model.cpuinfo import cpu_info
 
     print(f"kiosks: {args.kiosks} in {len(groups)} processes, "
@@ -295,7 +300,8 @@ def main(argv=None) -> int:
     print(f"broker: {broker_cpu:.1f} CPU s over {run_minutes:.1f} min ({100 * broker_cpu / (run_minutes * 60):.0f} % "
           f"of one core), peak RSS {peak_rss / 1e6:.0f} MB")
     print(f"bytes per kiosk per day at {items_per_day:.0f} items/day: {per_day / 1e6:.2f} MB "
-          f"(message sizes: {', '.join(f'{k} {v:.0f} B' for k, v in sorted(sizes.items()))})")
+          f"(message sizes: {', '.join(f'{k} {v:.0f} B' for k, v in sorted(sizes.items()))}; received in this run "
+          f"per event recorded: {', '.join(f'{k} {v:.2f}' for k, v in sorted(per_event.items()))})")
     print(f"measured on: {cpu_info().describe()}, mosquitto on loopback, python {sys.version.split()[0]}")
     shutil.rmtree(work, ignore_errors=True)
     return 0 if lost == 0 and drained and connected else 1

@@ -95,6 +95,29 @@ def test_events_and_retained_state_reach_the_broker(tmp_path, broker):
         log.close()
 
 
+def test_status_is_not_sent_again_for_every_item(tmp_path, broker):
+    """An item in flight is no backlog worth a status: 1,000 kiosks x 960 items a day would double their traffic."""
+    log = EventLog(tmp_path / "events.db")
+    listener = Listener(broker)
+    pub = publisher(fleet(broker.port), log)
+    log.on_decision.append(pub.nudge)
+    try:
+        assert wait_until(lambda: listener.on("status"), 10)
+        record(log, 1)
+        assert wait_until(lambda: log.backlog() == 0, 10)
+        before = len(listener.on("status"))
+        for i in range(10):
+            record(log, 1, start=1 + i)
+            assert wait_until(lambda: log.backlog() == 0, 10)
+            time.sleep(0.3)
+        assert len(listener.on("status")) - before <= 2  # the last item's minute may turn once
+        assert listener.on("status")[-1]["backlog"] in (0, 1)
+    finally:
+        pub.close()
+        listener.close()
+        log.close()
+
+
 def test_a_broker_outage_loses_nothing(tmp_path, broker):
     log = EventLog(tmp_path / "events.db")
     first = Listener(broker)

@@ -271,7 +271,10 @@ class FleetPublisher(Closable):
         view = self.view()
         backlog = self._backlog
         minute = None if self._last_item is None else int(self._last_item // 60)
-        if self._due("status", STATUS_EVERY_S, (self.model, minute, not backlog)):  # last item: to the minute
+        # A backlog is news when it is more than the events in flight (one item is 1 until its PUBACK: not news),
+        # then by its order of magnitude as it drains; the heartbeat carries the exact figure.
+        backlog_says = None if backlog is None else 0 if backlog <= IN_FLIGHT else len(str(backlog))
+        if self._due("status", STATUS_EVERY_S, (self.model, minute, backlog_says)):  # last item: to the minute
             self._publish("status", topics.status(True, now=now, started=self.started, software=self.software,
                                                   model=self.model, backlog=backlog,
                                                   last_item=self._last_item), retain=True)
