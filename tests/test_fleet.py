@@ -118,6 +118,33 @@ def test_status_is_not_sent_again_for_every_item(tmp_path, broker):
         log.close()
 
 
+def test_an_old_acknowledgement_never_marks_a_new_event_sent(tmp_path, broker):
+    """Message ids wrap at 65,535 and status/fill acknowledgements are not events': one left over from before an
+    event was sent must not mark it sent. The broker is paused (SIGSTOP): no PUBACK can come for the new event."""
+    log = EventLog(tmp_path / "events.db")
+    pub = publisher(fleet(broker.port), log)
+    log.on_decision.append(pub.nudge)
+    try:
+        record(log, 1)
+        assert wait_until(lambda: log.backlog() == 0, 10)
+        time.sleep(0.5)
+        broker.proc.send_signal(signal.SIGSTOP)
+        try:
+            nxt = pub._client._last_mid + 1
+            for mid in range(nxt, nxt + 5):  # acknowledgements of older messages that had the ids coming next
+                pub._on_publish(pub._client, None, mid, None, None)
+            record(log, 1, start=1)
+            assert wait_until(lambda: pub.sent == 2, 5)
+            time.sleep(0.5)
+            assert log.backlog() == 1  # sent, not acknowledged: still in the outbox
+        finally:
+            broker.proc.send_signal(signal.SIGCONT)
+        assert wait_until(lambda: log.backlog() == 0, 20)  # its own PUBACK
+    finally:
+        pub.close()
+        log.close()
+
+
 def test_a_broker_outage_loses_nothing(tmp_path, broker):
     log = EventLog(tmp_path / "events.db")
     first = Listener(broker)

@@ -71,7 +71,10 @@ class FleetPublisher(Closable):
         # Never held across a paho call: paho calls on_publish holding its own locks (lock order).
         self._lock = threading.RLock()
         self._in_flight: dict[int, tuple[int, float]] = {}  # paho message id -> (decision id, sent at)
-        self._early: set[int] = set()  # acknowledged before the id was mapped (a fast broker)
+        # message id -> when its acknowledgement came, unmapped: an event's, before its id was mapped (a fast broker),
+        # or a status/health/fill/daily message's. Only one that came after the event was sent is the event's:
+        # message ids wrap at 65,535, and an old status's id must never mark a new event sent.
+        self._early: dict[int, float] = {}
         self._session = 0  # +1 at every disconnect: a mapping made for an older session is void
         self._acked: list[int] = []
         # Why a flag: an idle tick must cost nothing. The outbox is read only when something may have changed
@@ -165,7 +168,7 @@ class FleetPublisher(Closable):
             if entry is not None:
                 self._acked.append(entry[0])
             else:
-                self._early.add(mid)
+                self._early[mid] = time.monotonic()
             self._dirty = True
         self._wake.set()  # mark it, and send the next
 
@@ -296,6 +299,7 @@ class FleetPublisher(Closable):
         with self._lock:
             for mid in [m for m, (_, at) in self._in_flight.items() if now - at > ACK_TIMEOUT_S]:
                 del self._in_flight[mid]  # no answer: the row is still unmarked and goes again (at least once)
+            self._early = {m: at for m, at in self._early.items() if now - at < ACK_TIMEOUT_S}  # bounded
             room = IN_FLIGHT - len(self._in_flight)
             busy = {d for d, _ in self._in_flight.values()}
             session = self._session
@@ -306,6 +310,7 @@ class FleetPublisher(Closable):
                 continue
             if room <= 0:
                 break
+            sent_at = time.monotonic()
             info = self._publish("events", topics.event(row, self.cfg.site_id), retain=False)
             if info.rc != 0:  # not connected after all: the outbox keeps it, and the connection is made again
                 self._on_disconnect(self._client, None, None, f"publish refused ({info.rc})", None)
@@ -313,8 +318,7 @@ class FleetPublisher(Closable):
             with self._lock:
                 if session != self._session:  # disconnected meanwhile: it goes again with the next session
                     break
-                if info.mid in self._early:
-                    self._early.discard(info.mid)
+                if self._early.pop(info.mid, float("-inf")) >= sent_at:
                     self._acked.append(row["id"])
                 else:
                     self._in_flight[info.mid] = (row["id"], time.monotonic())
