@@ -50,14 +50,18 @@ def make_certs(d: Path) -> dict:
         "-extfile", "san.ext", "-out", "server.crt")
     ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA",
         "-keyout", "other.key", "-out", "other.crt")
-    return {"ca": d / "ca.crt", "other_ca": d / "other.crt", "cert": d / "server.crt", "key": d / "server.key"}
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kiosk-7", "-keyout", "client.key", "-out", "client.csr")
+    ssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-out", "client.crt")
+    return {"ca": d / "ca.crt", "other_ca": d / "other.crt", "cert": d / "server.crt", "key": d / "server.key",
+            "client_cert": d / "client.crt", "client_key": d / "client.key"}
 
 
 class Broker:
     """``mosquitto -c CONF`` on 127.0.0.1:``port``; ``stop``/``kill`` and ``start`` again on the same port."""
 
     def __init__(self, work: Path, *, tls: Optional[dict] = None, users: Optional[dict] = None, port: int = 0,
-                 persistent: bool = False):
+                 persistent: bool = False, client_certificates: bool = False):
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -81,6 +85,8 @@ class Broker:
             lines += ["allow_anonymous true"]
         if tls:
             lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"]
+            if client_certificates:  # a client without a certificate signed by the CA is refused
+                lines += ["require_certificate true"]
         self.conf = self.work / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 

@@ -192,12 +192,27 @@ def check_fleet(cfg):
                 backlog = f"{conn.execute('SELECT COUNT(*) FROM decisions WHERE published = 0').fetchone()[0]} events wait to be sent"
         except sqlite3.Error as e:
             backlog = f"backlog unknown ({e})"
+    from kiosk.errors import KioskError
+    from kiosk.fleet.publisher import CREDENTIALS
+
+    # the same codes as the service screen's (kiosk.fleet.publisher): E603 a file, E601 refused, E602 not reachable
     password = None
     if fl.password_file:
-        password = cfg.resolve(fl.password_file).read_text(encoding="utf-8").strip()  # raises: a FAIL row
-    ca = str(cfg.resolve(fl.tls.ca_file)) if fl.tls is not None and fl.tls.ca_file else None
-    seen = collect(fl.host, fl.port, fl.topic_prefix, wait_s=1.0, ca=ca, tls=fl.tls is not None,
-                   username=fl.username, password=password)
+        path = cfg.resolve(fl.password_file)
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            return False, f"[{CREDENTIALS}] fleet.password_file {path}: {e.strerror or e}; {backlog}"
+    tls = {k: (str(cfg.resolve(getattr(fl.tls, f"{k}_file"))) if fl.tls is not None and getattr(fl.tls, f"{k}_file")
+               else None) for k in ("ca", "cert", "key")}
+    for k, f in tls.items():
+        if f and not Path(f).is_file():
+            return False, f"[{CREDENTIALS}] fleet.tls.{k}_file {f} not found; {backlog}"
+    try:
+        seen = collect(fl.host, fl.port, fl.topic_prefix, wait_s=1.0, ca=tls["ca"], tls=fl.tls is not None,
+                       username=fl.username, password=password, cert=tls["cert"], key=tls["key"])
+    except KioskError as e:
+        return False, f"[{e.code}] {e}; {backlog}"
     mine = seen.get(fl.site_id, {}).get("status", {})
     said = "online" if mine.get("online") else "not online" if mine else "no status yet"
     return True, f"broker {fl.host}:{fl.port} answers; this kiosk ({fl.site_id}) is {said} there; {backlog}"

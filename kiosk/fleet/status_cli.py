@@ -55,8 +55,12 @@ def render(rows: list[dict]) -> str:
 
 
 def collect(host: str, port: int, prefix: str, *, wait_s: float = 2.0, ca: Optional[str] = None, tls: bool = False,
-            username: Optional[str] = None, password: Optional[str] = None) -> dict[str, dict[str, dict]]:
-    """Subscribe to the retained topics for ``wait_s`` seconds (they arrive at once) and return what came."""
+            username: Optional[str] = None, password: Optional[str] = None, cert: Optional[str] = None,
+            key: Optional[str] = None) -> dict[str, dict[str, dict]]:
+    """Subscribe to the retained topics for ``wait_s`` seconds (they arrive at once) and return what came.
+
+    ``cert``/``key``: a client certificate, for a broker that asks for one (kiosk doctor passes the kiosk's).
+    """
     from kiosk.errors import KioskError
     from kiosk.fleet import client as mqtt_client
 
@@ -67,7 +71,7 @@ def collect(host: str, port: int, prefix: str, *, wait_s: float = 2.0, ca: Optio
     if username:
         client.username_pw_set(username, password)
     if tls or ca:
-        client.tls_set(ca_certs=ca)
+        client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
 
     def on_connect(c, userdata, flags, reason_code, properties):
         result["rc"] = reason_code
@@ -118,6 +122,8 @@ def register(subparsers) -> None:
     s.add_argument("--prefix", default="kiosk", help="fleet.topic_prefix of the kiosks (default: kiosk)")
     s.add_argument("--tls", action="store_true", help="connect with TLS (implied by --ca)")
     s.add_argument("--ca", metavar="FILE", help="CA certificate(s) the broker's certificate chains to")
+    s.add_argument("--cert", metavar="FILE", help="client certificate (PEM), for a broker that asks for one")
+    s.add_argument("--key", metavar="FILE", help="the client certificate's key (PEM)")
     s.add_argument("--username")
     s.add_argument("--password-file", metavar="FILE")
     s.add_argument("--wait", type=float, default=2.0, help="seconds to listen (retained messages arrive at once)")
@@ -129,7 +135,7 @@ def cmd_fleet_status(args) -> int:
     from kiosk.errors import ConfigError
 
     host, _, port = args.broker.rpartition(":") if args.broker.count(":") == 1 else (args.broker, "", "")
-    tls = bool(args.tls or args.ca)
+    tls = bool(args.tls or args.ca or args.cert)
     try:
         port = int(port) if port else (8883 if tls else 1883)
     except ValueError:
@@ -142,7 +148,7 @@ def cmd_fleet_status(args) -> int:
         except OSError as e:
             raise ConfigError([f"--password-file {args.password_file}: {e.strerror or e}"]) from None
     rows = summarise(collect(host or args.broker, port, args.prefix, wait_s=args.wait, ca=args.ca, tls=tls,
-                             username=args.username, password=password))
+                             username=args.username, password=password, cert=args.cert, key=args.key))
     sys.stdout.write(json.dumps(rows, indent=1) + "\n" if args.json else render(rows))
     return 0
 
