@@ -118,6 +118,65 @@ def test_status_is_not_sent_again_for_every_item(tmp_path, broker):
         log.close()
 
 
+def test_daily_counts_are_for_the_local_day_and_sent_after_local_midnight(tmp_path, broker, monkeypatch):
+    """UTC+10: 23:59 and 00:01 local are the same UTC day; the city's daily counts follow the kiosk's own midnight."""
+    import datetime as dt
+
+    monkeypatch.setenv("TZ", "XXX-10")  # POSIX: 10 hours east of UTC, no tz database needed
+    time.tzset()
+    try:
+        day = dt.date(2026, 3, 4)
+
+        def local(d, hh, mm):
+            return dt.datetime.combine(d, dt.time(hh, mm)).timestamp()
+
+        now = {"t": local(day, 23, 59)}
+        log = EventLog(tmp_path / "events.db", clock=lambda: now["t"])
+        record(log, 2)  # day: 23:59
+        now["t"] = local(day + dt.timedelta(days=1), 0, 1)
+        record(log, 1)  # the next day: 00:01
+        listener = Listener(broker)
+        pub = publisher(fleet(broker.port), log, clock=lambda: now["t"])
+        try:
+            assert wait_until(lambda: listener.on("daily"), 10)
+            first = listener.on("daily")[-1]
+            assert first["day"] == "2026-03-04" and first["items"] == 2 and first["bins"] == {"glass": 2}
+            assert first["classes"] == {"glass": 2}
+            time.sleep(0.5)
+            assert len(listener.on("daily")) == 1  # once a day, not every tick
+            now["t"] = local(day + dt.timedelta(days=2), 0, 0) + 1  # just past the next midnight
+            assert wait_until(lambda: listener.on("daily")[-1]["day"] == "2026-03-05", 10)
+            assert listener.on("daily")[-1]["items"] == 1
+        finally:
+            pub.close()
+            listener.close()
+            log.close()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_the_fill_alert_level_is_the_config_s(tmp_path, broker, config_dict):
+    from kiosk.config import parse_config
+
+    config_dict["fleet"] = {"enabled": True, "host": "127.0.0.1", "site_id": SITE, "fill_alert": 0.5}
+    cfg = parse_config(config_dict, base_dir=tmp_path, check_model=False)
+    assert cfg.fleet.fill_alert == 0.5
+    log = EventLog(tmp_path / "events.db")
+    listener = Listener(broker)
+    pub = publisher(cfg.fleet.model_copy(update={"port": broker.port, "tls": None}), log,
+                    state=view(fill={"glass": 0.55, "paper": 0.45}))
+    try:
+        assert wait_until(lambda: listener.on("fill"), 10)
+        fill = listener.on("fill")[-1]
+        assert fill["alert_at"] == 0.5 and fill["bins"]["glass"]["alert"] is True
+        assert fill["bins"]["paper"]["alert"] is False
+    finally:
+        pub.close()
+        listener.close()
+        log.close()
+
+
 def test_an_old_acknowledgement_never_marks_a_new_event_sent(tmp_path, broker):
     """Message ids wrap at 65,535 and status/fill acknowledgements are not events': one left over from before an
     event was sent must not mark it sent. The broker is paused (SIGSTOP): no PUBACK can come for the new event."""
@@ -293,6 +352,7 @@ def test_tls_with_a_password_and_what_wrong_credentials_do(tmp_path, certs):
         log.close()
         broker.stop()
 
+
 def test_a_client_certificate_for_the_kiosk_and_for_doctor(tmp_path, certs):
     """fleet.tls.cert_file/key_file: the broker asks for a client certificate; the kiosk and kiosk doctor give it."""
     from types import SimpleNamespace as NS
@@ -349,6 +409,10 @@ def test_fleet_config_is_checked(tmp_path, config_dict):
         parse_config(config_dict, base_dir=tmp_path, check_model=False)
     assert {"fleet.host: required when fleet.enabled is true", "fleet.site_id: required when fleet.enabled is true"} <= \
         set(e.value.problems)
+    config_dict["fleet"] = {"enabled": True, "host": "mqtt.city.example"}  # the kiosk's one name: site.id
+    config_dict["site"] = {"id": "kiosk-0042"}
+    assert parse_config(config_dict, base_dir=tmp_path, check_model=False).fleet.site_id == "kiosk-0042"
+    config_dict.pop("site")
     config_dict["fleet"] = {"password_file": "/x", "site_id": "a b"}
     with pytest.raises(ConfigError) as e:
         parse_config(config_dict, base_dir=tmp_path, check_model=False)
