@@ -46,6 +46,16 @@ class Effect:
     decision: Optional[Decision] = None
 
 
+def usable_fallback(fallback: Optional[str], blocked, instead_of: Optional[str] = None) -> Optional[str]:
+    """The "if in doubt" bin when it can take an item now, else None.
+
+    One rule for every screen that names it (the bin-full screen's "use this
+    instead", the unsure screen's "if in doubt"): a full or locked-out fallback
+    is never offered, so no one is sent to a flap that will not open.
+    """
+    return fallback if fallback and fallback not in blocked and fallback != instead_of else None
+
+
 class Decider:
     """State machine over presence, predictions, drops and touches."""
 
@@ -179,8 +189,7 @@ class Decider:
         self.refused_now.add(bin_id)
         self.full_bin = bin_id
         self.decision = replace(d, bin_id=None)
-        fb = self.cfg.fallback_bin
-        self.suggested = fb if fb and fb not in self.blocked else None
+        self.suggested = usable_fallback(self.cfg.fallback_bin, self.blocked)
         self._enter(State.BIN_FULL, now)
         return [Effect("close", bin_id)]
 
@@ -218,8 +227,7 @@ class Decider:
         if bin_id in self.blocked:
             self.full_bin = bin_id
             self.decision = replace(d, bin_id=None)
-            fb = c.fallback_bin
-            self.suggested = fb if fb and fb not in self.blocked and fb != bin_id else None
+            self.suggested = usable_fallback(c.fallback_bin, self.blocked, instead_of=bin_id)
             self._enter(State.BIN_FULL, now)
             self.armed = False
             return []

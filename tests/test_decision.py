@@ -4,7 +4,7 @@ import pytest
 
 from kiosk.config import DecisionConfig
 from kiosk.datatypes import Prediction
-from kiosk.decision import Decider, Effect, State
+from kiosk.decision import Decider, Effect, State, usable_fallback
 
 CLASS_TO_BIN = {"glass": "glass", "paper": "paper", "cardboard": "paper", "metal": "packaging", "trash": "residual"}
 BINS = ["paper", "packaging", "glass", "residual"]
@@ -168,6 +168,18 @@ def test_full_bin_refuses_and_suggests_fallback():
     assert d.choose(c(), "glass") == []  # the full bin stays shut
     effects = d.choose(c(), "residual")
     assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "residual"
+
+
+def test_a_full_fallback_bin_is_not_suggested():
+    """Both bins full: the bin-full screen asks for another bin rather than naming a shut one."""
+    d, c = make(), Clock()
+    d.set_full({"glass", "residual"})
+    feed(d, c, 12, True, "glass")
+    assert d.state is State.BIN_FULL and d.suggested is None
+    # the rule the unsure screen's "if in doubt" hint uses too
+    assert usable_fallback("residual", {"glass"}) == "residual"
+    assert usable_fallback("residual", {"residual"}) is None
+    assert usable_fallback("residual", set(), instead_of="residual") is None and usable_fallback(None, set()) is None
 
 
 def test_unknown_class_is_never_guessed():

@@ -786,6 +786,31 @@ def test_the_unsure_screen_offers_its_two_guesses_biggest_the_crop_and_try_again
     del pixels
 
 
+@pytest.mark.parametrize("why", ["full", "locked_out"])
+def test_the_unsure_screen_does_not_advise_a_fallback_bin_that_will_not_open(cfg, why):
+    """A full (or locked-out) "if in doubt" bin: its tile says so, and the hint no longer sends people there."""
+    ui = KioskUI(cfg, (800, 480), clock=Clock())
+    view = sample_view(cfg, "unsure", "en")
+    fb = cfg.decision.fallback_bin
+    assert fb not in view.guesses  # drawn among the smaller tiles, where the badge goes
+    _, record = draw_recorded(ui, view)
+    text = [line for _, _, line in record]
+    assert "If in doubt" in text  # the badge, while the bin takes items
+
+    if why == "full":
+        blocked = dataclasses.replace(view, fill={**view.fill, fb: 1.0})
+        badge = "Full"
+    else:
+        blocked = dataclasses.replace(view, refused=frozenset({fb}), out_of_order=frozenset({fb}))
+        badge = "Out of order"
+    _, record = draw_recorded(ui, blocked)
+    text = [line for _, _, line in record]
+    joined = " ".join(text)
+    assert ui.words.bin_name("en", fb) in text and badge in text  # the tile is there, marked
+    assert "If in doubt" not in joined and "Please choose a bin" in joined
+    assert not button(ui, blocked, "bin", fb).enabled
+
+
 def _icons_or_skip():
     from kiosk.screens.icons import IconSet
 

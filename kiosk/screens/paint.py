@@ -18,6 +18,7 @@ import pygame
 from kiosk.screens import shapes as shapes
 from kiosk.screens import theme as th
 from kiosk.commands import ServiceAction
+from kiosk.decision import usable_fallback
 from kiosk.screens.layout import Layout, direction
 from kiosk.screens.icons import blit_centred
 from kiosk.screens.live import LiveView, map_roi
@@ -322,7 +323,9 @@ def _unsure(c: Ctx, s: pygame.Surface) -> None:
     """What it saw, its two best guesses as the largest targets, the rest smaller, "try again" last."""
     L, v = c.lay, c.view
     c.draw(s, c.t("unsure_title"), L.choice_title, 36, bold=True, min_size=14, valign="middle")
-    doubt = c.cfg.decision.fallback_bin
+    # The bin-full screen's rule: a full or locked-out "if in doubt" bin is not advice to follow (its tile
+    # says Full), so the hint becomes a plain "choose a bin" and no tile wears the badge.
+    doubt = usable_fallback(c.cfg.decision.fallback_bin, c.full)
     hint = c.t("unsure_if_in_doubt", bin=c.bin_name(doubt)) if doubt else c.t("unsure_hint")
     c.draw(s, hint, L.choice_hint, 24, th.MUTED, min_size=12, valign="middle")
     box = L.unsure_crop
