@@ -152,7 +152,7 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
     from kiosk.appliance.lifecycle import graceful_signals
 
     stop = StopFlag()
-    hardware = eventlog = fleet = watcher = None
+    hardware = eventlog = fleet = watcher = cues = None
     surface = None
     with graceful_signals(stop):
         try:
@@ -189,7 +189,9 @@ def run(cfg: KioskConfig, *, demo: bool = False, max_frames: Optional[int] = Non
             log.info("stopped: %s", stop.signal_name)
             return code
         finally:
-            for closer in (watcher, fleet, hardware, eventlog):  # the publisher before the log it reads
+            # the cues first: the mixer is given back before pygame.quit() takes SDL down under it;
+            # the publisher before the log it reads
+            for closer in (cues, watcher, fleet, hardware, eventlog):
                 if closer is not None:
                     try:
                         closer.close()

@@ -367,3 +367,27 @@ def test_try_again_on_the_unsure_screen_looks_again_and_records_nothing(cfg_with
 
     with sqlite3.connect(str(tmp_path / "events.db")) as db:
         assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0  # this try left no record
+
+
+def test_the_sound_cues_are_closed_when_the_kiosk_stops(cfg_with, monkeypatch):
+    """run() gives the mixer back at shutdown, like every other part it opened (SDL's dummy audio driver here)."""
+    import pygame
+
+    from kiosk import main as kiosk_main
+    from kiosk.screens import sound
+
+    made = []
+
+    class Cues(sound.SoundCues):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            made.append(self)
+
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    monkeypatch.setattr(sound, "SoundCues", Cues)
+    cfg = cfg_with({"camera.backend": "synthetic", "gpio.pin_factory": "mock", "ui.fullscreen": False,
+                    "fleet.enabled": False})
+    assert kiosk_main.run(cfg, demo=True, max_frames=3) == 0
+    [cues] = made
+    assert cues.problem is None  # it did open the (dummy) mixer
+    assert cues.closed and not cues.active and pygame.mixer.get_init() is None

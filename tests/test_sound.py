@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-from kiosk.screens.sound import CUES, SoundCues, tone  # noqa: E402
+from kiosk.screens.sound import CUES, SoundCues, alsa_cards, no_audio_device, tone  # noqa: E402
 
 
 @pytest.fixture
@@ -50,3 +50,67 @@ def test_off_in_config_or_no_device_is_silent_not_an_error(monkeypatch, mixer_of
     silent = SoundCues(enabled=True)
     assert not silent.active and "no audio device" in silent.problem
     assert silent.on_screen("decided") is None
+
+
+PI_CARDS = """ 0 [vc4hdmi0       ]: vc4-hdmi - vc4-hdmi-0
+                      vc4-hdmi-0
+"""
+NO_CARDS = "--- no soundcards ---\n"
+
+
+def test_whether_there_is_a_device_to_open():
+    assert no_audio_device({}, PI_CARDS) is None  # the Pi's HDMI audio: open it
+    assert "no sound card" in no_audio_device({}, NO_CARDS)
+    assert "no sound card" in no_audio_device({}, "")  # no /proc/asound: ALSA not even loaded
+    assert "no sound card" in no_audio_device({"SDL_AUDIODRIVER": "alsa"}, NO_CARDS)
+    assert no_audio_device({"SDL_AUDIODRIVER": "dummy"}, NO_CARDS) is None  # plays to nothing: needs no card
+    assert no_audio_device({"SDL_AUDIODRIVER": "pulseaudio"}, "") is None  # chosen on purpose: SDL tries only it
+    assert no_audio_device({"PULSE_SERVER": "unix:/mnt/wslg/PulseServer"}, "") is None  # WSLg's sound server
+    assert no_audio_device({}, None) is None  # no such list (not Linux): try, as before
+
+
+def test_the_cards_list_is_read_from_proc_on_linux_only(tmp_path):
+    cards = tmp_path / "cards"
+    cards.write_text(PI_CARDS)
+    assert alsa_cards(cards, platform="linux") == PI_CARDS
+    assert alsa_cards(tmp_path / "none", platform="linux") == ""
+    assert alsa_cards(tmp_path / "none", platform="darwin") is None
+
+
+def test_without_a_sound_card_the_mixer_is_not_even_opened(mixer_off, caplog):
+    """No card and no driver chosen: SDL would fall through to ALSA, which prints into the journal. Not tried."""
+    import pygame
+
+    pygame.mixer.quit()
+    caplog.set_level("INFO", logger="kiosk.screens.sound")
+    cues = SoundCues(enabled=True, environ={}, cards=lambda: NO_CARDS)
+    assert pygame.mixer.get_init() is None
+    assert not cues.active and "no sound card" in cues.problem and cues.on_screen("decided") is None
+    assert [r.getMessage() for r in caplog.records] == [f"sound cues off: {cues.problem}"]  # said once, in the log
+    cues.close()
+    cues.close()
+    assert cues.closed
+
+
+def test_the_dummy_driver_opens_without_a_card_and_close_gives_the_mixer_back_once(mixer_off):
+    import pygame
+
+    pygame.mixer.quit()
+    cues = SoundCues(enabled=True, environ={"SDL_AUDIODRIVER": "dummy"}, cards=lambda: NO_CARDS)
+    assert cues.active and pygame.mixer.get_init() is not None
+    with cues:
+        assert cues.on_screen("thanks") == "thanks"
+    assert cues.closed and pygame.mixer.get_init() is None and not cues.active
+    cues.close()  # again: nothing to do, no error
+    assert cues.on_screen("decided") is None and cues.played == ["thanks"]  # closed: silent
+
+
+def test_a_driver_that_fails_to_open_is_silent_and_leaves_no_mixer(monkeypatch, mixer_off):
+    import pygame
+
+    pygame.mixer.quit()
+    monkeypatch.setenv("SDL_AUDIODRIVER", "no-such-driver")
+    cues = SoundCues(enabled=True, cards=lambda: PI_CARDS)  # a card, but the driver will not open
+    assert not cues.active and "no audio device" in cues.problem and pygame.mixer.get_init() is None
+    cues.close()
+    assert cues.closed

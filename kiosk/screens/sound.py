@@ -5,16 +5,60 @@ a rising pair for "decided", a falling pair for "not sure", a bright chime
 for "thanks" and a low double buzz for a fault. Each screen change plays at
 most one cue. No audio device, or ``ui.sound.enabled: false``: silent, said
 once in the log, never an error (a kiosk without a speaker is a normal kiosk).
+
+Without a sound card the mixer is not even tried: SDL falls through to ALSA,
+which prints "Unknown PCM default" lines to stderr, straight into the journal,
+at every start (the display is opened without ``pygame.init()`` for the same
+reason). Those lines come from C, below Python's logging; stderr is not
+redirected around the call instead, because by then other threads log to the
+same file descriptor and their lines would be swallowed with ALSA's.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Optional
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
+from kiosk.closing import Closable
+
 log = logging.getLogger(__name__)
+
+ALSA_CARDS = Path("/proc/asound/cards")
+NO_CARD_DRIVERS = {"dummy", "disk"}  # SDL audio drivers that play to no device: tests, recording to a file
+_CARD_LINE = re.compile(r"^\s*\d+\s+\[", re.MULTILINE)  # " 0 [vc4hdmi0       ]: vc4-hdmi - vc4-hdmi-0"
+
+
+def alsa_cards(path: Path = ALSA_CARDS, platform: str = sys.platform) -> Optional[str]:
+    """The kernel's list of sound cards; "" on Linux without ALSA loaded; None where there is no such list."""
+    if not platform.startswith("linux"):
+        return None  # a developer's Mac or Windows: SDL's own drivers, no ALSA to print anything
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""  # no /proc/asound: the ALSA core is not even loaded, so no card
+    except OSError:
+        return None  # cannot tell: try the mixer as before
+
+
+def no_audio_device(environ: Mapping[str, str], cards: Optional[str]) -> Optional[str]:
+    """Why opening the mixer could only fail through ALSA (and print into the journal), or None to try it.
+
+    ``environ``: the process environment (``SDL_AUDIODRIVER``, ``PULSE_SERVER``); ``cards``: ``alsa_cards()``.
+    """
+    wanted = {d.strip().lower() for d in environ.get("SDL_AUDIODRIVER", "").split(",") if d.strip()}
+    if wanted and "alsa" not in wanted:
+        return None  # a driver chosen on purpose (dummy in tests, pulseaudio, pipewire): SDL tries only that
+    if cards is None or _CARD_LINE.search(cards):
+        return None
+    if not wanted and environ.get("PULSE_SERVER"):
+        return None  # a sound server elsewhere (WSLg's, a network sink): SDL reaches it before ALSA
+    return f"no sound card in {ALSA_CARDS}"
 
 RATE = 22050
 # cue -> notes as (frequency Hz, seconds); 0 Hz is a pause
@@ -48,10 +92,15 @@ def tone(notes, volume: float, rate: int = RATE) -> np.ndarray:
     return (samples * volume * 32767 * 0.9).astype(np.int16)
 
 
-class SoundCues:
-    """Plays a cue when the screen changes to one that has one. ``played``: cues so far (tests, logs)."""
+class SoundCues(Closable):
+    """Plays a cue when the screen changes to one that has one. ``played``: cues so far (tests, logs).
 
-    def __init__(self, enabled: bool = True, volume: float = 0.6):
+    ``environ``/``cards``: what says whether there is a device to open (``os.environ``, ``alsa_cards``).
+    ``close()`` gives the mixer back, once; a closed one plays nothing.
+    """
+
+    def __init__(self, enabled: bool = True, volume: float = 0.6, *, environ: Optional[Mapping[str, str]] = None,
+                 cards: Callable[[], Optional[str]] = alsa_cards):
         self.enabled = enabled
         self.played: list[str] = []
         self._sounds: dict = {}
@@ -59,6 +108,11 @@ class SoundCues:
         self.problem: Optional[str] = None
         if not enabled:
             self.problem = "off (ui.sound.enabled)"
+            return
+        missing = no_audio_device(os.environ if environ is None else environ, cards())
+        if missing:
+            self.problem = f"no audio device ({missing})"
+            log.info("sound cues off: %s", self.problem)
             return
         try:
             import pygame
@@ -74,6 +128,7 @@ class SoundCues:
             self.problem = f"no audio device ({e})"
             self._sounds = {}
             log.info("sound cues off: %s", self.problem)
+            _mixer_quit()  # one that opened but could not take the cues is given back now: close() has no cues
 
     @property
     def active(self) -> bool:
@@ -91,12 +146,19 @@ class SoundCues:
         self.played.append(cue)
         return cue
 
-    def close(self) -> None:
-        if self._sounds:
-            import pygame
-
-            pygame.mixer.quit()
+    def _close(self) -> None:
+        if self._sounds:  # opened here: a kiosk without sound never had a mixer to give back
             self._sounds = {}
+            _mixer_quit()
 
 
-__all__ = ["SoundCues", "tone", "CUES", "SCREEN_CUES"]
+def _mixer_quit() -> None:
+    try:
+        import pygame
+
+        pygame.mixer.quit()
+    except Exception:  # no pygame, or SDL already gone: nothing left open
+        pass
+
+
+__all__ = ["SoundCues", "tone", "alsa_cards", "no_audio_device", "CUES", "SCREEN_CUES"]
