@@ -51,8 +51,8 @@ def cmd_check_config(args) -> int:
             problems.append(f"model.path: [{e.code}] {e}")
     else:  # a card's kiosk.yaml on a laptop names the kiosk's own model path: that is not a mistake
         not_here.append(f"model not checked here: {cfg.model_path} is not on this machine")
-    if cfg.pin_hash_path is not None:
-        problem, missing = _check_pin_file(cfg.pin_hash_path)
+    for key, path, what in cfg.secret_files():
+        problem, missing = _check_secret_file(key, path, what)
         problems += [problem] if problem else []
         not_here += [missing] if missing else []
     for p in problems:
@@ -63,19 +63,24 @@ def cmd_check_config(args) -> int:
     return 0
 
 
-def _check_pin_file(path: Path) -> tuple[Optional[str], Optional[str]]:
-    """(problem, note) for ``service.pin_hash_file``: unreadable or not a hash is a problem; absent, a note."""
-    from kiosk.config import read_pin_hash
+def _check_secret_file(key: str, path: Path, what: str) -> tuple[Optional[str], Optional[str]]:
+    """(problem, note) for a file holding a secret (KioskConfig.secret_files): unreadable, not what it should
+    hold, or readable by others (kiosk.config.secret_file_problem, as doctor) is a problem; absent, a note."""
+    from kiosk.config import read_pin_hash, secret_file_problem
 
     if not path.exists():
-        return None, f"service.pin_hash_file {path} is not on this machine"
+        return None, f"{key} {path} is not on this machine"
     try:
-        read_pin_hash(path)
+        if key == "service.pin_hash_file":
+            read_pin_hash(path)
+        else:
+            with open(path, "rb"):
+                pass
+        return secret_file_problem(key, path, what), None
     except PermissionError:
-        return f"service.pin_hash_file: {path} is not readable here (it is the kiosk's: try sudo)", None
+        return f"{key}: {path} is not readable here (it is the kiosk's: try sudo)", None
     except (OSError, ValueError) as e:
-        return f"service.pin_hash_file: {path}: {e}", None
-    return None, None
+        return f"{key}: {path}: {e}", None
 
 
 def cmd_run(args) -> int:

@@ -199,7 +199,7 @@ class StorageConfig(Strict):
 class FleetTlsConfig(Strict):
     ca_file: Optional[str] = Field(None, max_length=4096, description="CA certificate(s) the broker's certificate must chain to (PEM). Unset: the system's CAs.")
     cert_file: Optional[str] = Field(None, max_length=4096, description="Client certificate (PEM), when the broker asks for one.")
-    key_file: Optional[str] = Field(None, max_length=4096, description="The client certificate's key (PEM).")
+    key_file: Optional[str] = Field(None, max_length=4096, description="The client certificate's key (PEM), readable by the kiosk only (data partition, mode 0600).")
 
 
 SITE_ID = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
@@ -225,11 +225,18 @@ class FleetConfig(Strict):
     tls: Optional[FleetTlsConfig] = Field(FleetTlsConfig(), description="TLS settings; null: no TLS (a closed network only).")
     username: Optional[str] = Field(None, min_length=1, max_length=200)
     password_file: Optional[str] = Field(None, max_length=4096,
-                                         description="A file holding the password, readable by the kiosk only (data partition).")
+                                         description="A file holding the password, readable by the kiosk only: on the data partition, "
+                                                     "e.g. /var/lib/kiosk/fleet-password, mode 0600 (kiosk doctor "
+                                                     "checks). Relative to this file unless absolute.")
     site_id: Optional[str] = Field(None, pattern=SITE_ID, description="This kiosk's name in the fleet (default: site.id).")
     topic_prefix: str = Field("kiosk", pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=100)
     keepalive_s: int = Field(60, ge=10, le=1200)
     fill_alert: float = Field(0.85, ge=0.1, le=1.0, description="Fill fraction that raises a bin's alert flag.")
+
+    def secret_files(self) -> list[tuple[str, Optional[str], str]]:
+        """(key, value as written, what it holds) of the fleet's files only the kiosk may read."""
+        return [("fleet.password_file", self.password_file, "the broker password"),
+                ("fleet.tls.key_file", self.tls.key_file if self.tls is not None else None, "the client key")]
 
 
 class UpdatesConfig(Strict):
@@ -299,6 +306,11 @@ class KioskConfig(Strict):
     @property
     def pin_hash_path(self) -> Optional[Path]:
         return self.resolve(self.service.pin_hash_file) if self.service.pin_hash_file else None
+
+    def secret_files(self) -> list[tuple[str, Path, str]]:
+        """(key, path, what it holds) of each file that must be the kiosk's alone (kiosk check-config, doctor)."""
+        named = [("service.pin_hash_file", self.service.pin_hash_file, "the hash"), *self.fleet.secret_files()]
+        return [(key, self.resolve(v), what) for key, v, what in named if v]
 
     def bin(self, bin_id: str) -> BinConfig:
         for b in self.bins:
@@ -480,6 +492,45 @@ def read_pin_hash(path: Path) -> str:
         return check_pin_hash(raw.decode("ascii").strip())
     except UnicodeDecodeError:
         raise ValueError("not a PIN hash (not ASCII)") from None
+FAT_TYPES = ("vfat", "msdos", "exfat", "fat")  # no owner and no modes: whoever holds the card reads every file
+SECRET_HOME = "/var/lib/kiosk"  # the data partition (ext4, owner kiosk), README "Where things are"
+
+
+def _filesystem(path: Path, mounts: Path = Path("/proc/self/mounts")) -> tuple[str, str]:
+    """(mount point, type) of the filesystem ``path`` is on; ("", "") when /proc says nothing."""
+    try:
+        lines = mounts.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "", ""
+    where, best = str(path.resolve()), ("", "")
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (where == point or where.startswith(point.rstrip("/") + "/")) and len(point) >= len(best[0]):
+            best = (point, parts[2])
+    return best
+
+
+def secret_file_problem(key: str, path: Path, what: str, mounts: Path = Path("/proc/self/mounts")) -> Optional[str]:
+    """The one check of a file holding a secret (``service.pin_hash_file``, ``fleet.password_file``,
+    ``fleet.tls.key_file``): only the kiosk may read it. None when it is kept so; else what to do.
+
+    Why where it lives as well as its mode: a relative path resolves next to kiosk.yaml, which on a kiosk is
+    the boot partition, FAT: its files show the mount's mode, and no chmod keeps the card's holder out.
+    Raises OSError when the file cannot be looked at (the callers' rows and lines say so).
+    """
+    point, fstype = _filesystem(path, mounts)
+    if fstype in FAT_TYPES:
+        return (f"{key}: {path} is on a FAT partition ({point}, the boot partition?): anyone who holds the card "
+                f"reads {what}; move it to {SECRET_HOME} (the data partition), chmod 600, and name it there")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        return f"{key}: {path} is mode {mode:o}: others can read {what} (chmod 600 {path})"
+    return None
+
+
 PIN_ITERATIONS = (1_000, 2_000_000)  # what a hash may ask for: the pad answers within a second or two
 
 

@@ -205,3 +205,49 @@ def test_a_pin_hash_with_an_unbounded_iteration_count_is_a_config_error(tmp_path
     assert any(p.startswith("service.pin_hash") for p in e.value.problems), e.value.problems
     assert verify_pin("246813", config_dict["service"]["pin_hash"]) is False  # and the pad never runs it
     assert verify_pin("246813", good) and not verify_pin("246813", "pbkdf2_sha256$x$zz$00")
+
+
+def test_check_config_keeps_the_fleet_secrets_off_the_card_and_private(tmp_path, config_dict, tiny_model, capsys):
+    """fleet.password_file (and fleet.tls.key_file) are checked as service.pin_hash_file is: one check, one line.
+
+    A relative password_file resolves next to kiosk.yaml: on a kiosk the FAT boot partition, which anyone
+    holding the card reads; written by a desktop editor it is mode 644."""
+    config_dict["model"]["path"] = str(tiny_model)
+    config_dict["fleet"] = {"enabled": True, "host": "mqtt.city.example", "site_id": "kiosk-7", "username": "kiosk-7",
+                            "password_file": "fleet-password",
+                            "tls": {"cert_file": "client.crt", "key_file": "client.key"}}
+    path = write(tmp_path, config_dict, "kiosk.yaml")
+    assert cli_main(["check-config", str(path)]) == 0  # on a laptop, without the kiosk's files: a note each
+    out = capsys.readouterr().out
+    assert f"fleet.password_file {tmp_path / 'fleet-password'} is not on this machine" in out
+    assert "fleet.tls.key_file" in out
+    for name in ("fleet-password", "client.key"):
+        (tmp_path / name).write_text("secret\n")
+        (tmp_path / name).chmod(0o644)
+    assert cli_main(["check-config", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert f"fleet.password_file: {tmp_path / 'fleet-password'} is mode 644: others can read the broker password " \
+           f"(chmod 600 {tmp_path / 'fleet-password'})" in out
+    assert any(line.startswith("fleet.tls.key_file: ") and "chmod 600" in line for line in out)
+    for name in ("fleet-password", "client.key"):
+        (tmp_path / name).chmod(0o600)
+    assert cli_main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "OK"
+
+
+def test_a_secret_on_a_fat_partition_is_refused_whatever_its_mode(tmp_path):
+    """FAT keeps no modes (a boot partition mounted with umask=077 shows 600): where it lives is checked first."""
+    from kiosk.config import secret_file_problem
+
+    secret = tmp_path / "boot" / "fleet-password"
+    secret.parent.mkdir()
+    secret.write_text("horse\n")
+    secret.chmod(0o600)
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/root / ext4 rw 0 0\n/dev/mmcblk0p1 {secret.parent} vfat rw,umask=077 0 0\n"
+                      f"/dev/mmcblk0p3 {tmp_path / 'bootx'} ext4 rw 0 0\n")
+    problem = secret_file_problem("fleet.password_file", secret, "the broker password", mounts=mounts)
+    assert problem.startswith(f"fleet.password_file: {secret} is on a FAT partition ({secret.parent}")
+    assert "move it to /var/lib/kiosk" in problem
+    mounts.write_text(f"/dev/root / ext4 rw 0 0\n/dev/mmcblk0p1 {secret.parent}x vfat rw 0 0\n")  # a sibling path
+    assert secret_file_problem("fleet.password_file", secret, "the broker password", mounts=mounts) is None

@@ -83,3 +83,26 @@ def test_doctor_without_gpio_says_what_is_missing_and_checks_no_pretend_flaps(tm
     r = rows(out)
     assert r["gpio"] == "FAIL" and "no GPIO" in out and "--simulate" in out
     assert r["scales/flaps"] == "SKIP" and not any(k.startswith("flap") and v == "PASS" for k, v in r.items())
+
+
+def test_doctor_fails_a_fleet_password_or_key_others_can_read(tmp_path, config_dict, tiny_model):
+    """The fleet row checks fleet.password_file and fleet.tls.key_file as the service-pin row checks its file,
+    before it asks the broker anything: the line names the key and what to do."""
+    from kiosk.appliance.doctor import check_fleet
+    from kiosk.config import load_config
+
+    config_dict["fleet"] = {"enabled": True, "host": "127.0.0.1", "port": 1, "site_id": "kiosk-7",
+                            "username": "kiosk-7", "password_file": "fleet-password",
+                            "tls": {"cert_file": "client.crt", "key_file": "client.key"}}
+    path = write(tmp_path, config_dict, tiny_model)
+    for name in ("fleet-password", "client.crt", "client.key"):
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "fleet-password").chmod(0o644)
+    (tmp_path / "client.key").chmod(0o600)
+    ok, detail = check_fleet(load_config(path, check_model=False))
+    assert ok is False and detail.startswith(f"fleet.password_file: {tmp_path / 'fleet-password'} is mode 644: "
+                                             f"others can read the broker password (chmod 600 ")
+    (tmp_path / "fleet-password").chmod(0o600)
+    (tmp_path / "client.key").chmod(0o640)
+    ok, detail = check_fleet(load_config(path, check_model=False))
+    assert ok is False and detail.startswith("fleet.tls.key_file: ") and "chmod 600" in detail

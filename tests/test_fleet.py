@@ -301,6 +301,8 @@ def test_tls_with_a_password_and_what_wrong_credentials_do(tmp_path, certs):
     broker = Broker(tmp_path / "broker", tls=certs, users={"kiosk-7": "right horse"}).start()
     (tmp_path / "pw").write_text("right horse\n")
     (tmp_path / "wrong").write_text("wrong horse\n")
+    for name in ("pw", "wrong"):  # the kiosk's alone, or kiosk doctor fails them before it asks the broker
+        (tmp_path / name).chmod(0o600)
     log = EventLog(tmp_path / "events.db")
     record(log, 5)
     tls = FleetTlsConfig(ca_file=str(certs["ca"]))

@@ -159,7 +159,7 @@ def check_eventlog(cfg):
 
 def check_service_pin(cfg):
     """A PIN is set where only the kiosk can read it (the boot partition is FAT: anyone with the card reads it)."""
-    from kiosk.config import read_pin_hash
+    from kiosk.config import read_pin_hash, secret_file_problem
 
     path = cfg.pin_hash_path
     if path is None:
@@ -168,10 +168,10 @@ def check_service_pin(cfg):
                           "prefer `sudo kiosk hash-pin --save /var/lib/kiosk/service-pin` and service.pin_hash_file")
         return None, "no service PIN set: the service screen cannot be opened (`sudo kiosk hash-pin --save FILE`)"
     read_pin_hash(path)  # raises: a FAIL row naming the problem
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        return False, f"{path} is mode {mode:o}: others can read the hash (chmod 600 {path})"
-    return True, f"{path}, mode {mode:o}"
+    problem = secret_file_problem("service.pin_hash_file", path, "the hash")
+    if problem:
+        return False, problem
+    return True, f"{path}, mode {path.stat().st_mode & 0o777:o}"
 
 
 def check_fleet(cfg):
@@ -192,6 +192,7 @@ def check_fleet(cfg):
                 backlog = f"{conn.execute('SELECT COUNT(*) FROM decisions WHERE published = 0').fetchone()[0]} events wait to be sent"
         except sqlite3.Error as e:
             backlog = f"backlog unknown ({e})"
+    from kiosk.config import secret_file_problem
     from kiosk.errors import KioskError
     from kiosk.fleet.publisher import CREDENTIALS
 
@@ -208,6 +209,11 @@ def check_fleet(cfg):
     for k, f in tls.items():
         if f and not Path(f).is_file():
             return False, f"[{CREDENTIALS}] fleet.tls.{k}_file {f} not found; {backlog}"
+    # the kiosk connects with them all the same: a secret others can read is the technician's to fix, not a fault
+    for key, secret, what in fl.secret_files():
+        problem = secret and secret_file_problem(key, cfg.resolve(secret), what)
+        if problem:
+            return False, f"{problem}; {backlog}"
     try:
         seen = collect(fl.host, fl.port, fl.topic_prefix, wait_s=1.0, ca=tls["ca"], tls=fl.tls is not None,
                        username=fl.username, password=password, cert=tls["cert"], key=tls["key"])
