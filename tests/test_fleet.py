@@ -508,3 +508,53 @@ def test_the_kiosk_itself_publishes_what_it_sorts(tmp_path, broker, config_dict,
     sent = {e["id"] for e in listener.on("events")}
     assert sent <= uids(tmp_path / "data" / "events.db") and all(e["site"] == "kiosk-run" for e in listener.on("events"))
     assert "Traceback" not in wait_for(proc, "stopped", 1)
+
+
+def test_reconnect_delays_are_jittered_within_their_bounds():
+    """After a city-wide outage the kiosks must not all come back at one instant (the broker's thundering herd):
+    the n-th delay is random in [1 s, min(60 s, 2^n s)]; the random source is injected and pinned here."""
+    import random
+
+    from kiosk.fleet.publisher import Backoff
+
+    def delays(rng, n=10):
+        b = Backoff(rng)
+        return [b.next() for _ in range(n)]
+
+    assert delays(lambda: 1.0) == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]  # the ceilings: doubling, capped
+    assert delays(lambda: 0.0) == [1.0] * 10  # never sooner than a second
+    assert delays(lambda: 0.5)[:4] == [1.0, 1.5, 2.5, 4.5]
+    b = Backoff(lambda: 1.0)
+    b.next(), b.next()
+    b.reset()
+    assert b.next() == 1.0  # a connection that worked starts the sequence again
+    for seed in range(200):
+        got = delays(random.Random(seed).random, 12)
+        assert all(1.0 <= d <= min(60.0, 2.0 ** n) for n, d in enumerate(got)), (seed, got)
+    # 1,000 kiosks at the cap: spread over the minute, not piled on one second (nor on the cap)
+    at_cap = [delays(random.Random(seed).random, 12)[-1] for seed in range(1000)]
+    per_second = [sum(1 for d in at_cap if s <= d < s + 1) for s in range(1, 60)]
+    assert max(at_cap) - min(at_cap) > 50 and max(per_second) < 50, per_second
+
+
+def test_the_publisher_waits_the_jittered_delay_between_tries(tmp_path):
+    """The publisher's own retries draw from its injected random source: no broker on the port, delays pinned."""
+    from kiosk.fleet.publisher import BACKOFF_FIRST_S
+    from tests.broker import free_port
+
+    log = EventLog(tmp_path / "events.db")
+    drawn = []
+
+    def rng():
+        drawn.append(time.monotonic())
+        return 0.0  # 1 s each time
+
+    pub = publisher(fleet(free_port()), log, rng=rng)
+    try:
+        assert wait_until(lambda: len(drawn) >= 3, 10), drawn
+        assert pub.faults()[0].code == "E602"
+        gaps = [b - a for a, b in zip(drawn, drawn[1:])]
+        assert all(g >= BACKOFF_FIRST_S - 0.05 for g in gaps), gaps  # waited, not hammering the port
+    finally:
+        pub.close()
+        log.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import ssl
 import threading
 import time
@@ -40,6 +41,32 @@ STATUS_EVERY_S = 300.0  # a heartbeat; a kiosk that vanishes is said offline at 
 FILL_EVERY_S = 300.0
 TICK_S = 0.2
 RECHECK_S = 30.0  # the outbox is read again at least this often, even with nothing said to have changed
+BACKOFF_FIRST_S = 1.0  # a failed connection is tried again after 1 s at the least
+BACKOFF_MAX_S = 60.0  # and after a minute at the most
+
+
+class Backoff:
+    """Delays between connection attempts: "full jitter" with a floor, each uniform in
+    [``first``, min(``most``, ``first`` x 2^n)] after the n-th failure in a row.
+
+    Why random: a city's kiosks lose their broker together (its restart, a district's network); with fixed
+    delays they would all come back at the same instant, again and again. Spread over the whole interval, a
+    thousand kiosks at the one-minute cap come back some 17 a second. Why not decorrelated jitter: capped, it
+    piles two in three of them onto the cap itself. ``rng`` (0 <= x <= 1) is injected so a test can pin it.
+    """
+
+    def __init__(self, rng: Callable[[], float] = random.random, first: float = BACKOFF_FIRST_S,
+                 most: float = BACKOFF_MAX_S):
+        self.rng, self.first, self.most = rng, first, most
+        self.failures = 0
+
+    def next(self) -> float:
+        ceiling = min(self.most, self.first * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        return self.first + min(max(self.rng(), 0.0), 1.0) * (ceiling - self.first)
+
+    def reset(self) -> None:
+        self.failures = 0
 
 
 class FleetPublisher(Closable):
@@ -53,7 +80,7 @@ class FleetPublisher(Closable):
                  model: Optional[str] = None, resolve: Callable[[str], Path] = Path,
                  next_steps: Optional[dict[str, str]] = None, clock: Callable[[], float] = time.time,
                  connect_timeout_s: float = 10.0, tick_s: float = TICK_S,
-                 capacity_kg: Optional[dict[str, float]] = None):
+                 capacity_kg: Optional[dict[str, float]] = None, rng: Callable[[], float] = random.random):
         from kiosk.fleet import client
 
         self.cfg = cfg
@@ -64,6 +91,7 @@ class FleetPublisher(Closable):
         self.clock = clock
         self.connect_timeout_s = connect_timeout_s
         self.tick_s = tick_s
+        self.backoff = Backoff(rng)
         self.capacity_kg = dict(capacity_kg or {})
         self._wake = threading.Event()  # nudge(): an item was recorded, send it now rather than at the next tick
         self.started = clock()
@@ -181,7 +209,6 @@ class FleetPublisher(Closable):
 
     # ---- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = 1.0
         next_try = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
@@ -194,10 +221,9 @@ class FleetPublisher(Closable):
             if not self._connected.is_set():
                 if now >= next_try:
                     if self._connect():
-                        backoff = 1.0
+                        self.backoff.reset()
                     else:
-                        next_try = now + backoff
-                        backoff = min(backoff * 2, 60.0)
+                        next_try = time.monotonic() + self.backoff.next()
                 self._stop.wait(TICK_S)
                 continue
             try:
@@ -353,4 +379,4 @@ class FleetPublisher(Closable):
         self._client.loop_stop()
 
 
-__all__ = ["FleetPublisher", "LOGIN_REFUSED", "UNREACHABLE", "CREDENTIALS"]
+__all__ = ["Backoff", "FleetPublisher", "LOGIN_REFUSED", "UNREACHABLE", "CREDENTIALS"]
