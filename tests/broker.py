@@ -20,6 +20,19 @@ from typing import Callable, Optional
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
+def needs_mosquitto() -> str:
+    """The broker's executable. Absent: a skip on a desktop, a failure in CI (``CI`` set), as a missing qemu in
+    tests/test_kernels.py: a CI that skipped the fleet tests in silence would pass without having run them."""
+    import pytest
+
+    if MOSQUITTO is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto not installed: CI must run the fleet tests against a real broker "
+                        "(deploy/test-deps.sh installs it)")
+        pytest.skip("mosquitto is not installed (deploy/test-deps.sh installs it)")
+    return MOSQUITTO
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

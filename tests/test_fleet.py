@@ -13,9 +13,13 @@ from kiosk.appliance.eventlog import EventLog
 from kiosk.config import FleetConfig, FleetTlsConfig
 from kiosk.datatypes import Decision
 from kiosk.faults import Fault, PartKind
-from tests.broker import MOSQUITTO, Broker, Listener, make_certs, wait_until
+from tests.broker import Broker, Listener, make_certs, needs_mosquitto, wait_until
 
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (deploy/test-deps.sh installs it)")
+
+@pytest.fixture(autouse=True)
+def _mosquitto():
+    """Every test here, as before: skipped without mosquitto on a desktop; in CI that fails instead."""
+    needs_mosquitto()
 
 PREFIX, SITE = "city", "kiosk-7"
 
@@ -558,3 +562,21 @@ def test_the_publisher_waits_the_jittered_delay_between_tries(tmp_path):
     finally:
         pub.close()
         log.close()
+
+
+def test_a_missing_mosquitto_fails_in_ci_and_skips_elsewhere(monkeypatch, repo):
+    """As tests/test_kernels.py's qemu: with CI set, no broker is a failure, never a silent skip."""
+    import re
+
+    import tests.broker
+
+    monkeypatch.setattr(tests.broker, "MOSQUITTO", None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="mosquitto not installed: CI must run the fleet tests"):
+        needs_mosquitto()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        needs_mosquitto()
+    # and no test file decides on its own (a skipif on MOSQUITTO would skip in CI too)
+    for path in (repo / "tests").glob("test_*.py"):
+        assert not re.search(r"MOSQUITTO\s+is\s+(not\s+)?None", path.read_text(encoding="utf-8")), path.name

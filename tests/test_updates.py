@@ -490,10 +490,9 @@ def test_fleet_status_topic_names_the_model_the_kiosk_switched_to(city, cfg_with
     from kiosk.fleet.publisher import FleetPublisher
     from kiosk.main import open_model_watcher
     from kiosk.updates.store import model_label
-    from tests.broker import MOSQUITTO, Broker, Listener, wait_until
+    from tests.broker import Broker, Listener, needs_mosquitto, wait_until
 
-    if MOSQUITTO is None:
-        pytest.skip("mosquitto is not installed (deploy/test-deps.sh installs it)")
+    needs_mosquitto()
     cfg = cfg_with()
     store = ModelStore.for_config(cfg)
     assert store.root == city.store.root
