@@ -580,3 +580,71 @@ def test_a_missing_mosquitto_fails_in_ci_and_skips_elsewhere(monkeypatch, repo):
     # and no test file decides on its own (a skipif on MOSQUITTO would skip in CI too)
     for path in (repo / "tests").glob("test_*.py"):
         assert not re.search(r"MOSQUITTO\s+is\s+(not\s+)?None", path.read_text(encoding="utf-8")), path.name
+
+
+def test_the_takeover_watch_counts_connections_closed_right_after_they_were_made():
+    """Three short connections in a row raise it; a long one in between, or one that lasts, starts again."""
+    from kiosk.fleet.publisher import TakeoverWatch
+
+    now = [100.0]
+    w = TakeoverWatch(clock=lambda: now[0], short_s=10.0, count=3)
+
+    def session(lasting):
+        w.connected()
+        now[0] += lasting
+        return w.disconnected()
+
+    assert w.disconnected() is False  # never connected: nothing to count
+    assert [session(0.2), session(0.2)] == [False, False]
+    assert session(30.0) is False and w.short == 0  # a connection that lasted: a network's hiccups, not a clash
+    assert [session(0.2), session(0.2)] == [False, False]
+    w.failed()  # a try in between failed: the broker was away, nobody took the session over
+    assert [session(0.2), session(9.9), session(0.1)] == [False, False, True]
+    assert session(0.3) is True  # and it stays raised while they go on
+    w.connected()
+    now[0] += 5.0
+    assert w.settled() is False
+    now[0] += 5.0
+    assert w.settled() is True and w.short == 0  # the other kiosk stopped: this connection holds
+
+
+def test_two_kiosks_with_one_site_id_are_told_so(tmp_path, broker):
+    """Both connect as kiosk-<site_id>; the broker closes the older each time and they take the session from each
+    other. Not hidden by changing the client id (the Last Will is the id's): a warning that names site.id."""
+    from kiosk.fleet.publisher import TakeoverWatch
+
+    logs = [EventLog(tmp_path / f"events-{i}.db") for i in range(2)]
+    kiosks = [publisher(fleet(broker.port), log, takeovers=TakeoverWatch(short_s=2.0)) for log in logs]
+    try:
+        def warned():
+            return [k for k in kiosks if any(f.code == "E604" for f in k.faults())]
+
+        # within the 10 s connect timeout: a connection closed as soon as it was made is no timeout to wait out
+        assert wait_until(lambda: warned(), 8), [k.faults() for k in kiosks]
+        message = warned()[0].faults()[0].message
+        assert "another kiosk uses this site id?" in message and f"site.id '{SITE}'" in message, message
+        assert warned()[0].faults()[0].part == PartKind.FLEET
+        kiosks[1].close()  # the second kiosk renamed: the first's connection holds, and the warning goes
+        assert wait_until(lambda: kiosks[0].faults() == [] and kiosks[0].connected, 15), kiosks[0].faults()
+    finally:
+        for k in kiosks:
+            k.close()
+        for log in logs:
+            log.close()
+
+
+def test_one_kiosk_whose_broker_restarts_is_not_told_of_a_twin(tmp_path, broker):
+    """Connections closed soon after they were made, but a broker that was away in between (a try failed)."""
+    log = EventLog(tmp_path / "events.db")
+    pub = publisher(fleet(broker.port), log)
+    try:
+        for _ in range(4):
+            assert wait_until(lambda: pub.connected, 20), pub.faults()
+            broker.stop()
+            assert wait_until(lambda: [f.code for f in pub.faults()] == ["E602"], 10), pub.faults()
+            broker.start()
+        assert wait_until(lambda: pub.connected, 20), pub.faults()
+        assert [f.code for f in pub.faults()] == []
+    finally:
+        pub.close()
+        log.close()

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 LOGIN_REFUSED = "E601"  # the broker refused the credentials (or the client certificate)
 UNREACHABLE = "E602"  # no connection: network, broker down, TLS (the message says which)
 CREDENTIALS = "E603"  # fleet.password_file or a TLS file cannot be read
+TAKEN_OVER = "E604"  # the broker keeps closing the connection just after it is made: a second kiosk with this id?
 IN_FLIGHT = 50  # events sent and not yet acknowledged, at most
 ACK_TIMEOUT_S = 30.0  # an event sent this long ago without an acknowledgement is sent again
 STATUS_EVERY_S = 300.0  # a heartbeat; a kiosk that vanishes is said offline at once by its Last Will
@@ -43,6 +44,53 @@ TICK_S = 0.2
 RECHECK_S = 30.0  # the outbox is read again at least this often, even with nothing said to have changed
 BACKOFF_FIRST_S = 1.0  # a failed connection is tried again after 1 s at the least
 BACKOFF_MAX_S = 60.0  # and after a minute at the most
+
+
+SHORT_SESSION_S = 10.0  # a connection the broker closes sooner than this after it was made is "short"
+TAKEOVERS = 3  # short connections in a row that raise TAKEN_OVER
+
+
+class TakeoverWatch:
+    """Counts connections the broker closes right after they were made: the sign of a second kiosk with the
+    same site id.
+
+    Why a count and not the client id: the id is ``kiosk-<site_id>`` because the broker's session and the
+    Last Will ("offline") belong to it; a random suffix would hide the clash and leave a kiosk's Will to
+    whichever connection the broker saw last. A broker given a second connection with one id closes the
+    older (MQTT 3.1.1 says no more: paho reports an "Unspecified error" that a network cut would report
+    too); both kiosks reconnect at once and take the session from each other, over and over, each
+    connection living well under a second. One short connection is a network's hiccup; ``count`` in a row,
+    each made again at the first try, is not (a broker restarting or out of reach fails a try in between). A broker that drops the kiosk for some other reason at once (an ACL, a packet too large) looks
+    the same: the fault says both. ``clock`` is injected (monotonic seconds).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, short_s: float = SHORT_SESSION_S,
+                 count: int = TAKEOVERS):
+        self.clock, self.short_s, self.count = clock, short_s, count
+        self.short = 0  # short connections in a row
+        self._since: Optional[float] = None  # when the current connection was made
+
+    def connected(self) -> None:
+        self._since = self.clock()
+
+    def disconnected(self) -> bool:
+        """The connection ended: True when this makes ``count`` short ones in a row."""
+        since, self._since = self._since, None
+        if since is None:
+            return False
+        self.short = self.short + 1 if self.clock() - since < self.short_s else 0
+        return self.short >= self.count
+
+    def failed(self) -> None:
+        """A connection could not be made: the broker was away (a restart, the network), no one took it over."""
+        self.short = 0
+
+    def settled(self) -> bool:
+        """The current connection has lasted: whatever took it over before has stopped."""
+        if self._since is not None and self.clock() - self._since >= self.short_s:
+            self.short = 0
+            return True
+        return False
 
 
 class Backoff:
@@ -80,7 +128,8 @@ class FleetPublisher(Closable):
                  model: Optional[str] = None, resolve: Callable[[str], Path] = Path,
                  next_steps: Optional[dict[str, str]] = None, clock: Callable[[], float] = time.time,
                  connect_timeout_s: float = 10.0, tick_s: float = TICK_S,
-                 capacity_kg: Optional[dict[str, float]] = None, rng: Callable[[], float] = random.random):
+                 capacity_kg: Optional[dict[str, float]] = None, rng: Callable[[], float] = random.random,
+                 takeovers: Optional[TakeoverWatch] = None):
         from kiosk.fleet import client
 
         self.cfg = cfg
@@ -92,6 +141,7 @@ class FleetPublisher(Closable):
         self.connect_timeout_s = connect_timeout_s
         self.tick_s = tick_s
         self.backoff = Backoff(rng)
+        self.takeovers = takeovers or TakeoverWatch()
         self.capacity_kg = dict(capacity_kg or {})
         self._wake = threading.Event()  # nudge(): an item was recorded, send it now rather than at the next tick
         self.started = clock()
@@ -104,6 +154,7 @@ class FleetPublisher(Closable):
         # message ids wrap at 65,535, and an old status's id must never mark a new event sent.
         self._early: dict[int, float] = {}
         self._session = 0  # +1 at every disconnect: a mapping made for an older session is void
+        self._connects = 0  # +1 at every accepted connection: _connect sees one even if it is closed at once
         self._acked: list[int] = []
         # Why a flag: an idle tick must cost nothing. The outbox is read only when something may have changed
         # (an item recorded, an acknowledgement, a new session, a send timed out) or RECHECK_S passed.
@@ -177,14 +228,28 @@ class FleetPublisher(Closable):
         if reason_code.is_failure:
             self._set_fault(LOGIN_REFUSED, f"fleet broker {self.cfg.host} refused the connection: {reason_code}")
             return
-        self._set_fault(None)
+        with self._lock:  # a takeover warning outlives the connections it is about: cleared once one lasts
+            taken_over = self._fault is not None and self._fault.code == TAKEN_OVER
+            self.takeovers.connected()
+            self._connects += 1
+        if not taken_over:
+            self._set_fault(None)
         self._connected.set()
         log.info("fleet: connected to %s:%d", self.cfg.host, self.cfg.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        if self._connected.is_set():
+        was_connected = self._connected.is_set()
+        if was_connected:
             log.warning("fleet: disconnected from %s (%s)", self.cfg.host, reason_code)
         self._connected.clear()
+        with self._lock:  # called from paho's thread and this one
+            clash = was_connected and not self._stop.is_set() and self.takeovers.disconnected()
+        if clash:
+            self._set_fault(TAKEN_OVER, f"fleet broker {self.cfg.host} closed the connection {self.takeovers.short} "
+                                        f"times in a row within {self.takeovers.short_s:g} s of making it: another "
+                                        f"kiosk uses this site id? (site.id '{self.cfg.site_id}', MQTT client id "
+                                        f"kiosk-{self.cfg.site_id}: each kiosk needs its own; else the broker's log "
+                                        f"says why it closes it)")
         with self._lock:
             self._in_flight.clear()  # not acknowledged: still in the outbox, sent again after reconnecting
             self._early.clear()
@@ -223,9 +288,16 @@ class FleetPublisher(Closable):
                     if self._connect():
                         self.backoff.reset()
                     else:
+                        with self._lock:
+                            self.takeovers.failed()
                         next_try = time.monotonic() + self.backoff.next()
                 self._stop.wait(TICK_S)
                 continue
+            with self._lock:
+                if self.takeovers.settled():
+                    if self._fault is not None and self._fault.code == TAKEN_OVER:
+                        self._fault = None
+                        log.info("fleet: the connection to %s holds again", self.cfg.host)
             try:
                 self._pump()
             except Exception:  # never the end of telemetry: logged, tried again next tick
@@ -244,15 +316,20 @@ class FleetPublisher(Closable):
         except (OSError, ValueError) as e:
             self._set_fault(UNREACHABLE, f"fleet broker {self.cfg.host}:{self.cfg.port} not reachable: {e}")
             return False
+        with self._lock:
+            before = self._connects
         self._client.loop_start()
         deadline = time.monotonic() + self.connect_timeout_s
-        while time.monotonic() < deadline and not self._connected.is_set() and not self._stop.is_set():
+        # Why a count and not _connected alone: a connection the broker closes within a poll (another kiosk
+        # with this id took it over) left _connected unset, and was waited for until the timeout, then called
+        # "did not answer"; it was made, and is made again at once.
+        while time.monotonic() < deadline and self._connects == before and not self._stop.is_set():
             with self._lock:
                 refused = self._fault is not None and self._fault.code == LOGIN_REFUSED
             if refused:
                 break
             time.sleep(0.05)
-        if not self._connected.is_set():
+        if self._connects == before:
             self._client.loop_stop()
             try:
                 self._client.disconnect()
@@ -379,4 +456,4 @@ class FleetPublisher(Closable):
         self._client.loop_stop()
 
 
-__all__ = ["Backoff", "FleetPublisher", "LOGIN_REFUSED", "UNREACHABLE", "CREDENTIALS"]
+__all__ = ["Backoff", "FleetPublisher", "TakeoverWatch", "LOGIN_REFUSED", "UNREACHABLE", "CREDENTIALS", "TAKEN_OVER"]
