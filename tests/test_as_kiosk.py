@@ -135,3 +135,21 @@ def test_the_clip_fits_the_config_slow_cameras_and_patient_engines(cfg_with, tmp
                    model=vague)
     out = play(cfg, OnnxClassifier(vague, threads=1), make_clip(photo(PROTOTYPES["glass"]), tuple(cfg.camera.size), 0))
     assert out.seen_t is not None and out.decision is not None and out.decision.unsure  # asked, not "no decision"
+
+
+def test_clips_are_scored_apart_by_how_the_item_is_held(cfg_with, two_class):
+    """A photo with a board to cut from is held as the item; a photo filled by its item, whole."""
+    cfg = cfg_with(model=two_class)
+    clf = OnnxClassifier(two_class, threads=1)
+    board = photo((236, 236, 232), 120, 100)
+    board[35:85, 30:70] = PROTOTYPES["metal"]
+    assert make_clip(board, tuple(cfg.camera.size), 0).cut_out
+    assert not make_clip(photo(PROTOTYPES["glass"]), tuple(cfg.camera.size), 1).cut_out
+    g, m = clf.classes.index("glass"), clf.classes.index("metal")
+    images = [(board, m), (photo(PROTOTYPES["glass"]), g), (photo(PROTOTYPES["metal"]), m)]
+    rep = evaluate_as_kiosk(cfg, clf, images)
+    parts = rep["by_hold"]
+    assert parts["cut_out"]["images"] == 1 and parts["whole_photo"]["images"] == 2
+    for k in RATES:  # the parts add up to the whole, clip for clip
+        assert parts["cut_out"][k] * 1 + parts["whole_photo"][k] * 2 == pytest.approx(rep[k] * 3)
+    assert parts["whole_photo"]["correct_bin_rate"] == 1.0

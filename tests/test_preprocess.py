@@ -133,3 +133,32 @@ def test_cross_background_copy_of_val_is_fixed_and_off_the_board():
     assert np.array_equal(a, b)
     assert not np.allclose(a, model_input(board, spec))
     assert not np.array_equal(a, cross_background_input(board, spec, 8))
+
+
+def test_kiosk_view_is_the_gates_square_around_the_held_item():
+    """Training's kiosk view: the item held up by a hand on a generated surface, cut to the gate's square
+    (the forearm trimmed off as the gate trims it), seeded like every other view."""
+    from kiosk.preprocess import InputSpec
+    from kiosk.training.views import KIOSK_VIEW, kiosk_view, training_input
+
+    board = np.full((240, 320, 3), 235, np.uint8)
+    board[60:180, 130:190] = (200, 40, 50)  # a red can standing on the white board
+    views = [kiosk_view(board, np.random.default_rng(i)) for i in range(8)]
+    for v in views:
+        assert v.ndim == 3 and v.shape[0] == v.shape[1] and v.dtype == np.uint8  # the gate's square
+        assert 32 <= v.shape[0] <= min(KIOSK_VIEW)
+        red = (v[..., 0] > 150) & (v[..., 1] < 90) & (v[..., 2] < 100)
+        assert 0.05 < red.mean() < 0.9  # the can is in it, with surroundings, not the whole square
+        assert not ((v > 225).all(axis=2)).mean() > 0.3  # cut from its board: no white card around it
+    assert np.array_equal(views[0], kiosk_view(board, np.random.default_rng(0)))
+    assert len({v.tobytes() for v in views}) == 8
+    # a photo with no board to cut is held up whole, like a card: its own pixels fill much of the square
+    busy = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    whole = kiosk_view(busy, np.random.default_rng(3))
+    assert whole.shape[0] == whole.shape[1] and whole.std() > 40
+    # held=1: every training view starts from the kiosk's view, held=0 never
+    spec = InputSpec()
+    assert np.array_equal(training_input(board, spec, np.random.default_rng(5), held=0.0),
+                          training_input(board, spec, np.random.default_rng(5)))
+    assert not np.array_equal(training_input(board, spec, np.random.default_rng(5), held=1.0),
+                              training_input(board, spec, np.random.default_rng(5)))

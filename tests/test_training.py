@@ -67,7 +67,9 @@ def test_linear_probe_fits_separable_features():
 def test_wise_and_probe_flags_are_checked(tmp_path):
     from kiosk.training.train import main
 
-    for argv in (["--wise", "0.5"], ["--lp-views", "1", "--wise", "1.5"], ["--lp-views", "1", "--wise", "half"]):
+    for argv in (["--lp-views", "0", "--wise", "0.5"], ["--lp-views", "1", "--wise", "1.5"],
+                 ["--lp-views", "1", "--wise", "half"], ["--extra-data", str(tmp_path / "nowhere")],
+                 ["--held", "1.5"]):
         with pytest.raises(SystemExit) as e:
             main(["--data", "/nonexistent", "--out", str(tmp_path / "out"), *argv])
         assert e.value.code == 2

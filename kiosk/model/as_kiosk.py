@@ -56,6 +56,7 @@ class Clip:
     x: int  # sprite's left edge in the view
     y_hold: int  # its top edge while held
     noise: tuple  # a few frames of camera noise, cycled
+    cut_out: bool = True  # the item cut from its board; False: the whole photo held up (no plausible cut)
 
     def frame(self, y: int, seq: int) -> np.ndarray:
         """The view with the sprite's top edge at ``y`` (below the view: only the part inside shows)."""
@@ -80,7 +81,8 @@ def make_clip(img: np.ndarray, size: tuple[int, int], index: int) -> Clip:
     empty, sprite = empty * gain, sprite * gain
     return Clip(np.clip(empty, 0, 255).astype(np.uint8), np.clip(sprite, 0, 255), shape,
                 (w - sprite.shape[1]) // 2, (h - ih) // 2,
-                noise=tuple(rng.normal(0, 2.0, (h, w)).astype(np.float32) for _ in range(NOISE_FRAMES)))
+                noise=tuple(rng.normal(0, 2.0, (h, w)).astype(np.float32) for _ in range(NOISE_FRAMES)),
+                cut_out=degrade.plausible_mask(img) is not None)
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,11 @@ def evaluate_as_kiosk(cfg, clf, images) -> dict:
     as its best guess there), so the confusion matrix reads as in ``kiosk eval``.
     """
     size = tuple(cfg.camera.size)
-    outcomes = [play(cfg, clf, make_clip(img, size, i)) for i, (img, _) in enumerate(images)]
-    rep = score(cfg, clf.classes, [label for _, label in images], outcomes)
+    clips = [make_clip(img, size, i) for i, (img, _) in enumerate(images)]
+    outcomes = [play(cfg, clf, clip) for clip in clips]
+    labels = [label for _, label in images]
+    rep = score(cfg, clf.classes, labels, outcomes)
+    rep["by_hold"] = by_hold(cfg, clf.classes, labels, outcomes, [c.cut_out for c in clips])
     rep.update({"as_kiosk": True,
                 "clips": {"seed": CLIP_SEED, "fps": cfg.camera.fps, "size": list(size),
                           "threshold": cfg.decision.threshold, "window": cfg.decision.window,
@@ -183,6 +188,18 @@ def score(cfg, classes: list[str], labels: list[int], outcomes: list[Outcome]) -
         "sorted_right": totals["correct_bin_rate"] / n if n else 0.0,  # the same as correct_bin_rate
     })
     return rep
+
+
+def by_hold(cfg, classes: list[str], labels: list[int], outcomes: list[Outcome], cut_out: list[bool]) -> dict:
+    """The rates apart for clips whose item was cut from its board and clips that hold up the whole
+    photo. The latter is a white card with the item on it, which a model may fairly read as paper:
+    a passer-by holds the item itself, so the cut-out clips are the nearer figure for a kiosk."""
+    out = {}
+    for name, want in (("cut_out", True), ("whole_photo", False)):
+        keep = [i for i, c in enumerate(cut_out) if c == want]
+        part = score(cfg, classes, [labels[i] for i in keep], [outcomes[i] for i in keep])
+        out[name] = {"images": len(keep), **{k: part[k] for k in (*RATES, "median_decision_s")}}
+    return out
 
 
 # ---- choosing threshold and vote on val ---------------------------------------------------------

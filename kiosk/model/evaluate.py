@@ -149,6 +149,10 @@ def run_eval(args) -> int:
         print("  per class (right / wrong / unsure / none, %): " + ", ".join(
             f"{c} {v['correct_bin_rate'] * 100:.0f}/{v['wrong_bin_rate'] * 100:.0f}/{v['unsure_rate'] * 100:.0f}/"
             f"{v['no_decision_rate'] * 100:.0f}" for c, v in rep["per_class"].items() if v["images"]))
+        print("  by how the item is held (right / wrong / unsure / none, %): " + ", ".join(
+            f"{name.replace('_', ' ')} ({v['images']} clips) {v['correct_bin_rate'] * 100:.0f}/"
+            f"{v['wrong_bin_rate'] * 100:.0f}/{v['unsure_rate'] * 100:.0f}/{v['no_decision_rate'] * 100:.0f}"
+            for name, v in rep.get("by_hold", {}).items()))
     if getattr(args, "robustness", False):
         rep["robustness"] = robustness(model_path, images, cfg.model.threads, cfg.enhance.clahe)
         print("\nrobustness (top-1 %)   CLAHE on   CLAHE off")

@@ -13,8 +13,16 @@ Recipe (why each part is there):
 - label smoothing, an EMA of the weights, cosine schedule with warm-up;
 - the minority class ``trash`` gets a larger loss weight (inverse square
   root of its frequency) rather than oversampling 95 photos into memorised
-  copies.
-The checkpoint with the best val top-1 (plain or EMA weights) is kept.
+  copies;
+- half the TrashNet views cut from the posterboard onto generated
+  backgrounds (``--composite``) and TACO's real litter photos added
+  (``--extra-data``): the board is not a feature the kiosk will see;
+- a linear probe on frozen features first (``--lp-views``, LP-FT), then
+  WiSE-FT mixes of the probe and the fine-tuned weights (``--wise``): fine
+  tuning from a fitted head forgets less of what ImageNet knew.
+The defaults are the shipped model's recipe. The checkpoint (plain or EMA
+weights, then the WiSE-FT mix) best on the mean of val and a composited copy
+of val (the own cross-background check) is kept.
 Precision follows the CPU (``--precision auto``): bf16 autocast where it has
 AMX, fp32 in channels-last memory elsewhere; the choice is logged and kept in
 the history (and so in the model card).
@@ -51,11 +59,12 @@ class FolderDataset(Dataset):
     """Decoded images kept in memory (TrashNet is ~0.5 GB decoded)."""
 
     def __init__(self, root, spec: InputSpec, train: bool, classes=None, seed: int = 0, clean: float = 0.0,
-                 composite: float = 0.0, cross: bool = False):
+                 composite: float = 0.0, cross: bool = False, held: float = 0.0):
         self.items, self.classes = list_images(root, classes)
         self.images = [read_rgb(p) for p, _ in self.items]
         self.labels = [c for _, c in self.items]
         self.composite = [composite] * len(self.items)  # per photo: only board photos are cut out
+        self.held = held  # share of views as the kiosk's square around the item held up (views.kiosk_view)
         self.spec, self.train, self.seed, self.clean = spec, train, seed, clean
         self.cross = cross  # validation photos on fixed generated backgrounds (views.cross_background_input)
         self.epoch = 0
@@ -72,7 +81,7 @@ class FolderDataset(Dataset):
         if self.cross:
             return torch.from_numpy(cross_background_input(self.images[i], self.spec, i)), self.labels[i]
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
-        x = training_input(self.images[i], self.spec, rng, self.clean, self.composite[i])
+        x = training_input(self.images[i], self.spec, rng, self.clean, self.composite[i], self.held)
         return torch.from_numpy(x), self.labels[i]
 
 
@@ -215,23 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="kiosk train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/trashnet", help="folder with train/ and val/")
     ap.add_argument("--out", default="build/train")
-    ap.add_argument("--epochs", type=int, default=26)
+    ap.add_argument("--epochs", type=int, default=22)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=6e-4, help="backbone learning rate (head gets 5x)")
+    ap.add_argument("--lr", type=float, default=6e-4, help="backbone learning rate (the head: --head-lr-mult times it)")
     ap.add_argument("--weight-decay", type=float, default=0.02)
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--clean-fraction", type=float, default=0.4,
                     help="share of training views without light/colour/blur/noise degradation (0..1)")
-    ap.add_argument("--composite", type=float, default=0.0,
+    ap.add_argument("--composite", type=float, default=0.5,
                     help="share of TrashNet views set on a generated background instead of the board (0..1)")
-    ap.add_argument("--extra-data", default="",
-                    help="another image-folder set with train/ (and val/) to train on too, e.g. ../shared/data/taco-crops")
-    ap.add_argument("--lp-views", type=int, default=0,
+    ap.add_argument("--held", type=float, default=0.0,
+                    help="share of training views that are the kiosk's square around the item held up by a hand "
+                         "on a generated kiosk surface (0..1); the rest may be --composite")
+    ap.add_argument("--extra-data", default="../shared/data/taco-crops",
+                    help="another image-folder set with train/ (and val/) to train on too; '' for none")
+    ap.add_argument("--lp-views", type=int, default=2,
                     help="linear probe first (LP-FT): fit the head on frozen features of this many augmented views "
                          "per training photo, then fine-tune from it; 0: random head")
-    ap.add_argument("--head-lr-mult", type=float, default=5.0, help="head learning rate = this x --lr")
-    ap.add_argument("--wise", default="",
+    ap.add_argument("--head-lr-mult", type=float, default=1.0, help="head learning rate = this x --lr")
+    ap.add_argument("--wise", default="0.5,0.7,0.85,1",
                     help="WiSE-FT mixes to try after fine-tuning, e.g. 0.4,0.6,0.8,1 (needs --lp-views); "
                          "the one best on val + composited val is kept")
     ap.add_argument("--frozen-blocks", type=int, default=FROZEN_BLOCKS, help="stem plus this many blocks stay frozen")
@@ -297,6 +309,10 @@ def main(argv=None):
         ap.error("--frozen-blocks must be between 0 and 15 (EfficientNet-Lite0 has 16 blocks)")
     if not 0.0 <= args.composite <= 1.0:
         ap.error("--composite must be between 0 and 1")
+    if not 0.0 <= args.held <= 1.0:
+        ap.error("--held must be between 0 and 1")
+    if args.extra_data and not (Path(args.extra_data) / "train").is_dir():
+        ap.error(f"--extra-data {args.extra_data}: no train/ folder there (give --extra-data '' to train without it)")
     try:
         wise = sorted({float(a) for a in args.wise.split(",") if a.strip()})
     except ValueError:
@@ -306,7 +322,7 @@ def main(argv=None):
     if wise and not args.lp_views:
         ap.error("--wise averages with the linear probe: give --lp-views too")
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
-                             composite=args.composite)
+                             composite=args.composite, held=args.held)
     val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
     cross_ds = copy.copy(val_ds)
     cross_ds.cross = True
@@ -355,7 +371,7 @@ def main(argv=None):
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
         same = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks", "seed",
-                "limit", "composite", "extra_data", "lp_views", "head_lr_mult")
+                "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held")
         changed = [k for k in same if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
