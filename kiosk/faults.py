@@ -83,7 +83,7 @@ NEXT_STEPS = {
     "E510": "run it with sudo, or check /var/lib/kiosk/events.db: `kiosk doctor`",
     "E601": "check fleet.username and fleet.password_file (or the client certificate)",
     "E602": "check the network and fleet.host/port; a certificate error: check fleet.tls.ca_file",
-    "E603": "make the file the message names readable by the kiosk",
+    "E603": "make the file the message names readable by the kiosk, or put the right PEM file there (an unencrypted key)",
     "E604": "give each kiosk its own site.id in kiosk.yaml; if it is unique, the broker's log says why it closes the connection",
     "E700": "read the message; `kiosk model status` shows the model that runs",
     "E701": "none on the kiosk: the update was refused as unsigned, tampered, older or expired; tell the publisher",

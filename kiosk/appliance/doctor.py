@@ -194,7 +194,7 @@ def check_fleet(cfg):
             backlog = f"backlog unknown ({e})"
     from kiosk.config import secret_file_problem
     from kiosk.errors import KioskError
-    from kiosk.fleet.publisher import CREDENTIALS
+    from kiosk.fleet.publisher import CREDENTIALS, tls_context, tls_files
 
     # the same codes as the service screen's (kiosk.fleet.publisher): E603 a file, E601 refused, E602 not reachable
     password = None
@@ -204,19 +204,20 @@ def check_fleet(cfg):
             password = path.read_text(encoding="utf-8").strip()
         except OSError as e:
             return False, f"[{CREDENTIALS}] fleet.password_file {path}: {e.strerror or e}; {backlog}"
-    tls = {k: (str(cfg.resolve(getattr(fl.tls, f"{k}_file"))) if fl.tls is not None and getattr(fl.tls, f"{k}_file")
-               else None) for k in ("ca", "cert", "key")}
-    for k, f in tls.items():
-        if f and not Path(f).is_file():
-            return False, f"[{CREDENTIALS}] fleet.tls.{k}_file {f} not found; {backlog}"
+    try:
+        files = tls_files(fl.tls, cfg.resolve) if fl.tls is not None else None
+    except KioskError as e:
+        return False, f"[{e.code}] {e}; {backlog}"
     # the kiosk connects with them all the same: a secret others can read is the technician's to fix, not a fault
     for key, secret, what in fl.secret_files():
         problem = secret and secret_file_problem(key, cfg.resolve(secret), what)
         if problem:
             return False, f"{problem}; {backlog}"
     try:
-        seen = collect(fl.host, fl.port, fl.topic_prefix, wait_s=1.0, ca=tls["ca"], tls=fl.tls is not None,
-                       username=fl.username, password=password, cert=tls["cert"], key=tls["key"])
+        # the publisher's own context: a file it cannot load is the same E603 line here as on the service screen
+        context = tls_context(files) if files is not None else None
+        seen = collect(fl.host, fl.port, fl.topic_prefix, wait_s=1.0, tls=context is not None, context=context,
+                       username=fl.username, password=password)
     except KioskError as e:
         return False, f"[{e.code}] {e}; {backlog}"
     mine = seen.get(fl.site_id, {}).get("status", {})

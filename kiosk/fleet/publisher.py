@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from kiosk.closing import Closable
-from kiosk.config import FleetConfig
+from kiosk.config import FleetConfig, FleetTlsConfig
+from kiosk.errors import KioskError
 from kiosk.faults import Fault, PartKind
 from kiosk.fleet import topics
 
@@ -48,6 +50,77 @@ BACKOFF_MAX_S = 60.0  # and after a minute at the most
 
 SHORT_SESSION_S = 10.0  # a connection the broker closes sooner than this after it was made is "short"
 TAKEOVERS = 3  # short connections in a row that raise TAKEN_OVER
+
+
+class FleetFileError(KioskError):
+    """``fleet.password_file`` or a ``fleet.tls`` file the kiosk cannot use: the message names its key (E603)."""
+
+    code = CREDENTIALS
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase():
+    raise _Encrypted  # never OpenSSL's prompt on the terminal: the kiosk has no one to type a passphrase
+
+
+def _why(e: ssl.SSLError) -> str:
+    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(e))  # "[SSL] PEM lib", without where in CPython it was said
+
+
+def tls_files(tls: FleetTlsConfig, resolve: Callable[[str], Path] = Path) -> dict[str, Optional[str]]:
+    """``{"ca"|"cert"|"key": path or None}``, each set one resolved and readable, or a FleetFileError naming its key."""
+    files: dict[str, Optional[str]] = {}
+    for k in ("ca", "cert", "key"):
+        value = getattr(tls, f"{k}_file")
+        files[k] = str(resolve(value)) if value else None
+        if value is None:
+            continue
+        path = Path(files[k])
+        if not path.is_file():
+            raise FleetFileError(f"fleet.tls.{k}_file: {path} not found")
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as e:
+            raise FleetFileError(f"fleet.tls.{k}_file: {path}: {e.strerror or e}") from None
+    return files
+
+
+def tls_context(files: dict[str, Optional[str]]) -> ssl.SSLContext:
+    """The kiosk's TLS context from :func:`tls_files`' files, as the publisher and ``kiosk doctor`` use it.
+
+    Why not ``ssl``'s own errors: "[SSL] PEM lib" does not say which of three files is wrong; the
+    technician is told the key in kiosk.yaml (E603, as on the service screen), and why.
+    """
+    ca, cert, key = files.get("ca"), files.get("cert"), files.get("key")
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except ssl.SSLError as e:
+        raise FleetFileError(f"fleet.tls.ca_file: {ca} is not a PEM certificate ({_why(e)})") from None
+    if not cert:
+        return context
+    try:  # the certificate alone first: load_cert_chain's error does not say which of the two files it was
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert)
+    except ssl.SSLError as e:
+        raise FleetFileError(f"fleet.tls.cert_file: {cert} is not a PEM certificate ({_why(e)})") from None
+    try:
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except _Encrypted:
+        raise FleetFileError(f"fleet.tls.{'key' if key else 'cert'}_file: {key or cert}: the key is encrypted; "
+                             f"the kiosk needs it without a passphrase") from None
+    except ssl.SSLError as e:
+        if e.reason == "KEY_VALUES_MISMATCH":
+            raise FleetFileError(f"fleet.tls.{'key' if key else 'cert'}_file: {key or cert} does not hold the key of "
+                                 f"the certificate in fleet.tls.cert_file {cert} "
+                                 f"({_why(e)})") from None
+        if key:
+            raise FleetFileError(f"fleet.tls.key_file: {key} is not a PEM private key ({_why(e)})") from None
+        raise FleetFileError(f"fleet.tls.cert_file: {cert} holds no private key and fleet.tls.key_file is not set "
+                             f"({_why(e)})") from None
+    return context
 
 
 class TakeoverWatch:
@@ -174,7 +247,7 @@ class FleetPublisher(Closable):
         self._client.on_publish = self._on_publish
         try:
             self._credentials(resolve)
-        except (OSError, ValueError, ssl.SSLError) as e:
+        except (FleetFileError, OSError, ValueError, ssl.SSLError) as e:
             self._set_fault(CREDENTIALS, f"fleet: {e}")
             self._usable = False
         else:
@@ -213,15 +286,7 @@ class FleetPublisher(Closable):
                     raise OSError(f"fleet.password_file {path}: {e.strerror or e}") from None
             self._client.username_pw_set(cfg.username, password)
         if cfg.tls is not None:
-            files = {k: (str(resolve(v)) if v else None) for k, v in
-                     (("ca", cfg.tls.ca_file), ("cert", cfg.tls.cert_file), ("key", cfg.tls.key_file))}
-            for k, f in files.items():
-                if f and not Path(f).is_file():
-                    raise OSError(f"fleet.tls.{k}_file {f} not found")
-            context = ssl.create_default_context(cafile=files["ca"])
-            if files["cert"]:
-                context.load_cert_chain(files["cert"], files["key"])
-            self._client.tls_set_context(context)
+            self._client.tls_set_context(tls_context(tls_files(cfg.tls, resolve)))
 
     # ---- paho callbacks (paho's network thread) ---------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):

@@ -56,10 +56,11 @@ def render(rows: list[dict]) -> str:
 
 def collect(host: str, port: int, prefix: str, *, wait_s: float = 2.0, ca: Optional[str] = None, tls: bool = False,
             username: Optional[str] = None, password: Optional[str] = None, cert: Optional[str] = None,
-            key: Optional[str] = None) -> dict[str, dict[str, dict]]:
+            key: Optional[str] = None, context=None) -> dict[str, dict[str, dict]]:
     """Subscribe to the retained topics for ``wait_s`` seconds (they arrive at once) and return what came.
 
-    ``cert``/``key``: a client certificate, for a broker that asks for one (kiosk doctor passes the kiosk's).
+    ``cert``/``key``: a client certificate, for a broker that asks for one. ``context``: an ``ssl.SSLContext``
+    made already, in their place (kiosk doctor passes the kiosk's own, kiosk.fleet.publisher.tls_context).
     """
     from kiosk.errors import KioskError
     from kiosk.fleet import client as mqtt_client
@@ -70,7 +71,9 @@ def collect(host: str, port: int, prefix: str, *, wait_s: float = 2.0, ca: Optio
     client = mqtt_client(client_id=f"kiosk-fleet-status-{int(time.time() * 1000)}")
     if username:
         client.username_pw_set(username, password)
-    if tls or ca:
+    if context is not None:
+        client.tls_set_context(context)
+    elif tls or ca:
         client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
 
     def on_connect(c, userdata, flags, reason_code, properties):
