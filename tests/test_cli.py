@@ -226,3 +226,29 @@ def test_an_unknown_bin_is_an_argument_error_not_a_config_error(tmp_path, config
     assert cli_main(["flaps", "test", "bottles", "--simulate", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: unknown bin 'bottles' (bins are ") and "error: config" not in err
+
+
+def test_eval_takes_a_set_without_some_classes_and_refuses_a_folder_no_class_has(tmp_path, tiny_model, config_dict):
+    """Photos from another source may have no trash/ at all: that is a class without photos, not an
+    error. A folder the model has no class for (a typo) is named, never silently dropped."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from tests.conftest import PROTOTYPES
+
+    data = tmp_path / "other-source"
+    for name in ("glass", "metal"):
+        (data / name).mkdir(parents=True)
+        img = np.zeros((60, 60, 3), np.uint8)
+        img[:] = PROTOTYPES[name][::-1]
+        cv2.imwrite(str(data / name / "0.png"), img)
+    (data / ".cache").mkdir()  # hidden folders are not classes
+    cfg = write_config(tmp_path, config_dict, tiny_model)
+    out = tmp_path / "eval.json"
+    assert cli_main(["eval", "--config", str(cfg), "--data", str(data), "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["count"] == 2 and rep["per_class"]["trash"]["support"] == 0 and rep["top1"] == 1.0
+    (data / "plastics").mkdir()
+    assert cli_main(["eval", "--config", str(cfg), "--data", str(data), "--json", str(out)]) != 0

@@ -22,7 +22,7 @@ from kiosk.preprocess import ClaheSettings
 
 
 def load_images(data: Path, classes: list[str]):
-    items, _ = list_images(data, classes)
+    items, _ = list_images(data, classes, allow_missing=True)
     return [(read_rgb(p), c) for p, c in items]
 
 
