@@ -867,5 +867,8 @@ def test_the_ui_benchmark_runs(tmp_path):
 
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_ui.py"), "--frames", "2"], cwd=REPO,
                          capture_output=True, text=True, timeout=120, env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
-    assert out.returncode == 0, out.stderr[-2000:]
+    # Speed is the benchmark's verdict (exit 1: over budget), not this test's: a busy machine must not fail
+    # it. What must hold is that it ran every screen and judged, without a crash.
+    assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "worst median at 800x480" in out.stdout and "unsure" in out.stdout
+    assert ("OK" if out.returncode == 0 else "OVER BUDGET") in out.stdout.splitlines()[-1]
