@@ -614,18 +614,21 @@ def test_two_kiosks_with_one_site_id_are_told_so(tmp_path, broker):
     from kiosk.fleet.publisher import TakeoverWatch
 
     logs = [EventLog(tmp_path / f"events-{i}.db") for i in range(2)]
-    kiosks = [publisher(fleet(broker.port), log, takeovers=TakeoverWatch(short_s=2.0)) for log in logs]
+    kiosks = [publisher(fleet(broker.port), log, takeovers=TakeoverWatch()) for log in logs]
     try:
         def warned():
             return [k for k in kiosks if any(f.code == "E604" for f in k.faults())]
 
-        # within the 10 s connect timeout: a connection closed as soon as it was made is no timeout to wait out
-        assert wait_until(lambda: warned(), 8), [k.faults() for k in kiosks]
+        # each reconnects after a backoff (1-2 s, 1-4 s, ...), so each session lasts until the other's next try
+        assert wait_until(lambda: warned(), 40), [k.faults() for k in kiosks]
+        # backed off between the takeovers (before, both reconnected every 0.2 s tick, for ever)
+        assert all(k.backoff.failures > 0 for k in warned()), [k.backoff.failures for k in kiosks]
         message = warned()[0].faults()[0].message
         assert "another kiosk uses this site id?" in message and f"site.id '{SITE}'" in message, message
         assert warned()[0].faults()[0].part == PartKind.FLEET
         kiosks[1].close()  # the second kiosk renamed: the first's connection holds, and the warning goes
-        assert wait_until(lambda: kiosks[0].faults() == [] and kiosks[0].connected, 15), kiosks[0].faults()
+        assert wait_until(lambda: kiosks[0].faults() == [] and kiosks[0].connected, 40), kiosks[0].faults()
+        assert wait_until(lambda: kiosks[0].backoff.failures == 0, 15)  # a connection that lasted ends the backoff
     finally:
         for k in kiosks:
             k.close()

@@ -339,7 +339,7 @@ class FleetPublisher(Closable):
 
     # ---- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
-        next_try = 0.0
+        next_try, short_handled = 0.0, 0
         while not self._stop.is_set():
             now = time.monotonic()
             if not self._usable:
@@ -349,9 +349,17 @@ class FleetPublisher(Closable):
                 # the network thread ended with the connection without a disconnect callback: start over
                 self._on_disconnect(self._client, None, None, "connection lost", None)
             if not self._connected.is_set():
+                with self._lock:
+                    short = self.takeovers.short
+                if short > short_handled:
+                    # the broker closed a connection it had just made (another kiosk with this id?): wait as after
+                    # a failure, or two such kiosks take the session from each other several times a second
+                    next_try = time.monotonic() + self.backoff.next()
+                short_handled = short
                 if now >= next_try:
                     if self._connect():
-                        self.backoff.reset()
+                        if not short:  # a first try, or after a broker that was away; not after a takeover
+                            self.backoff.reset()
                     else:
                         with self._lock:
                             self.takeovers.failed()
@@ -360,6 +368,7 @@ class FleetPublisher(Closable):
                 continue
             with self._lock:
                 if self.takeovers.settled():
+                    self.backoff.reset()  # a connection that lasted ends the backing off after takeovers
                     if self._fault is not None and self._fault.code == TAKEN_OVER:
                         self._fault = None
                         log.info("fleet: the connection to %s holds again", self.cfg.host)
