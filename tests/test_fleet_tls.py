@@ -95,3 +95,16 @@ def test_the_running_kiosk_and_doctor_say_e603_for_a_garbage_pem(tmp_path, certs
     ok, detail = check_fleet(NS(fleet=cfg, data_dir=tmp_path, resolve=lambda p: tmp_path / p))
     assert ok is False
     assert detail.startswith(f"[E603] fleet.tls.cert_file: {certs['garbage']} is not a PEM certificate ("), detail
+
+
+def test_fleet_status_names_a_bad_tls_file_instead_of_a_traceback(tmp_path, capsys):
+    """kiosk fleet status --ca/--cert/--key go through the kiosk's own TLS checks (E603 naming the file)."""
+    from kiosk.cli import main as cli_main
+
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    assert cli_main(["fleet", "status", "--broker", "127.0.0.1:1", "--ca", str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert "E603" in err and str(bad) in err and "Traceback" not in err
+    assert cli_main(["fleet", "status", "--broker", "127.0.0.1:1", "--ca", str(tmp_path / "gone.pem")]) != 0
+    assert "not found" in capsys.readouterr().err

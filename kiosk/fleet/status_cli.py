@@ -74,7 +74,13 @@ def collect(host: str, port: int, prefix: str, *, wait_s: float = 2.0, ca: Optio
     if context is not None:
         client.tls_set_context(context)
     elif tls or ca:
-        client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+        # the kiosk's own checks: a missing or unloadable file is a coded line naming it, not an SSLError traceback
+        # (and an encrypted key is refused instead of OpenSSL asking for its passphrase)
+        from types import SimpleNamespace
+
+        from kiosk.fleet.publisher import tls_context, tls_files
+
+        client.tls_set_context(tls_context(tls_files(SimpleNamespace(ca_file=ca, cert_file=cert, key_file=key))))
 
     def on_connect(c, userdata, flags, reason_code, properties):
         result["rc"] = reason_code
