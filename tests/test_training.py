@@ -64,12 +64,14 @@ def test_linear_probe_fits_separable_features():
     assert top1(torch.nn.Linear(16, 3), x, y) < 0.8  # an unfitted head does not
 
 
-def test_wise_and_probe_flags_are_checked(tmp_path):
+def test_wise_and_probe_flags_are_checked(tmp_path, capsys):
     from kiosk.training.train import main
 
-    for argv in (["--lp-views", "0", "--wise", "0.5"], ["--lp-views", "1", "--wise", "1.5"],
-                 ["--lp-views", "1", "--wise", "half"], ["--extra-data", str(tmp_path / "nowhere")],
-                 ["--held", "1.5"]):
+    for argv, why in ((["--extra-data", "", "--lp-views", "0", "--wise", "0.5"], "give --lp-views too"),
+                      (["--extra-data", "", "--lp-views", "1", "--wise", "1.5"], "between 0 and 1"),
+                      (["--extra-data", "", "--lp-views", "1", "--wise", "half"], "must be numbers"),
+                      (["--extra-data", str(tmp_path / "nowhere")], "no train/ folder there"),
+                      (["--extra-data", "", "--held", "1.5"], "--held must be between 0 and 1")):
         with pytest.raises(SystemExit) as e:
             main(["--data", "/nonexistent", "--out", str(tmp_path / "out"), *argv])
-        assert e.value.code == 2
+        assert e.value.code == 2 and why in capsys.readouterr().err, argv  # refused for its own reason

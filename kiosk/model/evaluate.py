@@ -152,7 +152,7 @@ def run_eval(args) -> int:
         print("  by how the item is held (right / wrong / unsure / none, %): " + ", ".join(
             f"{name.replace('_', ' ')} ({v['images']} clips) {v['correct_bin_rate'] * 100:.0f}/"
             f"{v['wrong_bin_rate'] * 100:.0f}/{v['unsure_rate'] * 100:.0f}/{v['no_decision_rate'] * 100:.0f}"
-            for name, v in rep.get("by_hold", {}).items()))
+            for name, v in rep.get("by_hold", {}).items() if v["images"]))
     if getattr(args, "robustness", False):
         rep["robustness"] = robustness(model_path, images, cfg.model.threads, cfg.enhance.clahe)
         print("\nrobustness (top-1 %)   CLAHE on   CLAHE off")
