@@ -20,8 +20,8 @@ def client(**kwargs):
     the pair of sockets that wakes its network thread by listening on an
     ephemeral port of 127.0.0.1 and connecting to it (``_socketpair_compat``,
     written for Windows). The kiosk listens on no port, not even for a
-    moment on loopback (kiosk.service's ``SocketBindDeny=any`` would refuse
-    it), so the pair is an AF_UNIX ``socketpair()`` here; tests/test_fleet.py
+    moment on loopback (kiosk.service refuses ``listen()`` with
+    ``SystemCallFilter=~listen``), so the pair is an AF_UNIX ``socketpair()`` here; tests/test_fleet.py
     holds paho to it.
     """
     import paho.mqtt.client as mqtt

@@ -409,8 +409,8 @@ def main(argv=None) -> int:
             "what": "the shipped file on TrashNet val, per way of computing it: reference = graph optimisations "
                     "off (QDQ in float, what every correct CPU must reproduce); native = onnxruntime's int8 "
                     "kernels on the CPU in quantization.measured_on; avx2 = the same under qemu-x86_64 -cpu "
-                    "Haswell (AVX2, no VNNI). VNNI/AMX and ARM64 kernels were not run here; tests/test_kernels.py "
-                    "checks any CPU it runs on against the reference.",
+                    "Haswell (AVX2, no VNNI). Other CPUs' kernels (ARM64 among them) were not run here; "
+                    "tests/test_kernels.py checks any CPU it runs on against the reference.",
             **per_path,
         },
         "self_check": check,
