@@ -61,12 +61,7 @@ class Clip:
     def frame(self, y: int, seq: int) -> np.ndarray:
         """The view with the sprite's top edge at ``y`` (below the view: only the part inside shows)."""
         view = self.empty.astype(np.float32)
-        h = view.shape[0]
-        rows = max(0, min(self.sprite.shape[0], h - y))
-        if rows:
-            a = self.alpha[:rows, :, None]
-            region = view[y:y + rows, self.x:self.x + self.sprite.shape[1]]
-            region[:] = self.sprite[:rows] * a + region * (1.0 - a)
+        degrade.place(view, self.sprite, self.alpha, self.x, y)
         return np.clip(view + self.noise[seq % len(self.noise)][..., None], 0, 255).astype(np.uint8)
 
 
@@ -75,7 +70,7 @@ def make_clip(img: np.ndarray, size: tuple[int, int], index: int) -> Clip:
     rng = np.random.default_rng((CLIP_SEED, index))
     w, h = size
     empty = degrade.background(rng, h, w).astype(np.float32)
-    ih = max(8, min(int(h * ITEM_HEIGHT), int((w - 2) * img.shape[0] / img.shape[1])))  # a wide photo: as wide as the view
+    ih = degrade.held_height(img, w, h, ITEM_HEIGHT)
     sprite, shape = degrade.held_item(img, ih, h, rng)
     gain = rng.uniform(0.7, 1.25)  # lighting of this kiosk's site at this hour
     empty, sprite = empty * gain, sprite * gain

@@ -251,6 +251,22 @@ def plausible_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     return None if float((edge > 0.5).mean()) > 0.3 else mask
 
 
+def held_height(rgb: np.ndarray, view_w: int, view_h: int, fraction: float) -> int:
+    """The held item's height in a ``view_w`` x ``view_h`` view: ``fraction`` of the view's height, no
+    wider than the view (a wide photo is held as wide as the view)."""
+    return max(8, min(int(view_h * fraction), int((view_w - 2) * rgb.shape[0] / rgb.shape[1])))
+
+
+def place(view: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, x: int, y: int) -> None:
+    """Blend ``sprite`` (float RGB, 0..1 ``alpha``) into float ``view`` with its top-left at (``x``, ``y``),
+    in place; below the view's bottom edge it is cut off (the forearm runs out of the view)."""
+    rows = max(0, min(sprite.shape[0], view.shape[0] - y))
+    if rows:
+        a = alpha[:rows, :, None]
+        region = view[y:y + rows, x:x + sprite.shape[1]]
+        region[:] = sprite[:rows] * a + region * (1.0 - a)
+
+
 def held_item(rgb: np.ndarray, height: int, view_h: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(RGB float32, 0..1 alpha) of the photo's item ``height`` px tall, held by a hand at its lowest
     part, the forearm running down ``view_h`` px (out of any view the item is held in).

@@ -52,18 +52,14 @@ def kiosk_view(rgb: np.ndarray, rng: np.random.Generator, view: tuple[int, int] 
     whole photo held up like a card; a model trained on the photos alone reads much of that as paper.
     """
     w, h = view
-    ih = int(h * rng.uniform(*KIOSK_ITEM_HEIGHT))
-    ih = max(8, min(ih, int((w - 2) * rgb.shape[0] / rgb.shape[1])))
+    ih = degrade.held_height(rgb, w, h, rng.uniform(*KIOSK_ITEM_HEIGHT))
     sprite, alpha = degrade.held_item(rgb, ih, h, rng)
     top = int(rng.uniform(0.05, 0.95) * (h - ih))
     left = int(rng.uniform(0.1, 0.9) * (w - sprite.shape[1]))
-    rows = h - top  # the forearm runs out of the view at the bottom
     frame = degrade.background(rng, h, w).astype(np.float32)
-    a = alpha[:rows, :, None]
-    region = frame[top:, left:left + sprite.shape[1]]
-    region[:] = sprite[:rows] * a + region * (1.0 - a)
+    degrade.place(frame, sprite, alpha, left, top)  # the forearm runs out of the view at the bottom
     mask = np.zeros((h, w), bool)
-    mask[top:, left:left + sprite.shape[1]] = alpha[:rows] > 0.5
+    mask[top:, left:left + sprite.shape[1]] = alpha[:h - top] > 0.5
     box = item_box(mask)
     if box is None:  # nothing of the item in view: keep the photo
         return rgb
