@@ -213,14 +213,19 @@ class Decider:
         c = self.cfg
         if not self.votes:
             return self.tick(now)
-        counts = Counter(p.label for p in self.votes)
-        label, n = counts.most_common(1)[0]
-        mean = sum(p.score for p in self.votes if p.label == label) / n
+        # Votes are for flaps, not classes: paper and cardboard are one bin, so a view that wavers between
+        # them is sure of its bin. Each frame votes for the bin its class scores sum highest in.
+        per_frame = [self._bin_scores(p) for p in self.votes]
+        tops = [max(b, key=b.get) for b in per_frame]
+        dest, n = Counter(tops).most_common(1)[0]
+        mean = sum(b[dest] for b, t in zip(per_frame, tops) if t == dest) / n
         self.progress = min(1.0, n / c.min_votes) * min(1.0, (now - self.since) / max(c.min_look_s, 1e-6))
         if now - self.since < c.min_look_s or n < c.min_votes or mean < c.threshold:
             return self.tick(now)
         scores = _mean_scores(self.votes)
-        bin_id = self.class_to_bin.get(label)
+        mine = {k: v for k, v in scores.items() if self._destination(k) == dest}
+        label = max(mine, key=mine.get) if mine else self.votes[-1].label  # the class whose guidance is shown
+        bin_id = dest if isinstance(dest, str) else None
         d = Decision(t=now, bin_id=bin_id, label=label, score=mean, scores=scores)
         if bin_id is None:  # the model knows a class the rules do not: never guess
             return self._go_unsure(now, d)
@@ -232,6 +237,18 @@ class Decider:
             self.armed = False
             return []
         return self._open(now, d)
+
+    def _destination(self, label: str):
+        """The bin a class goes to; a class no rule knows is its own destination (never a flap)."""
+        return self.class_to_bin.get(label, ("unknown", label))
+
+    def _bin_scores(self, p: Prediction) -> dict:
+        """One frame's score per destination: its class scores summed per bin."""
+        out: dict = {}
+        for label, score in (p.scores or {p.label: p.score}).items():
+            key = self._destination(label)
+            out[key] = out.get(key, 0.0) + float(score)
+        return out
 
     def _go_unsure(self, now: float, d: Optional[Decision] = None) -> list[Effect]:
         if d is None:

@@ -261,3 +261,37 @@ def test_try_again_looks_afresh_and_guesses_name_the_leaning_bins():
     feed(d, c, 1, True, "glass")
     assert d.state is State.LOOKING  # the item still held up is looked at again at once
     assert d.retry(c()) == []  # only the unsure screen has "try again"
+
+
+def _split(scores):
+    """A frame whose scores are ``scores`` (its top class is the label)."""
+    label = max(scores, key=scores.get)
+    return Prediction(label, scores[label], dict(scores))
+
+
+def test_votes_are_for_bins_so_wavering_between_paper_and_cardboard_is_sure_of_the_paper_bin():
+    d, c = make(threshold=0.8), Clock()
+    for i in range(20):
+        # no class reaches the threshold; their bin does (0.9), whichever of the two leads this frame
+        lead, other = ("paper", "cardboard") if i % 2 else ("cardboard", "paper")
+        effects = d.update(c(), True, _split({lead: 0.46, other: 0.44, "glass": 0.1}))
+        if effects:
+            break
+    assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "paper"
+    assert d.decision.label in ("paper", "cardboard") and d.decision.score == pytest.approx(0.9)
+
+
+def test_a_bin_whose_classes_together_outweigh_the_top_class_wins():
+    d, c = make(threshold=0.55), Clock()
+    effects = []
+    for _ in range(20):  # metal is the likeliest class (0.4), the paper bin the likeliest flap (0.6)
+        effects += d.update(c(), True, _split({"metal": 0.4, "paper": 0.31, "cardboard": 0.29}))
+    assert [e.kind for e in effects][:1] == ["open"] and effects[0].bin_id == "paper"
+    assert d.decision.label == "paper" and d.decision.score == pytest.approx(0.6)
+
+
+def test_a_top_class_no_rule_knows_still_goes_unsure_when_it_wins_the_vote():
+    d, c = make(threshold=0.5), Clock()
+    for _ in range(90):
+        d.update(c(), True, _split({"plastic": 0.7, "paper": 0.2, "cardboard": 0.1}))
+    assert d.state is State.UNSURE and d.decision.label == "plastic" and d.decision.bin_id is None

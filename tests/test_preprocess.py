@@ -162,3 +162,49 @@ def test_kiosk_view_is_the_gates_square_around_the_held_item():
                           training_input(board, spec, np.random.default_rng(5)))
     assert not np.array_equal(training_input(board, spec, np.random.default_rng(5), held=1.0),
                               training_input(board, spec, np.random.default_rng(5)))
+
+
+def _board_photo(tint=(0, 0, 0), shadow=0.0, seed=0):
+    """A TrashNet-like photo: a pale board (light falling off to one side, ``tint`` added), a bottle-sized
+    item at a known place, and its soft shadow (the board ``shadow`` darker) beside it."""
+    h, w = 192, 256
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = 232 - 25 * xx[..., None] / w + np.array(tint, np.float32)
+    item = np.zeros((h, w), bool)
+    item[50:140, 90:150] = True
+    shade = np.zeros((h, w), np.float32)
+    shade[60:150, 110:190] = 1.0
+    shade = cv2.GaussianBlur(shade, (0, 0), 6) * (~item)
+    img *= (1 - shadow * shade)[..., None]
+    img[item] = (60, 130, 60)  # a green bottle
+    img += np.random.default_rng(seed).normal(0, 2, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), item, shade > 0.5
+
+
+def test_the_cut_from_the_board_leaves_the_items_shadow_on_the_board():
+    img, item, shadow = _board_photo(shadow=0.25)  # a third darker at its core
+    mask = degrade.item_mask(img) > 0.5
+    assert (mask & item).sum() / item.sum() > 0.9  # the item is kept
+    assert (mask & shadow).sum() / shadow.sum() < 0.2  # its shadow (the board, darker) is not item
+    assert degrade.plausible_mask(img) is not None
+
+
+def test_a_board_with_a_colour_cast_is_still_a_board():
+    img, item, _ = _board_photo(tint=(20, 5, -25))  # warm light on the board
+    mask = degrade.item_mask(img)
+    assert mask is not None
+    assert ((mask > 0.5) == item).mean() > 0.95
+
+
+def test_clear_plastic_keeps_its_textured_body_and_a_box_filling_the_frame_has_no_board():
+    img, item, _ = _board_photo()
+    # clear plastic: the board seen through it, a little darker, with ridges and highlights across it
+    yy, xx = np.nonzero(item)
+    ridges = np.where(xx % 14 < 4, 45, 0) + np.where(yy % 22 < 3, -40, 0)
+    img[item] = np.clip(205 + ridges[:, None], 0, 255).astype(np.uint8)
+    mask = degrade.item_mask(img) > 0.5
+    assert (mask & item).sum() / item.sum() > 0.6
+    box = np.full((192, 256, 3), (150, 110, 70), np.uint8)  # cardboard filling the photo
+    box[80:100, 100:150] = (230, 230, 225)  # with a white label
+    assert degrade.item_mask(box) is None

@@ -46,6 +46,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from kiosk.preprocess import InputSpec
+from kiosk.model import degrade
 from kiosk.model.dataset import list_images, read_rgb
 from kiosk.model.metrics import classification_report
 from kiosk.model.cpuinfo import cpu_info
@@ -68,6 +69,9 @@ class FolderDataset(Dataset):
         self.spec, self.train, self.seed, self.clean = spec, train, seed, clean
         self.cross = cross  # validation photos on fixed generated backgrounds (views.cross_background_input)
         self.epoch = 0
+        if train or cross:
+            for img in self.images:  # cut each photo from its board once, here: the loader's workers inherit the cuts
+                degrade.item_mask(img)
 
     def extend(self, other: "FolderDataset") -> None:
         """Train on another source too (same classes), with its own composite share."""
