@@ -84,9 +84,9 @@ class PresenceConfig(Strict):
 
 
 class DecisionConfig(Strict):
-    window: int = Field(5, ge=1, le=30, description="Recent predictions that vote.")
-    min_votes: int = Field(3, ge=1, le=30, description="Votes the winning class needs within the window.")
-    threshold: float = Field(0.6, ge=0.0, le=1.0, description="Mean score the winner needs; below it the kiosk is unsure.")
+    window: int = Field(5, ge=1, le=30, description="Recent predictions that vote (each for the bin its class scores sum highest in).")
+    min_votes: int = Field(3, ge=1, le=30, description="Votes the winning bin needs within the window.")
+    threshold: float = Field(0.6, ge=0.0, le=1.0, description="Mean score (its classes summed) the winning bin needs; below it the kiosk is unsure.")
     min_look_s: float = Field(0.3, ge=0.0, le=5.0, description="Look at least this long before deciding.")
     look_timeout_s: float = Field(2.0, ge=0.2, le=20.0, description="No agreement by then: unsure.")
     decided_s: float = Field(0.8, ge=0.1, le=10.0, description="Show the decision before waiting for the drop.")
