@@ -276,7 +276,7 @@ class Decider:
 def _mean_scores(votes) -> dict[str, float]:
     total: dict[str, float] = {}
     for p in votes:
-        for k, v in p.scores.items():
+        for k, v in (p.scores or {p.label: p.score}).items():  # as _bin_scores counts it: no scores is its top class
             total[k] = total.get(k, 0.0) + v
     n = max(len(votes), 1)
     return {k: v / n for k, v in total.items()}

@@ -295,3 +295,15 @@ def test_a_top_class_no_rule_knows_still_goes_unsure_when_it_wins_the_vote():
     for _ in range(90):
         d.update(c(), True, _split({"plastic": 0.7, "paper": 0.2, "cardboard": 0.1}))
     assert d.state is State.UNSURE and d.decision.label == "plastic" and d.decision.bin_id is None
+
+
+def test_a_prediction_without_scores_keeps_its_class_so_the_label_is_in_the_winning_bin():
+    # A classifier may give only its top class (empty ``scores``): the paper bin wins 3 of 4 votes on the
+    # glass frame, and the decision must still name a paper-bin class, not the latest frame's glass.
+    d, c = make(min_look_s=0.25, min_votes=3, window=5), Clock(dt=0.1)
+    effects = []
+    for label in ("paper", "paper", "paper", "glass"):
+        effects += d.update(c(), True, Prediction(label, 0.95))
+    assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "paper"
+    assert d.decision.label == "paper" and d.decision.scores == pytest.approx({"paper": 0.95 * 3 / 4,
+                                                                               "glass": 0.95 / 4})
