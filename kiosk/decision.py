@@ -217,10 +217,12 @@ class Decider:
         # them is sure of its bin. Each frame votes for the bin its class scores sum highest in.
         per_frame = [self._bin_scores(p) for p in self.votes]
         tops = [max(b, key=b.get) for b in per_frame]
-        dest, n = Counter(tops).most_common(1)[0]
+        ranked = Counter(tops).most_common(2)
+        dest, n = ranked[0]
+        tied = len(ranked) > 1 and ranked[1][1] == n  # equal votes for two flaps (window >= 2 * min_votes): no winner
         mean = sum(b[dest] for b, t in zip(per_frame, tops) if t == dest) / n
         self.progress = min(1.0, n / c.min_votes) * min(1.0, (now - self.since) / max(c.min_look_s, 1e-6))
-        if now - self.since < c.min_look_s or n < c.min_votes or mean < c.threshold:
+        if now - self.since < c.min_look_s or n < c.min_votes or tied or mean < c.threshold:
             return self.tick(now)
         scores = _mean_scores(self.votes)
         mine = {k: v for k, v in scores.items() if self._destination(k) == dest}

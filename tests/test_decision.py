@@ -307,3 +307,14 @@ def test_a_prediction_without_scores_keeps_its_class_so_the_label_is_in_the_winn
     assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "paper"
     assert d.decision.label == "paper" and d.decision.scores == pytest.approx({"paper": 0.95 * 3 / 4,
                                                                                "glass": 0.95 / 4})
+
+
+def test_two_bins_tied_on_votes_is_no_winner():
+    # window 6, min_votes 3 allows 3:3; the bin seen first must not open on equal evidence for another
+    d, c = make(min_look_s=0.45, min_votes=3, window=6), Clock(dt=0.1)
+    effects = []
+    for label in ("glass", "glass", "glass", "paper", "paper", "paper"):
+        effects += d.update(c(), True, pred(label, 0.95))
+    assert effects == [] and d.state is State.LOOKING
+    effects = d.update(c(), True, pred("paper", 0.95))  # the oldest glass vote leaves the window: 4 to 2
+    assert [e.kind for e in effects] == ["open"] and effects[0].bin_id == "paper"
