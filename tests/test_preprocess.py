@@ -208,3 +208,17 @@ def test_clear_plastic_keeps_its_textured_body_and_a_box_filling_the_frame_has_n
     box = np.full((192, 256, 3), (150, 110, 70), np.uint8)  # cardboard filling the photo
     box[80:100, 100:150] = (230, 230, 225)  # with a white label
     assert degrade.item_mask(box) is None
+
+
+def test_the_cut_survives_another_thread_clearing_the_cache(monkeypatch):
+    # the demo's synthetic camera and a training/eval caller may share the cache: one that fills it clears
+    # it, and that may happen between this call's store and its read
+    class Cleared(dict):
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            self.clear()  # another thread's overflow
+
+    monkeypatch.setattr(degrade, "_MASKS", Cleared())
+    img, item, _ = _board_photo()
+    mask = degrade.item_mask(img)
+    assert mask is not None and ((mask > 0.5) & item).sum() / item.sum() > 0.9

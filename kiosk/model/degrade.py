@@ -168,6 +168,7 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, out: int, clean: float = 
 MASK_SIZE = 160  # the cut is found at this long side (GrabCut's cost grows with the pixels), then scaled up
 _MASKS: dict[bytes, Optional[np.ndarray]] = {}  # photo digest -> small uint8 cut (training asks per view)
 _MASKS_MAX = 8192  # about 19 kB each
+_MISSING = object()
 
 
 def item_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
@@ -181,11 +182,12 @@ def item_mask(rgb: np.ndarray) -> Optional[np.ndarray]:
     the item's edges and the textured clear parts. Deterministic: one cut per photo.
     """
     key = hashlib.blake2b(rgb.tobytes(), digest_size=16).digest() + bytes(str(rgb.shape), "ascii")
-    if key not in _MASKS:
+    small = _MASKS.get(key, _MISSING)
+    if small is _MISSING:  # read once, keep the local: another thread (the demo's camera) may clear the cache
+        small = _cut(rgb)
         if len(_MASKS) >= _MASKS_MAX:
             _MASKS.clear()
-        _MASKS[key] = _cut(rgb)
-    small = _MASKS[key]
+        _MASKS[key] = small
     if small is None:
         return None
     h, w = rgb.shape[:2]
