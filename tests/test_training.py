@@ -75,3 +75,34 @@ def test_wise_and_probe_flags_are_checked(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main(["--data", "/nonexistent", "--out", str(tmp_path / "out"), *argv])
         assert e.value.code == 2 and why in capsys.readouterr().err, argv  # refused for its own reason
+
+
+def test_the_cross_copy_of_val_is_cut_before_its_loader_forks(tmp_path, monkeypatch):
+    """The composited val set is read by forked workers every pass: its GrabCut cuts must already be in the
+    parent's cache (val itself is built with train=False, so its own constructor does not cut)."""
+    import cv2
+    import numpy as np
+
+    from kiosk.model import degrade
+    from kiosk.preprocess import InputSpec
+    from kiosk.training.train import FolderDataset
+
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(("glass", "paper")):
+        img = np.full((192, 256, 3), 225, np.uint8)
+        img[50:140, 90:150] = (60, 130, 60) if k == 0 else (200, 60, 40)
+        img = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
+        (tmp_path / cls).mkdir()
+        cv2.imwrite(str(tmp_path / cls / "a.png"), img[..., ::-1])
+    monkeypatch.setattr(degrade, "_MASKS", {})
+    val = FolderDataset(tmp_path, InputSpec(), train=False)
+    assert degrade._MASKS == {}  # plain val needs no cut
+    cross = val.cross_copy()
+    assert cross.cross and not val.cross and len(degrade._MASKS) == 2
+
+    def no_cut(rgb):
+        raise AssertionError("GrabCut ran again in the loader")
+
+    monkeypatch.setattr(degrade, "_cut", no_cut)
+    for i in range(len(cross)):
+        cross[i]

@@ -70,8 +70,20 @@ class FolderDataset(Dataset):
         self.cross = cross  # validation photos on fixed generated backgrounds (views.cross_background_input)
         self.epoch = 0
         if train or cross:
-            for img in self.images:  # cut each photo from its board once, here: the loader's workers inherit the cuts
-                degrade.item_mask(img)
+            self.cut_once()
+
+    def cut_once(self) -> None:
+        """Cut each photo from its board once, in this process: the loader's workers (forked afresh for
+        every pass when not persistent) inherit the cuts instead of running GrabCut again per pass."""
+        for img in self.images:
+            degrade.item_mask(img)
+
+    def cross_copy(self) -> "FolderDataset":
+        """These photos on fixed generated backgrounds (``cross``), their cuts made before any worker forks."""
+        out = copy.copy(self)
+        out.cross = True
+        out.cut_once()
+        return out
 
     def extend(self, other: "FolderDataset") -> None:
         """Train on another source too (same classes), with its own composite share."""
@@ -328,8 +340,7 @@ def main(argv=None):
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
                              composite=args.composite, held=args.held)
     val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
-    cross_ds = copy.copy(val_ds)
-    cross_ds.cross = True
+    cross_ds = val_ds.cross_copy()
     if args.limit:
         keep = list(range(0, len(train_ds), max(1, len(train_ds) // args.limit)))[: args.limit]
         for name in ("items", "images", "labels", "composite"):
