@@ -59,9 +59,9 @@ class Decision:
 
     t: float
     bin_id: Optional[str]
-    label: Optional[str]
-    score: float = 0.0
-    scores: dict[str, float] = field(default_factory=dict)
+    label: Optional[str]  # the likeliest class in the decided bin (its guidance is shown); unsure: the likeliest class
+    score: float = 0.0  # the decided bin's mean score, its classes' scores summed (not ``label``'s); unsure: label's
+    scores: dict[str, float] = field(default_factory=dict)  # mean score per class over the votes
     corrected: bool = False  # the person chose the bin on the unsure/full screen
     unsure: bool = False
     weight_g: Optional[float] = None

@@ -20,7 +20,7 @@ TOPICS = {
                         "outbox backlog, time of the last item sent"),
     "health": (True, 1, "current fault codes with part, message and next step (empty list: all well)"),
     "fill": (True, 1, "per bin: fill %, kg and the alert flag at fleet.fill_alert (plan the pickups)"),
-    "events": (False, 1, "one message per item: id, time, class, score, bin, corrected, unsure, weight"),
+    "events": (False, 1, "one message per item: id, time, class, score (the decided bin's: its classes' scores summed; unsure: the class's), bin, corrected, unsure, weight"),
     "daily": (True, 1, "items per bin and per class for one local day, sent after midnight"),
 }
 
