@@ -153,3 +153,20 @@ def test_clips_are_scored_apart_by_how_the_item_is_held(cfg_with, two_class):
     for k in RATES:  # the parts add up to the whole, clip for clip
         assert parts["cut_out"][k] * 1 + parts["whole_photo"][k] * 2 == pytest.approx(rep[k] * 3)
     assert parts["whole_photo"]["correct_bin_rate"] == 1.0
+
+
+def test_a_small_item_on_a_big_board_is_held_up_at_the_items_size_and_the_gate_sees_it(cfg):
+    """The clip holds the item's box, not the photo's extent: a lid photographed in the middle of a wide board
+    is held as tall as any item (it used to be a speck the presence gate never saw: no decision)."""
+    from kiosk.model import as_kiosk
+    from kiosk.presence import PresenceGate
+
+    board = photo((236, 236, 232), 384, 512)
+    board[140:240, 210:300] = (30, 60, 160)  # a blue lid, 100 px of a 384 px photo
+    clip = make_clip(board, tuple(cfg.camera.size), 0)
+    assert clip.cut_out
+    item_rows = np.flatnonzero((clip.alpha > 0.5).any(1) & (clip.sprite[..., 2] > 120).any(1))
+    assert len(item_rows) >= 0.8 * as_kiosk.ITEM_HEIGHT * cfg.camera.size[1]
+    gate = PresenceGate(cfg.presence, tuple(cfg.camera.size))
+    seen = [gate.update(clip.frame(y, seq)).present for seq, (_, y) in enumerate(as_kiosk._path(cfg, clip))]
+    assert sum(seen) > cfg.camera.fps  # present for over a second of the hold
