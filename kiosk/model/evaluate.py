@@ -214,6 +214,9 @@ def sweep_command(args, cfg, clf, images) -> int:
     c = rep["chosen"]
     rule = (f"the most right with at most {rep['wrong_goal'] * 100:g} % wrong"
             if c["wrong_bin_rate"] <= rep["wrong_goal"] else "none reaches the wrong-bin goal: the fewest wrong")
+    quick = c["median_decision_s"] is not None and c["median_decision_s"] <= rep["median_goal_s"]
+    rule += (f", of those deciding within {rep['median_goal_s']:g} s (median)" if quick
+             else f"; none decides within {rep['median_goal_s']:g} s (median)")
     print(f"chosen ({rule}): decision: {{threshold: {c['threshold']:g}, window: {c['window']}, "
           f"min_votes: {c['min_votes']}}} in config.yaml")
     if args.json_out:
