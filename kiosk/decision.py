@@ -160,11 +160,8 @@ class Decider:
         What the unsure screen offers as its largest targets; full bins are left out.
         """
         d = self.decision
-        per_bin: dict[str, float] = {}
-        for label, score in ((d.scores or {}) if d else {}).items():
-            bin_id = self.class_to_bin.get(label)
-            if bin_id is not None and bin_id not in self.blocked:
-                per_bin[bin_id] = per_bin.get(bin_id, 0.0) + float(score)
+        per_bin = {b: s for b, s in self._per_bin((d.scores or {}) if d else {}).items()
+                   if isinstance(b, str) and b not in self.blocked}
         return [b for b, _ in sorted(per_bin.items(), key=lambda kv: -kv[1])[:n]]
 
     def set_full(self, full_bins: set[str]) -> None:
@@ -215,7 +212,7 @@ class Decider:
             return self.tick(now)
         # Votes are for flaps, not classes: paper and cardboard are one bin, so a view that wavers between
         # them is sure of its bin. Each frame votes for the bin its class scores sum highest in.
-        per_frame = [self._bin_scores(p) for p in self.votes]
+        per_frame = [self._per_bin(_class_scores(p)) for p in self.votes]
         tops = [max(b, key=b.get) for b in per_frame]
         ranked = Counter(tops).most_common(2)
         dest, n = ranked[0]
@@ -226,7 +223,7 @@ class Decider:
             return self.tick(now)
         scores = _mean_scores(self.votes)
         mine = {k: v for k, v in scores.items() if self._destination(k) == dest}
-        label = max(mine, key=mine.get) if mine else self.votes[-1].label  # the class whose guidance is shown
+        label = max(mine, key=mine.get)  # the class whose guidance is shown
         bin_id = dest if isinstance(dest, str) else None
         d = Decision(t=now, bin_id=bin_id, label=label, score=mean, scores=scores)
         if bin_id is None:  # the model knows a class the rules do not: never guess
@@ -244,10 +241,10 @@ class Decider:
         """The bin a class goes to; a class no rule knows is its own destination (never a flap)."""
         return self.class_to_bin.get(label, ("unknown", label))
 
-    def _bin_scores(self, p: Prediction) -> dict:
-        """One frame's score per destination: its class scores summed per bin."""
+    def _per_bin(self, scores: dict[str, float]) -> dict:
+        """Class scores summed per destination (``_destination``)."""
         out: dict = {}
-        for label, score in (p.scores or {p.label: p.score}).items():
+        for label, score in scores.items():
             key = self._destination(label)
             out[key] = out.get(key, 0.0) + float(score)
         return out
@@ -275,10 +272,15 @@ class Decider:
         return [Effect("close", d.bin_id), Effect("record", decision=d)]
 
 
+def _class_scores(p: Prediction) -> dict[str, float]:
+    """A frame's score per class; one without them counts as its top class alone."""
+    return p.scores or {p.label: p.score}
+
+
 def _mean_scores(votes) -> dict[str, float]:
     total: dict[str, float] = {}
     for p in votes:
-        for k, v in (p.scores or {p.label: p.score}).items():  # as _bin_scores counts it: no scores is its top class
+        for k, v in _class_scores(p).items():
             total[k] = total.get(k, 0.0) + v
     n = max(len(votes), 1)
     return {k: v / n for k, v in total.items()}

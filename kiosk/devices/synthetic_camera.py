@@ -94,8 +94,9 @@ class SyntheticScene:
             return shape, shape.shape[0]
         k = index % len(self.items)
         if k not in self._held:
-            ih = degrade.held_height(self.items[k], self.w, self.h, 0.6 * min(self.h, self.w) / self.h)  # a wide item fits
-            rgb, alpha = degrade.held_item(self.items[k], ih, self.h, np.random.default_rng((self.seed, k)))
+            item, cut = degrade.held_cut(self.items[k])
+            ih = degrade.held_height(item, self.w, self.h, 0.6 * min(self.h, self.w) / self.h)  # a wide item fits
+            rgb, alpha = degrade.held_item(item, cut, ih, self.h, np.random.default_rng((self.seed, k)))
             self._held = {k: (np.dstack([np.clip(rgb, 0, 255), 255 * alpha]).astype(np.uint8), ih)}  # keep one
         return self._held[k]
 

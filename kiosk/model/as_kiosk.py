@@ -70,14 +70,15 @@ def make_clip(img: np.ndarray, size: tuple[int, int], index: int) -> Clip:
     rng = np.random.default_rng((CLIP_SEED, index))
     w, h = size
     empty = degrade.background(rng, h, w).astype(np.float32)
-    ih = degrade.held_height(img, w, h, ITEM_HEIGHT)
-    sprite, shape = degrade.held_item(img, ih, h, rng)
+    item, mask = degrade.held_cut(img)
+    ih = degrade.held_height(item, w, h, ITEM_HEIGHT)
+    sprite, shape = degrade.held_item(item, mask, ih, h, rng)
     gain = rng.uniform(0.7, 1.25)  # lighting of this kiosk's site at this hour
     empty, sprite = empty * gain, sprite * gain
     return Clip(np.clip(empty, 0, 255).astype(np.uint8), np.clip(sprite, 0, 255), shape,
                 (w - sprite.shape[1]) // 2, (h - ih) // 2,
                 noise=tuple(rng.normal(0, 2.0, (h, w)).astype(np.float32) for _ in range(NOISE_FRAMES)),
-                cut_out=degrade.plausible_mask(img) is not None)
+                cut_out=mask is not None)
 
 
 @dataclass(frozen=True)

@@ -309,10 +309,9 @@ def held_cut(rgb: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
     return rgb[y0:y1, x0:x1], mask[y0:y1, x0:x1]
 
 
-def held_height(rgb: np.ndarray, view_w: int, view_h: int, fraction: float) -> int:
-    """The held item's height in a ``view_w`` x ``view_h`` view: ``fraction`` of the view's height, no
-    wider than the view (a wide item is held as wide as the view)."""
-    item, _ = held_cut(rgb)
+def held_height(item: np.ndarray, view_w: int, view_h: int, fraction: float) -> int:
+    """The height of ``item`` (``held_cut``'s) in a ``view_w`` x ``view_h`` view: ``fraction`` of the view's
+    height, no wider than the view (a wide item is held as wide as the view)."""
     return max(8, min(int(view_h * fraction), int((view_w - 2) * item.shape[0] / item.shape[1])))
 
 
@@ -326,15 +325,14 @@ def place(view: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, x: int, y: in
         region[:] = sprite[:rows] * a + region * (1.0 - a)
 
 
-def held_item(rgb: np.ndarray, height: int, view_h: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB float32, 0..1 alpha) of the photo's item ``height`` px tall, held by a hand at its lowest
-    part, the forearm running down ``view_h`` px (out of any view the item is held in).
-
-    The item is cut from its board where the cut is plausible (``held_cut``), else the whole photo is held up.
+def held_item(rgb: np.ndarray, mask: Optional[np.ndarray], height: int, view_h: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB float32, 0..1 alpha) of ``held_cut``'s item and cut-out (None: the whole photo, held up like a
+    card) ``height`` px tall, held by a hand at its lowest part, the forearm running down ``view_h`` px
+    (out of any view the item is held in).
     ``kiosk eval --as-kiosk`` and the demo's synthetic camera show items this way.
     """
     ih = height
-    rgb, mask = held_cut(rgb)
     iw = max(8, int(rgb.shape[1] * ih / rgb.shape[0]))
     item = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA).astype(np.float32)
     alpha = (np.ones((ih, iw), np.float32) if mask is None

@@ -52,8 +52,9 @@ def kiosk_view(rgb: np.ndarray, rng: np.random.Generator, view: tuple[int, int] 
     whole photo held up like a card; a model trained on the photos alone reads much of that as paper.
     """
     w, h = view
-    ih = degrade.held_height(rgb, w, h, rng.uniform(*KIOSK_ITEM_HEIGHT))
-    sprite, alpha = degrade.held_item(rgb, ih, h, rng)
+    item, cut = degrade.held_cut(rgb)
+    ih = degrade.held_height(item, w, h, rng.uniform(*KIOSK_ITEM_HEIGHT))
+    sprite, alpha = degrade.held_item(item, cut, ih, h, rng)
     top = int(rng.uniform(0.05, 0.95) * (h - ih))
     left = int(rng.uniform(0.1, 0.9) * (w - sprite.shape[1]))
     frame = degrade.background(rng, h, w).astype(np.float32)
