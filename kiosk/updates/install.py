@@ -40,14 +40,12 @@ def update(store: ModelStore, source: str, trusted_root: Path, load: Callable[[P
         manifest, files = fetch(store, source, trusted_root)
         active = store.installed("active")
         if active is not None and manifest.version == active.manifest.version:
-            store.clear_incoming()
             return Outcome(False, f"up to date: {active.manifest.label} is active", manifest.version)
         if active is not None and manifest.version < active.manifest.version:
             raise UpdateError(f"update refused: {manifest.label} is older than the active "
                               f"{active.manifest.label} (a rollback is done with `kiosk model rollback`)",
                               code="E701")
         if manifest.folder in store.rejected():
-            store.clear_incoming()
             raise UpdateError(f"{manifest.label} was refused here before ({store.rejected()[manifest.folder]}); "
                               f"publish a new version", code="E702")
         inst = store.stage(manifest, files)
