@@ -105,6 +105,16 @@ def test_the_dummy_driver_opens_without_a_card_and_close_gives_the_mixer_back_on
     assert cues.on_screen("decided") is None and cues.played == ["thanks"]  # closed: silent
 
 
+def test_a_mixer_someone_else_opened_stays_open_after_close(mixer_off):
+    import pygame
+
+    pygame.mixer.quit()
+    pygame.mixer.init(frequency=22050, size=-16, channels=2)  # e.g. the host app's own sounds
+    with SoundCues(enabled=True, environ={"SDL_AUDIODRIVER": "dummy"}, cards=lambda: NO_CARDS) as cues:
+        assert cues.active and cues.on_screen("thanks") == "thanks"
+    assert cues.closed and pygame.mixer.get_init() is not None  # not ours to close
+
+
 def test_a_driver_that_fails_to_open_is_silent_and_leaves_no_mixer(monkeypatch, mixer_off):
     import pygame
 

@@ -96,7 +96,8 @@ class SoundCues(Closable):
     """Plays a cue when the screen changes to one that has one. ``played``: cues so far (tests, logs).
 
     ``environ``/``cards``: what says whether there is a device to open (``os.environ``, ``alsa_cards``).
-    ``close()`` gives the mixer back, once; a closed one plays nothing.
+    ``close()`` gives back the mixer it opened, once (one already open belongs to whoever opened it);
+    a closed one plays nothing.
     """
 
     def __init__(self, enabled: bool = True, volume: float = 0.6, *, environ: Optional[Mapping[str, str]] = None,
@@ -104,6 +105,7 @@ class SoundCues(Closable):
         self.enabled = enabled
         self.played: list[str] = []
         self._sounds: dict = {}
+        self._opened_mixer = False
         self._last: Optional[str] = None
         self.problem: Optional[str] = None
         if not enabled:
@@ -119,6 +121,7 @@ class SoundCues(Closable):
 
             if not pygame.mixer.get_init():
                 pygame.mixer.init(frequency=RATE, size=-16, channels=1, buffer=512)
+                self._opened_mixer = True
             freq, _, channels = pygame.mixer.get_init()
             for name, notes in CUES.items():
                 mono = tone(notes, volume, freq)
@@ -128,7 +131,8 @@ class SoundCues(Closable):
             self.problem = f"no audio device ({e})"
             self._sounds = {}
             log.info("sound cues off: %s", self.problem)
-            _mixer_quit()  # one that opened but could not take the cues is given back now: close() has no cues
+            if self._opened_mixer:  # one that opened but could not take the cues is given back now
+                self._give_back()
 
     @property
     def active(self) -> bool:
@@ -147,18 +151,18 @@ class SoundCues(Closable):
         return cue
 
     def _close(self) -> None:
-        if self._sounds:  # opened here: a kiosk without sound never had a mixer to give back
-            self._sounds = {}
-            _mixer_quit()
+        self._sounds = {}
+        if self._opened_mixer:  # a kiosk without sound never had a mixer to give back
+            self._give_back()
 
+    def _give_back(self) -> None:
+        self._opened_mixer = False
+        try:
+            import pygame
 
-def _mixer_quit() -> None:
-    try:
-        import pygame
-
-        pygame.mixer.quit()
-    except Exception:  # no pygame, or SDL already gone: nothing left open
-        pass
+            pygame.mixer.quit()
+        except Exception:  # no pygame, or SDL already gone: nothing left open
+            pass
 
 
 __all__ = ["SoundCues", "tone", "alsa_cards", "no_audio_device", "CUES", "SCREEN_CUES"]
