@@ -128,3 +128,30 @@ def test_a_lite2_checkpoint_exports_as_lite2(tmp_path):
     out = run_batch(make_session(tmp_path / "m.onnx", 1), np.zeros((1, 3, 224, 224), np.float32))
     assert got_classes == classes and np.abs(out - ref).max() < 1e-3
     assert model_name("lite2") == "kiosk-lite2" and architecture("lite2").startswith("EfficientNet-Lite2 ")
+
+
+def test_only_photos_a_view_cuts_are_cut(tmp_path, monkeypatch):
+    """GrabCut runs up front for the photos composited or held views will read, and for no others."""
+    import cv2
+    import numpy as np
+
+    from kiosk.model import degrade
+    from kiosk.preprocess import InputSpec
+    from kiosk.training.train import FolderDataset
+
+    for k, cls in enumerate(("glass", "paper")):
+        img = np.full((96, 128, 3), 225, np.uint8)
+        img[30:70, 40:80] = (60, 130, 60) if k == 0 else (200, 60, 40)
+        (tmp_path / cls).mkdir()
+        cv2.imwrite(str(tmp_path / cls / "a.png"), img[..., ::-1])
+    monkeypatch.setattr(degrade, "_MASKS", {})
+    plain = FolderDataset(tmp_path, InputSpec(), train=True)  # --composite 0 --held 0: no view reads a cut
+    extra = FolderDataset(tmp_path, InputSpec(), train=True)
+    assert degrade._MASKS == {}
+    plain.extend(extra)
+    assert degrade._MASKS == {}  # composite share 0 for both sources, nothing held
+    held = FolderDataset(tmp_path, InputSpec(), train=True, held=0.3)
+    assert len(degrade._MASKS) == 2
+    monkeypatch.setattr(degrade, "_MASKS", {})
+    held.extend(FolderDataset(tmp_path, InputSpec(), train=True))  # the extra source's photos are held up too
+    assert len(degrade._MASKS) == 2  # same pictures: their cuts made once, for both sets

@@ -76,14 +76,19 @@ class FolderDataset(Dataset):
         self.spec, self.train, self.seed, self.clean = spec, train, seed, clean
         self.cross = cross  # validation photos on fixed generated backgrounds (views.cross_background_input)
         self.epoch = 0
-        if train or cross:
-            self.cut_once()
+        self.cut_once()
+
+    def needs_cut(self, i: int) -> bool:
+        """Only composited, held-up and cross-background views read a photo's cut (GrabCut, tens of ms each)."""
+        return self.cross or (self.train and (self.held > 0 or self.composite[i] > 0))
 
     def cut_once(self) -> None:
         """Cut each photo from its board once, in this process: the loader's workers (forked afresh for
-        every pass when not persistent) inherit the cuts instead of running GrabCut again per pass."""
-        for img in self.images:
-            degrade.item_mask(img)
+        every pass when not persistent) inherit the cuts instead of running GrabCut again per pass.
+        Photos no view cuts are left alone (``--composite 0 --held 0``, the extra source's photos)."""
+        for i, img in enumerate(self.images):
+            if self.needs_cut(i):
+                degrade.item_mask(img)
 
     def cross_copy(self) -> "FolderDataset":
         """These photos on fixed generated backgrounds (``cross``), their cuts made before any worker forks."""
@@ -96,6 +101,7 @@ class FolderDataset(Dataset):
         """Train on another source too (same classes), with its own composite share."""
         for name in ("items", "images", "labels", "composite"):
             getattr(self, name).extend(getattr(other, name))
+        self.cut_once()  # this set's held views read the other source's cuts too (those made already are cached)
 
     def __len__(self):
         return len(self.items)
