@@ -191,12 +191,20 @@ def test_fold_in_refuses_what_it_cannot_reproduce(tmp_path, capsys):
     chosen = {"epoch": 5, "weights": "ema", "wise_alpha": 0.85}
     ref = _train_only_history(tmp_path / "ref.json", data, chosen)
     other_lr = _train_only_history(tmp_path / "lr.json", data, chosen, argv=["--lr", "0.001"])
+    late = _train_only_history(tmp_path / "late.json", data, {**chosen, "epoch": 30})
     folded = tmp_path / "folded.json"
     folded.write_text(ref.read_text().replace('"fold_in_val": null', '"fold_in_val": "x.json"'))
+    own = tmp_path / "run"
+    own.mkdir()
+    own_history = _train_only_history(own / "history.json", data, chosen)
     for argv, why in (([], "does not record the probe's strength; give --probe-wd"),
                       (["--fold-in-val", str(other_lr)], "differs from the train-only run's in lr"),
-                      (["--fold-in-val", str(ref), "--probe-wd", "0.01", "--epochs", "4"], "chose epoch 5, after --epochs 4"),
+                      # the schedule's length makes "epoch 5" what it was
+                      (["--fold-in-val", str(ref), "--probe-wd", "0.01", "--epochs", "6"], "run's in epochs"),
+                      (["--fold-in-val", str(late), "--probe-wd", "0.01"], "is not one of its own epochs"),
                       (["--fold-in-val", str(folded), "--probe-wd", "0.01"], "was itself trained on val"),
+                      (["--fold-in-val", str(own_history), "--probe-wd", "0.01", "--out", str(own)],
+                       "the train-only run's own folder"),
                       (["--fold-in-val", str(tmp_path / "none.json")], "not a training run's history.json")):
         with pytest.raises(SystemExit) as e:
             main([*base, *(argv or ["--fold-in-val", str(ref)])])
@@ -217,7 +225,7 @@ def test_fold_in_trains_on_val_with_the_train_only_runs_choices(tmp_path):
     _board_photos(data / "train", per_class=3)
     _board_photos(data / "val", per_class=2)
     chosen = {"epoch": 2, "weights": "plain", "wise_alpha": 0.5, "probe": {"weight_decay": 0.001}}
-    ref = _train_only_history(tmp_path / "ref.json", data, chosen, argv=["--batch", "4"])
+    ref = _train_only_history(tmp_path / "ref.json", data, chosen, argv=["--batch", "4", "--epochs", "3"])
     out = tmp_path / "out"
     assert main(["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "4", "--epochs", "3",
                  "--fold-in-val", str(ref), "--workers", "0"]) == 0
@@ -229,6 +237,9 @@ def test_fold_in_trains_on_val_with_the_train_only_runs_choices(tmp_path):
     probe, tuned = torch.load(out / "probe.pt", weights_only=False), torch.load(out / "finetuned.pt", weights_only=False)
     best = torch.load(out / "best.pt", weights_only=False)
     assert tuned["best"]["weights"] == "plain" and tuned["best"]["epoch"] == 2
+    last = torch.load(out / "last.pt", weights_only=False)  # epoch 2's state: plain and EMA weights
+    assert all(torch.equal(tuned["model"][k], last["model"][k]) for k in last["model"])
+    assert not all(torch.equal(tuned["model"][k], last["ema"][k]) for k in last["ema"])
     mix = robust.interpolate(probe["model"], tuned["model"], 0.5)
     assert all(torch.equal(best["model"][k], mix[k]) for k in mix)
     assert best["args"]["fold_in_val"] == str(ref)
@@ -244,20 +255,48 @@ def test_a_fold_in_export_keeps_the_train_only_card(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     ref = _train_only_history(tmp_path / "ref.json", data, {"epoch": 1, "weights": "ema"})
-    (run / "history.json").write_text(json.dumps({"args": {}, "best": {}, "history": [],
-                                                  "fold_in": {"train_only_history": str(ref)}}))
-    other = tmp_path / "other.json"
-    other.write_text(json.dumps({"training": {"recipe": {"lr": 1.0}}, "temperature": 0.9}))
+    chosen = {"epoch": 1, "weights": "ema"}
+    (run / "history.json").write_text(json.dumps({"args": {}, "best": {}, "history": [], "fold_in": {
+        "train_only_history": str(ref), "train_only_args": json.loads(ref.read_text())["args"],
+        "train_only_best": chosen}}))
+    other = tmp_path / "other.json"  # another run's card: its recipe is not the one the fold-in run took
+    other.write_text(json.dumps({"training": {"recipe": {"lr": 1.0}, "best_epoch": chosen}, "temperature": 0.9}))
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "history.json").write_text(json.dumps({"args": {}, "best": {}, "history": []}))
     base = ["--data", str(data), "--out", str(tmp_path / "o"), "--work", str(tmp_path / "w")]
     for argv, why in ((["--checkpoint", str(run / "best.pt")], "give --train-only-card"),
-                      (["--checkpoint", str(run / "best.pt"), "--train-only-card", str(other)], "recipes differ"),
+                      (["--checkpoint", str(run / "best.pt"), "--train-only-card", str(other)], "its recipe or its chosen epoch differ"),
                       (["--checkpoint", str(run / "best.pt"), "--train-only-card", str(tmp_path / "no.json")],
                        "not a model card"),
                       (["--checkpoint", str(plain / "best.pt"), "--train-only-card", str(other)],
-                       "for a checkpoint trained with kiosk train --fold-in-val")):
+                       "for a checkpoint trained with kiosk train --fold-in-val"),
+                      (["--from-qdq", str(tmp_path / "m.onnx"), "--train-only-card", str(other)],
+                       "a re-quantised model keeps its card's train_only")):
         with pytest.raises(SystemExit) as e:
             export([*base, *argv])
         assert e.value.code == 2 and why in capsys.readouterr().err, argv
+
+
+def test_the_train_only_card_must_be_the_one_the_fold_in_run_took_its_choices_from(tmp_path):
+    """Its temperature is kept only where it fits: the same run's card, calibrated with the same mirror."""
+    import json
+
+    from kiosk.training.export import train_only_record
+
+    recipe, chosen = {"lr": 0.0006, "epochs": 22}, {"epoch": 13, "weights": "ema", "wise_alpha": 1.0}
+    card = {"name": "kiosk-lite0", "sha256": "ab", "temperature": 0.74, "test_time": {"mirror": True},
+            "metrics_val": {"int8": {"top1": 0.9}}, "training": {"recipe": recipe, "best_epoch": chosen}}
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card))
+    history = {"fold_in": {"train_only_history": "ref.json", "train_only_args": recipe, "train_only_best": chosen}}
+    kept = train_only_record(path, history, mirror=True)
+    assert kept["temperature"] == 0.74 and kept["metrics_val"] == card["metrics_val"] and kept["card"] == str(path)
+    with pytest.raises(ValueError, match="mirror on"):
+        train_only_record(path, history, mirror=False)
+    other_epoch = {"fold_in": {**history["fold_in"], "train_only_best": {**chosen, "epoch": 12}}}
+    with pytest.raises(ValueError, match="chosen epoch differ"):
+        train_only_record(path, other_epoch, mirror=True)
+    path.write_text(json.dumps({k: v for k, v in card.items() if k != "temperature"}))
+    with pytest.raises(ValueError, match="no temperature"):
+        train_only_record(path, history, mirror=True)

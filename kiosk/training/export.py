@@ -259,22 +259,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 # a fold-in model's figures computed on TrashNet val, which it was trained on (the card's in_sample)
 IN_SAMPLE = ["metrics_val", "robustness_val_top1", "metrics_sources.trashnet_val_composited", "val_top1_per_path",
-             "test_time.val_top1", "calibration.val_ece_before", "calibration.val_ece_after"]
+             "test_time.val_top1", "calibration.val_ece_before", "calibration.val_ece_after",
+             "quantization.forms_measured_here"]
 
 
-def train_only_record(card_file: Path, history: dict) -> dict:
+def train_only_record(card_file: Path, history: dict, mirror: bool) -> dict:
     """The train-only model's card, as a fold-in model's card keeps it: its held-out figures and temperature.
 
-    ValueError when it is not the card of the run the fold-in run took its recipe from."""
+    ValueError when it is not the card of the run the fold-in run took its recipe and choices from (as
+    the fold-in run recorded them), has no temperature, or was calibrated with the mirror set otherwise."""
     try:
         card = json.loads(Path(card_file).read_text())
-        reference = json.loads(Path(history["fold_in"]["train_only_history"]).read_text())
-        same = card["training"]["recipe"] == reference["args"] and "temperature" in card
+        recipe, chosen = card["training"]["recipe"], card["training"]["best_epoch"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{card_file}: not a model card with its training recipe ({e})") from None
-    if not same:
-        raise ValueError(f"{card_file} is not the card of the train-only run "
-                         f"{history['fold_in']['train_only_history']} (their recipes differ)")
+        raise ValueError(f"{card_file}: not a model card with its training recipe ({type(e).__name__}: {e})") from None
+    fold_in = history["fold_in"]
+    if recipe != fold_in.get("train_only_args", recipe) or chosen != fold_in["train_only_best"]:
+        raise ValueError(f"{card_file} is not the card of the train-only run {fold_in['train_only_history']} "
+                         f"(its recipe or its chosen epoch differ from what the fold-in run took)")
+    if "temperature" not in card:
+        raise ValueError(f"{card_file} has no temperature to keep")
+    if card.get("test_time", {}).get("mirror", False) != mirror:
+        raise ValueError(f"{card_file}'s temperature was fitted with the mirror {'on' if not mirror else 'off'}; "
+                         f"export with the same --mirror setting")
     keep = ("name", "sha256", "temperature", "calibration", "test_time", "metrics_val", "robustness_val_top1",
             "metrics_sources", "val_top1_per_path")
     return {"card": str(card_file), **{k: card[k] for k in keep if k in card}}
@@ -352,6 +359,8 @@ def main(argv=None) -> int:
         classes, name = old_card.classes, old_card.raw.get("name", MODEL_NAME)
         history = json.loads(qdq.with_name(f"{name}-training-history.json").read_text())
         train_only = old_card.raw.get("train_only")  # a fold-in model's stays what it was
+        if history.get("fold_in") and not train_only:
+            ap.error(f"{qdq}: trained on train + val but its card keeps no train_only figures to carry over")
         fp32 = work / f"{name}-fp32.onnx"
         float_graph_from_qdq(qdq, fp32)
         source = {"requantized_from": qdq.name, "sha256": old_card.sha256,
@@ -367,7 +376,7 @@ def main(argv=None) -> int:
         train_only = None
         if history.get("fold_in"):  # no held-out TrashNet photos: the train-only model's figures and temperature
             try:
-                train_only = train_only_record(args.train_only_card, history)
+                train_only = train_only_record(args.train_only_card, history, args.mirror)
             except ValueError as e:
                 ap.error(f"--train-only-card {e}")
         name = model_name(history["args"].get("backbone", "lite0"))
@@ -478,7 +487,8 @@ def main(argv=None) -> int:
         "training": {
             "data": ("TrashNet (MIT), ../shared/data/trashnet: train and val splits for training (kiosk train "
                      "--fold-in-val: the recipe and its choices are the train-only run's, chosen on val; its figures "
-                     "are train_only), train split for quantisation calibration; the val figures here are in-sample"
+                     "are train_only), train split for quantisation calibration; the val figures here (and the "
+                     "--max-drop choice of nodes kept in float) are in-sample"
                      if train_only else
                      "TrashNet (MIT), ../shared/data/trashnet: train split for training and quantisation "
                      "calibration, val split (and its composited copy) for checkpoint choice and the figures here")

@@ -209,7 +209,8 @@ def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Pa
     grid = PROBE_WEIGHT_DECAYS if args.probe_wd is None else (args.probe_wd,)
     if path.exists():
         ck = torch.load(path, weights_only=False)
-        if ck["lp_views"] == args.lp_views and ck["seed"] == args.seed and ck["report"]["weight_decay"] in grid:
+        same = (ck["lp_views"], ck["seed"], ck.get("fold_in_val")) == (args.lp_views, args.seed, args.fold_in_val)
+        if same and ck["report"]["weight_decay"] in grid:  # a probe fitted with val in it is a fold-in run's only
             print(f"linear probe: reused {path} ({json.dumps(ck['report'])})")
             return ck["model"], ck["report"]
     t0 = time.time()
@@ -219,7 +220,7 @@ def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Pa
         f, y = robust.pooled_features(model, DataLoader(train_ds, batch_size=64, num_workers=args.workers))
         feats.append(f), labels.append(y)
     feats, labels = torch.cat(feats), torch.cat(labels)
-    measured = val_dl is not None and len(grid) > 1
+    measured = val_dl is not None
     if measured:
         fv, yv = robust.pooled_features(model, val_dl)
         fc, yc = robust.pooled_features(model, cross_dl)
@@ -238,7 +239,8 @@ def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Pa
     report["minutes"] = round((time.time() - t0) / 60, 1)
     model._fc.load_state_dict(head.state_dict())
     state = copy.deepcopy(model.state_dict())
-    torch.save({"model": state, "report": report, "lp_views": args.lp_views, "seed": args.seed}, path)
+    torch.save({"model": state, "report": report, "lp_views": args.lp_views, "seed": args.seed,
+                "fold_in_val": args.fold_in_val}, path)
     return state, report
 
 
@@ -247,6 +249,8 @@ def choose_mix(model, probe_state, alphas, best, loaders, classes, args, out: Pa
     ``val_dl`` None (``--fold-in-val``): the one mix given is kept unmeasured."""
     val_dl, cross_dl, extra_dl = loaders
     tuned = torch.load(out / "best.pt", weights_only=False)
+    if "wise_alpha" in tuned["best"]:  # a finished run resumed: best.pt is a mix already, mix from the fine-tune
+        tuned = torch.load(out / "finetuned.pt", weights_only=False)
     torch.save(tuned, out / "finetuned.pt")  # the pure fine-tune stays at hand
     if val_dl is None:
         (a,) = alphas
@@ -355,22 +359,27 @@ def fold_in_plan(path: Path, args, ap: argparse.ArgumentParser) -> dict:
     """
     try:
         ref = json.loads(Path(path).read_text())
-        ref_args, ref_best = ref["args"], ref["best"]
+        ref_args, ref_best = dict(ref["args"]), dict(ref["best"])
         epoch, weights = int(ref_best["epoch"]), ref_best["weights"]
+        recorded = {**vars(ap.parse_args([])), **ref_args}
+        if recorded["frozen_blocks"] is None:  # unresolved: the backbone's own default
+            recorded["frozen_blocks"] = BACKBONES[recorded["backbone"]][2]
+        probe = dict(ref_best.get("probe") or {})
     except (OSError, ValueError, KeyError, TypeError) as e:
-        ap.error(f"--fold-in-val {path}: not a training run's history.json ({e})")
+        ap.error(f"--fold-in-val {path}: not a training run's history.json ({type(e).__name__}: {e})")
     if ref_args.get("fold_in_val"):
         ap.error(f"--fold-in-val {path}: that run was itself trained on val; give its train-only run's history")
-    recorded = {**vars(ap.parse_args([])), **ref_args}
-    if recorded["frozen_blocks"] is None:  # unresolved: the backbone's own default
-        recorded["frozen_blocks"] = BACKBONES[recorded["backbone"]][2]
-    changed = [k for k in RECIPE_KEYS if recorded[k] != getattr(args, k)]
-    if changed:
+    if Path(args.out).resolve() == Path(path).resolve().parent:
+        ap.error(f"--fold-in-val: --out {args.out} is the train-only run's own folder; give a new one")
+    changed = [k for k in RECIPE_KEYS + ("epochs",) if recorded[k] != getattr(args, k)]
+    if changed:  # --epochs too: the schedule's length decides what the chosen epoch's weights are
+        hint = train_command({**ref_args, "out": args.out, "fold_in_val": str(path),
+                              "probe_wd": probe.get("weight_decay", args.probe_wd)})
         ap.error(f"--fold-in-val: the recipe differs from the train-only run's in {', '.join(changed)} "
-                 f"(give the flags it ran with: {train_command(ref_args)})")
-    if epoch > args.epochs:
-        ap.error(f"--fold-in-val: the train-only run chose epoch {epoch}, after --epochs {args.epochs}")
-    probe_wd = ref_best.get("probe", {}).get("weight_decay", args.probe_wd)
+                 f"(give the flags it ran with: {hint})")
+    if weights not in ("plain", "ema") or not 1 <= epoch <= args.epochs:
+        ap.error(f"--fold-in-val {path}: its choice (epoch {epoch}, {weights} weights) is not one of its own epochs")
+    probe_wd = probe.get("weight_decay", args.probe_wd)
     if args.lp_views and probe_wd is None:
         ap.error(f"--fold-in-val: {path} does not record the probe's strength; give --probe-wd")
     if args.probe_wd is not None and probe_wd != args.probe_wd:
@@ -379,7 +388,7 @@ def fold_in_plan(path: Path, args, ap: argparse.ArgumentParser) -> dict:
     if args.wise and alpha is None:
         ap.error(f"--fold-in-val: {path} records no WiSE-FT mix although the recipe has --wise")
     return {"train_only_history": str(path), "epoch": epoch, "weights": weights, "wise_alpha": alpha,
-            "probe_wd": probe_wd, "train_only_best": ref_best}
+            "probe_wd": probe_wd, "train_only_best": ref_best, "train_only_args": ref_args}
 
 
 def command_line(prog: str, ap: argparse.ArgumentParser, values: dict, always: tuple[str, ...]) -> str:
@@ -498,8 +507,9 @@ def main(argv=None):
     history, best, start_epoch, step = [], {"val_top1": -1.0}, 1, 0
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
-        same = RECIPE_KEYS + ("fold_in_val", "probe_wd")
-        changed = [k for k in same if k in ck.get("args", {}) and ck["args"][k] != getattr(args, k)]
+        old = ck.get("args", {})
+        changed = [k for k in RECIPE_KEYS if k != "wise" and k in old and old[k] != getattr(args, k)]
+        changed += [k for k in ("fold_in_val", "probe_wd") if old.get(k) != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
         model.load_state_dict(ck["model"]), ema.model.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
