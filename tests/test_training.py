@@ -300,3 +300,15 @@ def test_the_train_only_card_must_be_the_one_the_fold_in_run_took_its_choices_fr
     path.write_text(json.dumps({k: v for k, v in card.items() if k != "temperature"}))
     with pytest.raises(ValueError, match="no temperature"):
         train_only_record(path, history, mirror=True)
+
+
+def test_too_few_photos_for_one_batch_is_refused(tmp_path, capsys):
+    """drop_last would make every epoch empty: a clear refusal, not a traceback after the model loads."""
+    from kiosk.training.train import main
+
+    _board_photos(tmp_path / "data" / "train", per_class=2)
+    _board_photos(tmp_path / "data" / "val", per_class=1)
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path / "data"), "--extra-data", "", "--out", str(tmp_path / "out"),
+              "--lp-views", "0", "--wise", "", "--workers", "0"])
+    assert e.value.code == 2 and "4 training photos make no batch of --batch 32" in capsys.readouterr().err

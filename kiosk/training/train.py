@@ -455,8 +455,10 @@ def main(argv=None):
               f"({fold_in['weights']} weights), WiSE-FT mix {fold_in['wise_alpha']}, probe L2 {args.probe_wd}")
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
                              composite=args.composite, held=args.held)
-    val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
-    cross_ds = val_ds.cross_copy()
+    val_ds = cross_ds = None  # a fold-in run trains on val: it has no held-out view of those photos to build
+    if not fold_in:
+        val_ds = FolderDataset(data / "val", spec, train=False, classes=train_ds.classes)
+        cross_ds = val_ds.cross_copy()
     if args.limit:
         keep = list(range(0, len(train_ds), max(1, len(train_ds) // args.limit)))[: args.limit]
         for name in ("items", "images", "labels", "composite"):
@@ -472,7 +474,8 @@ def main(argv=None):
         train_ds.extend(FolderDataset(extra / "train", spec, train=True, classes=train_ds.classes))
         if (extra / "val").is_dir():
             extra_val = FolderDataset(extra / "val", spec, train=False, classes=train_ds.classes)
-    print(f"loaded {len(train_ds)} train / {len(val_ds)} val images in {time.time() - t0:.0f} s; classes {train_ds.classes}")
+    held_out = f"{len(val_ds)} val" if val_ds is not None else "no val (folded in)"
+    print(f"loaded {len(train_ds)} train / {held_out} images in {time.time() - t0:.0f} s; classes {train_ds.classes}")
 
     weights = robust.class_weights_for(train_ds.labels, len(train_ds.classes))
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=args.label_smoothing)
@@ -481,13 +484,12 @@ def main(argv=None):
     for m in frozen_modules(model, args.frozen_blocks):
         for p in m.parameters():
             p.requires_grad = False
-    val_dl = DataLoader(val_ds, batch_size=64, num_workers=0)
-    cross_dl = DataLoader(cross_ds, batch_size=64, num_workers=args.workers)
+    val_dl = DataLoader(val_ds, batch_size=64, num_workers=0) if val_ds is not None else None
+    cross_dl = DataLoader(cross_ds, batch_size=64, num_workers=args.workers) if cross_ds is not None else None
     extra_dl = DataLoader(extra_val, batch_size=64, num_workers=0) if extra_val is not None else None
     probe_state, probe_report = None, None
     if args.lp_views:
-        probe_state, probe_report = linear_probe(model, train_ds, None if fold_in else val_dl, cross_dl, args,
-                                                 weights, out)
+        probe_state, probe_report = linear_probe(model, train_ds, val_dl, cross_dl, args, weights, out)
         model.load_state_dict(probe_state)
     head = list(model._fc.parameters())
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_fc.")]
@@ -501,6 +503,8 @@ def main(argv=None):
     train_dl = DataLoader(train_ds, batch_size=args.batch, shuffle=True, drop_last=True, generator=g,
                           num_workers=args.workers, persistent_workers=False)
     steps_per_epoch = len(train_dl)
+    if steps_per_epoch == 0:  # drop_last: fewer photos than one batch would train nothing
+        ap.error(f"{len(train_ds)} training photos make no batch of --batch {args.batch}")
     total = args.epochs * steps_per_epoch
     warmup = steps_per_epoch
 
@@ -549,18 +553,13 @@ def main(argv=None):
                 torch.save({"model": net.state_dict(), "classes": train_ds.classes, "best": best,
                             "args": vars(args)}, out / "best.pt")
         else:
-            rep = {}
-            for which, net in (("plain", model), ("ema", ema.model)):
+            for which, suffix, net in (("plain", "", model), ("ema", "_ema", ema.model)):
                 p, y = predict(net, val_dl)
                 pc, yc = predict(net, cross_dl)
                 r = classification_report(y, p, train_ds.classes)
                 r["cross_top1"] = classification_report(yc, pc, train_ds.classes)["top1"]
-                rep[which] = r
-            row.update({"val_top1": rep["plain"]["top1"], "val_macro_f1": rep["plain"]["macro_f1"],
-                        "val_top1_ema": rep["ema"]["top1"], "val_macro_f1_ema": rep["ema"]["macro_f1"],
-                        "cross_top1": rep["plain"]["cross_top1"], "cross_top1_ema": rep["ema"]["cross_top1"]})
-            for which, net in (("plain", model), ("ema", ema.model)):
-                r = rep[which]
+                row.update({f"val_top1{suffix}": r["top1"], f"val_macro_f1{suffix}": r["macro_f1"],
+                            f"cross_top1{suffix}": r["cross_top1"]})
                 score = robust.selection_score(r["top1"], r["cross_top1"])
                 if (score, r["macro_f1"]) > (best.get("score", -1.0), best.get("val_macro_f1", -1)):
                     best = {"val_top1": r["top1"], "val_macro_f1": r["macro_f1"], "cross_top1": r["cross_top1"],
@@ -579,8 +578,7 @@ def main(argv=None):
     if probe_report is not None:
         best = {**best, "probe": probe_report}
     if wise:
-        best = choose_mix(model, probe_state, wise, best, (None if fold_in else val_dl, cross_dl, extra_dl),
-                          train_ds.classes, args, out)
+        best = choose_mix(model, probe_state, wise, best, (val_dl, cross_dl, extra_dl), train_ds.classes, args, out)
     write_history(out, history, best, args, precision_record, fold_in)
     print(f"best: {json.dumps(best)}; total {(time.time() - t0) / 60:.1f} min")
     return 0
