@@ -64,6 +64,34 @@ def test_linear_probe_fits_separable_features():
     assert top1(torch.nn.Linear(16, 3), x, y) < 0.8  # an unfitted head does not
 
 
+def test_mix_batch_mixes_images_and_labels_by_the_same_share():
+    import numpy as np
+    import torch
+
+    from kiosk.training.robust import mix_batch
+
+    x = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 16, 16).contiguous()
+    y = torch.arange(8)
+    same = mix_batch(x, y, 0.0, np.random.default_rng(0))
+    assert same[0] is x and same[2] == 1.0  # --mix 0: the batch as it was
+    kinds = set()
+    for seed in range(40):
+        mixed, other, lam = mix_batch(x, y, 1.0, np.random.default_rng(seed))
+        assert sorted(other.tolist()) == list(range(8)) and 0.0 <= lam <= 1.0  # a permutation of the labels
+        # every image is its own and its partner's in the share lam says (pixel values are the labels)
+        moved = y != other
+        share = (mixed[moved] - other[moved].view(-1, 1, 1, 1)) / (y - other)[moved].view(-1, 1, 1, 1)
+        if (mixed[moved] == mixed[moved][:, :1, :1, :1]).all() and lam not in (0.0, 1.0):
+            kinds.add("mixup")
+            assert torch.allclose(share, torch.full_like(share, lam), atol=1e-5)
+        else:
+            kinds.add("cutmix")  # lam is the share of each image's own pixels
+            own = (mixed[moved] == y[moved].view(-1, 1, 1, 1).float()).float().mean()
+            assert abs(float(own) - lam) < 1e-6
+    assert kinds == {"mixup", "cutmix"}
+    assert mix_batch(x, y, 1.0, np.random.default_rng(3))[2] == mix_batch(x, y, 1.0, np.random.default_rng(3))[2]
+
+
 def test_wise_and_probe_flags_are_checked(tmp_path, capsys):
     from kiosk.training.train import main
 
@@ -72,6 +100,7 @@ def test_wise_and_probe_flags_are_checked(tmp_path, capsys):
                       (["--extra-data", "", "--lp-views", "1", "--wise", "half"], "must be numbers"),
                       (["--extra-data", str(tmp_path / "nowhere")], "no train/ folder there"),
                       (["--extra-data", "", "--held", "1.5"], "--held must be between 0 and 1"),
+                      (["--extra-data", "", "--mix", "-0.1"], "--mix must be between 0 and 1"),
                       (["--extra-data", "", "--frozen-blocks", "16"], "EfficientNet-Lite0 has 16 blocks"),
                       (["--extra-data", "", "--backbone", "lite2", "--frozen-blocks", "21"],
                        "EfficientNet-Lite2 has 21 blocks")):

@@ -75,3 +75,31 @@ def class_weights_for(labels: list[int], num_classes: int) -> np.ndarray:
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     weights = (counts.sum() / np.maximum(counts, 1)) ** 0.5
     return weights / (weights * counts).sum() * counts.sum()
+
+
+MIXUP_ALPHA, CUTMIX_ALPHA = 0.2, 1.0  # the usual fine-tuning strengths (timm's defaults for CutMix)
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, p: float, rng: np.random.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """MixUp or CutMix (half each) on a batch with probability ``p``: ``(x, y_other, lam)``.
+
+    The loss is ``lam * loss(y) + (1 - lam) * loss(y_other)``; ``lam`` 1.0 means unmixed.
+    Why: two materials in one view (a bottle before a box) and a label that says how much
+    of each is there keep the model from betting everything on one texture or the board;
+    the issue's lever 3. CutMix's ``lam`` is the share of pixels kept, after clipping.
+    """
+    if p <= 0.0 or rng.random() >= p or len(y) < 2:
+        return x, y, 1.0
+    perm = torch.from_numpy(rng.permutation(len(y)))
+    if rng.random() < 0.5:
+        lam = float(rng.beta(MIXUP_ALPHA, MIXUP_ALPHA))
+        return lam * x + (1.0 - lam) * x[perm], y[perm], lam
+    h, w = x.shape[-2:]
+    cut = np.sqrt(1.0 - rng.beta(CUTMIX_ALPHA, CUTMIX_ALPHA))
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    mixed = x.clone()
+    mixed[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    return mixed, y[perm], 1.0 - (y1 - y0) * (x1 - x0) / (h * w)

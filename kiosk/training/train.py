@@ -71,7 +71,7 @@ BACKBONES = {
 
 # the flags that make a recipe: a resumed run, and a --fold-in-val run against its train-only run, must agree on them
 RECIPE_KEYS = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks",
-               "seed", "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone", "wise")
+               "seed", "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone", "wise", "mix")
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)  # the probe's L2 strengths, chosen on val + composited val
 
 
@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--wise", default="0.5,0.7,0.85,1",
                     help="WiSE-FT mixes to try after fine-tuning, e.g. 0.4,0.6,0.8,1 (needs --lp-views); "
                          "the one best on val + composited val is kept")
+    ap.add_argument("--mix", type=float, default=0.0,
+                    help="share of batches mixed by MixUp or CutMix (half each; 0..1); the loss weighs both labels")
     ap.add_argument("--backbone", choices=sorted(BACKBONES), default="lite0",
                     help="ImageNet-pretrained EfficientNet-Lite to fine-tune")
     ap.add_argument("--frozen-blocks", type=int, default=None,
@@ -437,6 +439,8 @@ def main(argv=None):
         ap.error("--composite must be between 0 and 1")
     if not 0.0 <= args.held <= 1.0:
         ap.error("--held must be between 0 and 1")
+    if not 0.0 <= args.mix <= 1.0:
+        ap.error("--mix must be between 0 and 1")
     if args.extra_data and not (Path(args.extra_data) / "train").is_dir():
         ap.error(f"--extra-data {args.extra_data}: no train/ folder there (give --extra-data '' to train without it)")
     try:
@@ -531,9 +535,12 @@ def main(argv=None):
             f = step / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
             for grp, lr in zip(opt.param_groups, base_lrs):
                 grp["lr"] = lr * f
+            # seeded by the step: a resumed run mixes the batches it would have mixed
+            x, y_other, lam = robust.mix_batch(x, y, args.mix, np.random.default_rng((args.seed, step)))
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = criterion(model(x).float(), y)
+                logits = model(x).float()
+                loss = criterion(logits, y) if lam == 1.0 else lam * criterion(logits, y) + (1 - lam) * criterion(logits, y_other)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
