@@ -341,3 +341,25 @@ def test_too_few_photos_for_one_batch_is_refused(tmp_path, capsys):
         main(["--data", str(tmp_path / "data"), "--extra-data", "", "--out", str(tmp_path / "out"),
               "--lp-views", "0", "--wise", "", "--workers", "0"])
     assert e.value.code == 2 and "4 training photos make no batch of --batch 32" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_recipe_even_from_a_checkpoint_older_than_the_flag(tmp_path, capsys):
+    """A last.pt written before --mix existed was trained unmixed: resuming it with --mix would make a card
+    describe a run that never happened; resuming it as it was goes on."""
+    import torch
+
+    from kiosk.training.train import main
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    _board_photos(data / "train", per_class=3)
+    _board_photos(data / "val", per_class=2)
+    base = ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "4", "--epochs", "1",
+            "--lp-views", "0", "--wise", "", "--workers", "0"]
+    assert main(base) == 0
+    last = torch.load(out / "last.pt", weights_only=False)
+    del last["args"]["mix"]  # as a checkpoint from before the flag
+    torch.save(last, out / "last.pt")
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--resume", "--mix", "0.5"])
+    assert e.value.code == 2 and "different recipe (mix)" in capsys.readouterr().err
+    assert main([*base, "--resume"]) == 0 and "resumed after epoch 1" in capsys.readouterr().out

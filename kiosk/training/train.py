@@ -515,8 +515,8 @@ def main(argv=None):
     history, best, start_epoch, step = [], {"val_top1": -1.0}, 1, 0
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
-        old = ck.get("args", {})
-        changed = [k for k in RECIPE_KEYS if k != "wise" and k in old and old[k] != getattr(args, k)]
+        old = {**vars(ap.parse_args([])), **ck.get("args", {})}  # a flag newer than the checkpoint: its default
+        changed = [k for k in RECIPE_KEYS if k != "wise" and old[k] != getattr(args, k)]
         changed += [k for k in ("fold_in_val", "probe_wd") if old.get(k) != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
@@ -535,7 +535,7 @@ def main(argv=None):
             f = step / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
             for grp, lr in zip(opt.param_groups, base_lrs):
                 grp["lr"] = lr * f
-            # seeded by the step: a resumed run mixes the batches it would have mixed
+            # seeded by the step: a resumed run makes the same mixing draws (which batch, partner order, share)
             x, y_other, lam = robust.mix_batch(x, y, args.mix, np.random.default_rng((args.seed, step)))
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
