@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +30,13 @@ from ensemble_check import photo_sets  # noqa: E402
 
 from kiosk.model import degrade  # noqa: E402
 from kiosk.model.cpuinfo import cpu_info  # noqa: E402
+from kiosk.model.sessions import make_session  # noqa: E402
 from kiosk.preprocess import ClaheSettings, InputSpec, model_input  # noqa: E402
 
 
 def any_size_session(model: Path, threads: int):
     """The model with free batch and spatial dimensions (its one Reshape made a Flatten)."""
     import onnx
-    import onnxruntime as ort
 
     m = onnx.load(str(model))
     dims = m.graph.input[0].type.tensor_type.shape.dim
@@ -51,10 +52,9 @@ def any_size_session(model: Path, threads: int):
         raise SystemExit(f"{model}: expected one Reshape (pooled features to the head), found {len(reshapes)}")
     flatten = onnx.helper.make_node("Flatten", reshapes[0].input[:1], reshapes[0].output, reshapes[0].name, axis=1)
     reshapes[0].CopyFrom(flatten)  # [1, -1] would fold a batch into one row
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3  # the Reshape's shape constant is left unused, on purpose
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory() as tmp:  # sessions are built one way, from a file
+        onnx.save(m, str(Path(tmp) / "any-size.onnx"))
+        return make_session(Path(tmp) / "any-size.onnx", threads)
 
 
 def logits(session, x: np.ndarray, batch: int = 32) -> np.ndarray:

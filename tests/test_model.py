@@ -85,3 +85,39 @@ def test_eval_report_prints_whole_class_names_in_the_confusion_header():
     assert header.split() == classes
     rows = text.split("columns: predicted)\n")[1].splitlines()[1:]
     assert [r.split()[0] for r in rows] == classes and rows[2].split()[1:] == ["0", "0", "1"]
+
+
+def test_the_resolution_check_runs_the_shipped_weights_at_any_size(tmp_path, capsys):
+    """benchmarks/resolution_check.py: at the card's size its freed graph answers what the model answers
+    (batch folded into one row would not); at another size it runs; a size the graph cannot pad is refused."""
+    import sys
+
+    import cv2
+    import numpy as np
+
+    from kiosk.model.sessions import make_session, run_batch
+    from kiosk.preprocess import InputSpec, model_input
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import resolution_check
+
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8) for _ in range(3)]
+    x = np.stack([model_input(p, InputSpec()) for p in photos])
+    freed = resolution_check.any_size_session(MODEL, threads=1)
+    shipped = make_session(MODEL, 1)
+    want = np.concatenate([run_batch(shipped, x[i:i + 1]) for i in range(3)])
+    assert np.allclose(resolution_check.logits(freed, x), want, atol=1e-4)
+    assert resolution_check.logits(freed, np.stack([model_input(p, InputSpec(size=(288, 288))) for p in photos])).shape == (3, 6)
+
+    data = tmp_path / "trashnet" / "val"
+    for i, name in enumerate(json.loads(CARD.read_text())["classes"]):
+        (data / name).mkdir(parents=True)
+        cv2.imwrite(str(data / name / "a.jpg"), photos[i % 3])
+    assert resolution_check.main([str(MODEL), "--sizes", "224,256", "--trashnet", str(data.parent), "--extra", "",
+                                  "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "224 px" in out and "256 px" in out and "val composited (6)" in out and "degraded mean" in out
+    with pytest.raises(SystemExit) as e:
+        resolution_check.main([str(MODEL), "--sizes", "240", "--trashnet", str(data.parent), "--extra", ""])
+    assert e.value.code == 2 and "multiples of 32" in capsys.readouterr().err
