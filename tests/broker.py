@@ -136,22 +136,37 @@ class Broker:
 
 
 class Listener:
-    """Subscribes to ``topic`` and keeps (topic, payload dict, retained) of every message."""
+    """Subscribes to ``topic`` and keeps (topic, payload dict, retained) of every message.
 
-    def __init__(self, broker: Broker, topic: str = "#", *, user=None, password=None, ca=None):
+    Returns once the broker has acknowledged the subscription: a listener still connecting when the
+    publisher starts misses what the broker accepts meanwhile (a loaded machine lost that race).
+    ``session``: a persistent session under that client id, for a broker started ``persistent``: what
+    is published while the listener is away (a broker restart) is queued for it, as for a city's consumer.
+    """
+
+    def __init__(self, broker: Broker, topic: str = "#", *, user=None, password=None, ca=None,
+                 session: Optional[str] = None, timeout: float = 20.0):
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, dict, bool]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"listener-{free_port()}")
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=session or f"listener-{free_port()}",
+                                  clean_session=session is None)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)  # back soon after a broker restart
         if user:
             self.client.username_pw_set(user, password)
         if ca:
             self.client.tls_set(ca_certs=str(ca))
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1" if not ca else "localhost", broker.port)
         self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.close()
+            raise RuntimeError(f"listener not subscribed to {topic!r} on port {broker.port} within {timeout:.0f} s")
+        self.subscribed_at = time.time()
 
     def _on_message(self, client, userdata, msg):
         try:
