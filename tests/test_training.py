@@ -363,3 +363,36 @@ def test_resume_refuses_a_changed_recipe_even_from_a_checkpoint_older_than_the_f
         main([*base, "--resume", "--mix", "0.5"])
     assert e.value.code == 2 and "different recipe (mix)" in capsys.readouterr().err
     assert main([*base, "--resume"]) == 0 and "resumed after epoch 1" in capsys.readouterr().out
+
+
+def test_a_stopped_and_resumed_run_trains_what_the_uninterrupted_run_trains(tmp_path, monkeypatch):
+    """Stopped after epoch 1 and resumed, a run must end with the weights of the run that never stopped:
+    epoch 2 shuffled as it would have been, not like a fresh start's epoch 1."""
+    import torch
+
+    from kiosk.training import train
+
+    data = tmp_path / "data"
+    _board_photos(data / "train", per_class=4)
+    _board_photos(data / "val", per_class=1)
+    base = ["--data", str(data), "--extra-data", "", "--batch", "2", "--epochs", "2", "--lp-views", "0",
+            "--wise", "", "--workers", "0"]
+    assert train.main([*base, "--out", str(tmp_path / "whole")]) == 0
+
+    real_plot = train.plot_curves
+
+    def stop_after_first_epoch(*a, **k):  # the power goes after epoch 1 is saved
+        real_plot(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "plot_curves", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train.main([*base, "--out", str(tmp_path / "cut")])
+    monkeypatch.setattr(train, "plot_curves", real_plot)
+    assert train.main([*base, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert cut["epoch"] == whole["epoch"] == 2
+    assert [r["train_loss"] for r in cut["history"]] == [r["train_loss"] for r in whole["history"]]
+    assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in whole["model"])

@@ -523,6 +523,11 @@ def main(argv=None):
         model.load_state_dict(ck["model"]), ema.model.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
         ema.updates, history, best, start_epoch = ck["ema_updates"], ck["history"], ck["best"], ck["epoch"] + 1
         step = (start_epoch - 1) * steps_per_epoch
+        if "rng" in ck:  # the next epoch's shuffle and dropout as they would have been without the stop
+            g.set_state(ck["rng"]["shuffle"]), torch.set_rng_state(ck["rng"]["torch"])
+        else:
+            print("note: this checkpoint predates the saved random state; later epochs are shuffled "
+                  "and dropped out unlike the uninterrupted run's")
         print(f"resumed after epoch {ck['epoch']}")
 
     last_epoch = fold_in["epoch"] if fold_in else args.epochs  # a fold-in run's later epochs would not be used
@@ -579,7 +584,8 @@ def main(argv=None):
         history.append(row)
         print(json.dumps(row), flush=True)
         torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "args": vars(args),
-                    "ema_updates": ema.updates, "history": history, "best": best, "epoch": epoch}, out / "last.pt")
+                    "ema_updates": ema.updates, "history": history, "best": best, "epoch": epoch,
+                    "rng": {"shuffle": g.get_state(), "torch": torch.get_rng_state()}}, out / "last.pt")
         write_history(out, history, best, args, precision_record, fold_in)
         plot_curves(history, out / "training_curve.png")
     if probe_report is not None:
