@@ -47,6 +47,12 @@ def scores(clf: OnnxClassifier, images) -> np.ndarray:
     return np.array([list(clf.classify(img).scores.values()) for img, _ in images])
 
 
+def top1_each_and_together(each: list[np.ndarray], truth: np.ndarray) -> list[float]:
+    """Top-1 of every model, then of the mean of their scores (not a vote: a confident member outweighs
+    an unsure one)."""
+    return [float((s.argmax(1) == truth).mean()) for s in each + [np.mean(each, axis=0)]]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
@@ -69,7 +75,7 @@ def main(argv=None) -> int:
     for set_name, images in sets.items():
         truth = np.array([c for _, c in images])
         each = [scores(clf, images) for clf in clfs]
-        top1 = [float((s.argmax(1) == truth).mean()) for s in each + [np.mean(each, axis=0)]]
+        top1 = top1_each_and_together(each, truth)
         if set_name.removeprefix("val ") in degrade.DEGRADATIONS:
             degraded.append(top1)
         print(f"{set_name + f' ({len(images)})':<24}" + "".join(f"{t * 100:>27.1f}%" for t in top1), flush=True)

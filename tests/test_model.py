@@ -121,3 +121,39 @@ def test_the_resolution_check_runs_the_shipped_weights_at_any_size(tmp_path, cap
     with pytest.raises(SystemExit) as e:
         resolution_check.main([str(MODEL), "--sizes", "240", "--trashnet", str(data.parent), "--extra", ""])
     assert e.value.code == 2 and "multiples of 32" in capsys.readouterr().err
+
+
+def test_the_ensemble_check_averages_scores_and_runs_the_kiosks_classify_path(tmp_path, capsys):
+    """benchmarks/ensemble_check.py: the ensemble is the mean of calibrated scores (two members each half
+    right make one that is right on both photos, where a vote could not); the shipped model paired with
+    itself scores what it scores alone, on every set."""
+    import sys
+
+    import cv2
+    import numpy as np
+
+    from kiosk.model import degrade
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import ensemble_check
+
+    truth = np.array([0, 1])
+    a = np.array([[0.45, 0.55], [0.3, 0.7]])  # wrong, right
+    b = np.array([[0.9, 0.1], [0.6, 0.4]])  # right, wrong
+    assert ensemble_check.top1_each_and_together([a, b], truth) == [0.5, 0.5, 1.0]
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "trashnet" / "val"
+    for i, name in enumerate(json.loads(CARD.read_text())["classes"]):
+        (data / name).mkdir(parents=True)
+        cv2.imwrite(str(data / name / "a.jpg"), rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    assert ensemble_check.main([str(MODEL), str(MODEL), "--trashnet", str(data.parent), "--extra", "",
+                                "--threads", "1"]) == 0
+    rows = [r.split() for r in capsys.readouterr().out.splitlines() if r.startswith(("val", "degraded mean"))]
+    assert len(rows) == 2 + len(degrade.DEGRADATIONS) + 1  # val, composited, each degradation, their mean
+    for r in rows:
+        alone, paired, together = r[-3:]
+        assert alone == paired == together, r
+    with pytest.raises(SystemExit) as e:
+        ensemble_check.main([str(MODEL), "--trashnet", str(data.parent), "--extra", ""])
+    assert e.value.code == 2 and "two models or more" in capsys.readouterr().err

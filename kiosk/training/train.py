@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: bf16 autocast where the CPU has AMX (amx_bf16), else fp32 channels-last")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=0, help="use only N training images (smoke tests)")
+    ap.add_argument("--limit", type=int, default=0, help="use only N of TrashNet train's photos (smoke tests; val, folded in or not, and --extra-data stay whole)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     return ap
 
