@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from kiosk.model import degrade as degrade
+from kiosk.model.dataset import read_rgb
 from kiosk.classifier import OnnxClassifier
 from kiosk.preprocess import ClaheSettings, InputSpec, apply_clahe, model_input
 
@@ -222,3 +223,35 @@ def test_the_cut_survives_another_thread_clearing_the_cache(monkeypatch):
     img, item, _ = _board_photo()
     mask = degrade.item_mask(img)
     assert mask is not None and ((mask > 0.5) & item).sum() / item.sum() > 0.9
+
+
+def test_a_cut_that_leaves_an_item_on_the_board_is_no_cut():
+    """Where the cut calls board, the board must be bare: a white sheet cut away with only its coloured
+    label kept as "the item" leaves the sheet's outline and print in the board, and is refused; the same
+    photo cut along the sheet is accepted, and so is a plain item on a bare board with its soft shadow."""
+    h, w = 120, 160
+    board = np.full((h, w), 200, np.uint8)
+    sheet = np.zeros((h, w), np.uint8)
+    sheet[20:100, 30:130] = 1
+    photo = board.copy()
+    photo[sheet == 1] = 235  # white paper, a little paler than the board
+    photo[30:90:8, 40:120] = 120  # its printed lines
+    label = np.zeros((h, w), np.uint8)
+    label[45:60, 60:90] = 1
+    photo[label == 1] = 90
+    assert not degrade.board_is_bare(photo, label)
+    assert degrade.board_is_bare(photo, sheet)
+    img, item, _ = _board_photo(shadow=0.25)
+    lightness = cv2.cvtColor(cv2.resize(img, (160, 120), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2LAB)[..., 0]
+    assert degrade.board_is_bare(lightness, cv2.resize(item.astype(np.uint8), (160, 120),
+                                                       interpolation=cv2.INTER_NEAREST))
+
+
+def test_trashnet_photos_whose_cut_missed_the_item_are_not_cut(trashnet):
+    """Two `val` photos GrabCut cut wrongly (of a white milk jug only the label kept; most of a white
+    bottle cut away as board) get no cut, so they are neither composited nor held up as a bare hand;
+    a can on the board keeps its cut."""
+    for name in ("plastic/plastic193.jpg", "plastic/plastic143.jpg"):
+        assert degrade.item_mask(read_rgb(trashnet / "val" / name)) is None, name
+    can = degrade.plausible_mask(read_rgb(trashnet / "val" / "metal" / "metal255.jpg"))
+    assert can is not None and 0.2 < float((can > 0.5).mean()) < 0.5

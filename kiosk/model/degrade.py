@@ -165,6 +165,7 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, out: int, clean: float = 
 # much as the material. The board is cheap to find (it is what the border looks like), so training
 # can cut the item out and set it on a generated background: floors, tables, walls, a kiosk housing.
 
+BOARD_EDGES_MAX = 0.01  # share of the cut's board that may be edges (cut-away items: 1.2 to 6 %; bare boards: ~0)
 MASK_SIZE = 160  # the cut is found at this long side (GrabCut's cost grows with the pixels), then scaled up
 _MASKS: dict[bytes, Optional[np.ndarray]] = {}  # photo digest -> small uint8 cut (training asks per view)
 _MASKS_MAX = 8192  # about 19 kB each
@@ -232,7 +233,27 @@ def _cut(rgb: np.ndarray) -> Optional[np.ndarray]:
     # fill holes (a window in a bottle): board parts that do not reach the photo's edge are item
     n, labels = cv2.connectedComponents(1 - mask)
     outside = np.unique(labels[edge])
-    return (mask.astype(bool) | ~np.isin(labels, outside)).astype(np.uint8)
+    mask = (mask.astype(bool) | ~np.isin(labels, outside)).astype(np.uint8)
+    return mask if board_is_bare(lab[..., 0], mask) else None
+
+
+def board_is_bare(lightness: np.ndarray, mask: np.ndarray) -> bool:
+    """Does what the cut calls board look like board: no edges away from the item?
+
+    A white jug, a sheet of paper or a clear bottle on the pale board can be cut away as board,
+    leaving its label, a fold or nothing as "the item"; composited, such a cut teaches a texture
+    labelled paper, and held up in a clip it is an empty hand. The board itself is smooth (its
+    shadows and light falloff too), so edges found in it, a band around the cut aside, are the
+    outline, folds or print of an item the cut missed: then there is no cut, and the photo is used
+    on its own board. Strict on purpose: it also turns away some good cuts (an item running off
+    the photo, a busy shadow), which costs composites, not right answers.
+    """
+    board = cv2.dilate(mask, np.ones((9, 9), np.uint8)) == 0
+    board[:3], board[-3:], board[:, :3], board[:, -3:] = False, False, False, False
+    if not board.any():
+        return False
+    edges = cv2.Canny(cv2.GaussianBlur(lightness.astype(np.uint8), (3, 3), 0), 30, 90) > 0
+    return float(edges[board].mean()) <= BOARD_EDGES_MAX
 
 
 def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
