@@ -396,3 +396,42 @@ def test_a_stopped_and_resumed_run_trains_what_the_uninterrupted_run_trains(tmp_
     assert cut["epoch"] == whole["epoch"] == 2
     assert [r["train_loss"] for r in cut["history"]] == [r["train_loss"] for r in whole["history"]]
     assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in whole["model"])
+
+
+def test_a_run_trains_and_exports_at_its_size(tmp_path, capsys, monkeypatch):
+    """--size is the input training feeds and the run records; export builds the model at it (the card follows)."""
+    import json
+
+    import numpy as np
+
+    from kiosk.model.sessions import make_session, run_batch
+    from kiosk.training import train
+    from kiosk.training.export import export_fp32
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    _board_photos(data / "train", per_class=3)
+    _board_photos(data / "val", per_class=2)
+    base = ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "4", "--epochs", "1",
+            "--lp-views", "0", "--wise", "", "--workers", "0"]
+    with pytest.raises(SystemExit) as e:
+        train.main([*base, "--size", "250"])
+    assert e.value.code == 2 and "--size must be a multiple of 32" in capsys.readouterr().err
+    shapes = set()
+    feed = train.training_input
+
+    def spy(rgb, spec, *a, **k):
+        x = feed(rgb, spec, *a, **k)
+        shapes.add(x.shape)
+        return x
+
+    monkeypatch.setattr(train, "training_input", spy)
+    assert train.main([*base, "--size", "160"]) == 0
+    assert shapes == {(3, 160, 160)}
+    assert json.loads((out / "history.json").read_text())["args"]["size"] == 160
+    export_fp32(out / "best.pt", tmp_path / "m.onnx")
+    session = make_session(tmp_path / "m.onnx", 1)
+    assert session.get_inputs()[0].shape == [1, 3, 160, 160]
+    assert run_batch(session, np.zeros((1, 3, 160, 160), np.float32)).shape == (1, 2)
+    with pytest.raises(SystemExit) as e:  # the size is part of the recipe a resume must keep
+        train.main([*base, "--resume", "--size", "192"])
+    assert e.value.code == 2 and "different recipe (size)" in capsys.readouterr().err

@@ -149,13 +149,19 @@ def _time(fn, runs: int, warmup: int = 5):
     return {"median_ms": statistics.median(out), "p95_ms": pct(out, 95)}
 
 
+def _input_like(session) -> np.ndarray:
+    """A random input of the size the model file was exported at (a run may train at --size other than 224)."""
+    _, c, h, w = (d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape)
+    return np.random.default_rng(0).normal(size=(1, c, h, w)).astype(np.float32)
+
+
 def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
     """int8 ONNX (and its reference path) vs fp32 ONNX vs PyTorch ResNet-50, per image, 1 and 2 threads.
 
     Sessions come from :func:`kiosk.model.sessions.make_session`, as in the kiosk;
     ``compare`` adds other model files, timed in the same loop (side by side).
     """
-    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)  # ResNet-50's size
     fp32_path = Path("build/export") / int8_path.name.replace("-int8", "-fp32")
     candidates = {"int8 ONNX (shipped)": (int8_path, True),
                   "int8, reference path": (int8_path, False),  # the self-check's fallback: its cost
@@ -169,7 +175,8 @@ def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
                 print(f"  {name}: {path} not found (run `kiosk export` first); skipped")
                 continue
             s = make_session(path, threads, optimise=optimise)
-            table.setdefault(name, {})[threads] = _time(lambda: run_batch(s, x), runs)
+            xs = _input_like(s)
+            table.setdefault(name, {})[threads] = _time(lambda: run_batch(s, xs), runs)
         try:  # PyTorch lives in the train extra, never in the kiosk runtime
             from kiosk.training.resnet import resnet50_runner
         except ImportError:

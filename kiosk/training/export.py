@@ -71,6 +71,11 @@ TACO_CREDIT = ("Contains crops of images from TACO: Trash Annotations in Context
                "cropped to single objects, aspect ratio restored, resized, relabelled into six classes.")
 
 
+def trained_size(recipe: dict) -> int:
+    """The input side a run trained at (``kiosk train --size``; runs from before the flag: 224)."""
+    return int(recipe.get("size", 224))
+
+
 def export_fp32(checkpoint: Path, out: Path) -> list[str]:
     import torch
 
@@ -81,7 +86,8 @@ def export_fp32(checkpoint: Path, out: Path) -> list[str]:
     model = build_model(len(classes), ck.get("args", {}).get("backbone", "lite0"))
     model.load_state_dict(ck["model"])
     model.eval()
-    dummy = torch.zeros(1, 3, 224, 224)
+    side = trained_size(ck.get("args", {}))
+    dummy = torch.zeros(1, 3, side, side)
     torch.onnx.export(model, dummy, str(out), opset_version=17, input_names=["input"], output_names=["logits"],
                       dynamo=False, do_constant_folding=True)
     with torch.no_grad():
@@ -349,7 +355,7 @@ def main(argv=None) -> int:
     work, out, data = Path(args.work), Path(args.out), Path(args.data)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    spec = InputSpec()  # what train.py trained with
+    spec = InputSpec()  # what train.py trained with; its size is the run's, below
     source = None
     if args.from_qdq:
         qdq = Path(args.from_qdq)
@@ -358,6 +364,7 @@ def main(argv=None) -> int:
         old_card = ModelCard.load(card_path(qdq))
         classes, name = old_card.classes, old_card.raw.get("name", MODEL_NAME)
         history = json.loads(qdq.with_name(f"{name}-training-history.json").read_text())
+        spec = InputSpec(size=old_card.spec.size)
         train_only = old_card.raw.get("train_only")  # a fold-in model's stays what it was
         if history.get("fold_in") and not train_only:
             ap.error(f"{qdq}: trained on train + val but its card keeps no train_only figures to carry over")
@@ -380,9 +387,11 @@ def main(argv=None) -> int:
             except ValueError as e:
                 ap.error(f"--train-only-card {e}")
         name = model_name(history["args"].get("backbone", "lite0"))
+        side = trained_size(history["args"])
+        spec = InputSpec(size=(side, side))
         fp32 = work / f"{name}-fp32.onnx"
         classes, ref = export_fp32(Path(args.checkpoint), fp32)
-        got = run_batch(make_session(fp32, 1), np.zeros((1, 3, 224, 224), np.float32))
+        got = run_batch(make_session(fp32, 1), np.zeros((1, 3, side, side), np.float32))
         print(f"fp32 ONNX vs PyTorch max |diff| {np.abs(got - ref).max():.2e}")
     onnx.checker.check_model(str(fp32))
     prep = work / f"{name}-prep.onnx"
@@ -425,8 +434,8 @@ def main(argv=None) -> int:
             if drop <= args.max_drop:
                 break
             excluded += [n for n in worst_nodes(prep, path, tensors, work, k=2 + attempt) if n not in excluded]
-        forms[form] = {"path": path, "report": rep, "excluded": excluded, "latency_1t_ms": latency_ms(path, 1)}
-    fp32_ms = latency_ms(fp32, 1)
+        forms[form] = {"path": path, "report": rep, "excluded": excluded, "latency_1t_ms": latency_ms(path, 1, size=spec.size[0])}
+    fp32_ms = latency_ms(fp32, 1, size=spec.size[0])
     for form, f in forms.items():
         print(f"{form}: {f['latency_1t_ms']:.1f} ms at 1 thread (fp32 {fp32_ms:.1f} ms)")
 

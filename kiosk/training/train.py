@@ -71,7 +71,8 @@ BACKBONES = {
 
 # the flags that make a recipe: a resumed run, and a --fold-in-val run against its train-only run, must agree on them
 RECIPE_KEYS = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks",
-               "seed", "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone", "wise", "mix")
+               "seed", "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone", "wise", "mix",
+               "size")
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)  # the probe's L2 strengths, chosen on val + composited val
 
 
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "the one best on val + composited val is kept")
     ap.add_argument("--mix", type=float, default=0.0,
                     help="share of batches mixed by MixUp or CutMix (half each; 0..1); the loss weighs both labels")
+    ap.add_argument("--size", type=int, default=224,
+                    help="the model's input, pixels a side (a multiple of 32 from 160 to 384); the card carries it, "
+                         "so the kiosk, eval and bench feed that size")
     ap.add_argument("--backbone", choices=sorted(BACKBONES), default="lite0",
                     help="ImageNet-pretrained EfficientNet-Lite to fine-tune")
     ap.add_argument("--frozen-blocks", type=int, default=None,
@@ -424,7 +428,9 @@ def main(argv=None):
     print(f"precision: {precision} ({why}) on {cpu.describe()}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    spec = InputSpec()
+    if not (160 <= args.size <= 384 and args.size % 32 == 0):
+        ap.error(f"--size must be a multiple of 32 from 160 to 384, not {args.size}")
+    spec = InputSpec(size=(args.size, args.size))
     data = Path(args.data)
     t0 = time.time()
     if not 0.0 <= args.clean_fraction <= 1.0:
