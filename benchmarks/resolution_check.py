@@ -65,18 +65,19 @@ def logits(session, x: np.ndarray, batch: int = 32) -> np.ndarray:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--sizes", default="224,256,288,320")
+    ap.add_argument("--sizes", default="", help="sides to try, e.g. 224,256 (default: the card's, and 32, 64, 96 more)")
     ap.add_argument("--trashnet", default="../shared/data/trashnet")
     ap.add_argument("--extra", default="../shared/data/taco-crops")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    card = json.loads(Path(args.model).with_suffix(".json").read_text())
+    own = int(card["input"]["size"][0])
     try:
-        sizes = [int(s) for s in args.sizes.split(",")]
+        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [own, own + 32, own + 64, own + 96]
     except ValueError:
         ap.error(f"--sizes must be whole numbers separated by commas, not {args.sizes!r}")
     if any(s % 32 for s in sizes):  # the exported stride-2 convolutions pad for even inputs at every stage
         ap.error(f"--sizes must be multiples of 32 (the graph's fixed padding assumes it), not {args.sizes}")
-    card = json.loads(Path(args.model).with_suffix(".json").read_text())
     session = any_size_session(Path(args.model), args.threads)
     sets = photo_sets(Path(args.trashnet), Path(args.extra) if args.extra else None, card["classes"])
     print(f"CPU: {cpu_info().describe()}; {args.model} (card size {card['input']['size']}); "

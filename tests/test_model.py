@@ -103,7 +103,7 @@ def test_the_resolution_check_runs_the_shipped_weights_at_any_size(tmp_path, cap
 
     rng = np.random.default_rng(0)
     photos = [rng.integers(0, 255, (300, 400, 3), dtype=np.uint8) for _ in range(3)]
-    x = np.stack([model_input(p, InputSpec()) for p in photos])
+    x = np.stack([model_input(p, OnnxClassifier(MODEL, threads=1).spec) for p in photos])  # the card's size
     freed = resolution_check.any_size_session(MODEL, threads=1)
     shipped = make_session(MODEL, 1)
     want = np.concatenate([run_batch(shipped, x[i:i + 1]) for i in range(3)])

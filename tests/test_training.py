@@ -404,9 +404,10 @@ def test_a_run_trains_and_exports_at_its_size(tmp_path, capsys, monkeypatch):
 
     import numpy as np
 
+    from kiosk.model.bench import _input_like
     from kiosk.model.sessions import make_session, run_batch
     from kiosk.training import train
-    from kiosk.training.export import export_fp32
+    from kiosk.training.export import export_fp32, latency_ms
 
     data, out = tmp_path / "data", tmp_path / "out"
     _board_photos(data / "train", per_class=3)
@@ -432,6 +433,24 @@ def test_a_run_trains_and_exports_at_its_size(tmp_path, capsys, monkeypatch):
     session = make_session(tmp_path / "m.onnx", 1)
     assert session.get_inputs()[0].shape == [1, 3, 160, 160]
     assert run_batch(session, np.zeros((1, 3, 160, 160), np.float32)).shape == (1, 2)
+    assert _input_like(session, tmp_path / "m.onnx").shape == (1, 3, 160, 160)  # bench times it at its size
+    assert latency_ms(tmp_path / "m.onnx", runs=1, size=160) > 0
     with pytest.raises(SystemExit) as e:  # the size is part of the recipe a resume must keep
         train.main([*base, "--resume", "--size", "192"])
     assert e.value.code == 2 and "different recipe (size)" in capsys.readouterr().err
+
+
+def test_a_probe_fitted_at_another_size_is_not_reused(tmp_path, capsys):
+    """probe.pt lets --resume skip the probe; its features were pooled at one input size, so only that size."""
+    from kiosk.training.train import main
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    _board_photos(data / "train", per_class=3)
+    _board_photos(data / "val", per_class=2)
+    base = ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "4", "--epochs", "1",
+            "--lp-views", "1", "--wise", "", "--workers", "0", "--probe-wd", "0.01"]
+    assert main([*base, "--size", "160"]) == 0
+    (out / "last.pt").unlink()  # stopped before its first epoch ended: only the probe kept
+    assert main([*base, "--size", "160"]) == 0 and "linear probe: reused" in capsys.readouterr().out
+    (out / "last.pt").unlink()
+    assert main([*base, "--size", "192"]) == 0 and "linear probe: reused" not in capsys.readouterr().out

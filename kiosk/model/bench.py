@@ -25,7 +25,7 @@ import numpy as np
 
 from kiosk.camera import open_camera
 from kiosk.devices.synthetic_camera import SyntheticScene
-from kiosk.classifier import OnnxClassifier
+from kiosk.classifier import ModelCard, OnnxClassifier, card_path
 from kiosk.model.cpuinfo import cpu_info
 from kiosk.model.sessions import make_session, run_batch
 from kiosk.datatypes import Frame
@@ -149,9 +149,12 @@ def _time(fn, runs: int, warmup: int = 5):
     return {"median_ms": statistics.median(out), "p95_ms": pct(out, 95)}
 
 
-def _input_like(session) -> np.ndarray:
-    """A random input of the size the model file was exported at (a run may train at --size other than 224)."""
-    _, c, h, w = (d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape)
+def _input_like(session, path: Path) -> np.ndarray:
+    """A random input of the model's own size (a run may train at --size other than 224): the file's input
+    shape, or where that is free, its card's."""
+    _, c, h, w = session.get_inputs()[0].shape
+    if not all(isinstance(d, int) for d in (c, h, w)):
+        c, (h, w) = 3, ModelCard.load(card_path(path)).spec.size
     return np.random.default_rng(0).normal(size=(1, c, h, w)).astype(np.float32)
 
 
@@ -161,7 +164,7 @@ def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
     Sessions come from :func:`kiosk.model.sessions.make_session`, as in the kiosk;
     ``compare`` adds other model files, timed in the same loop (side by side).
     """
-    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)  # ResNet-50's size
+    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)  # ResNet-50's, at 224 px
     fp32_path = Path("build/export") / int8_path.name.replace("-int8", "-fp32")
     candidates = {"int8 ONNX (shipped)": (int8_path, True),
                   "int8, reference path": (int8_path, False),  # the self-check's fallback: its cost
@@ -175,14 +178,14 @@ def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
                 print(f"  {name}: {path} not found (run `kiosk export` first); skipped")
                 continue
             s = make_session(path, threads, optimise=optimise)
-            xs = _input_like(s)
+            xs = _input_like(s, path)
             table.setdefault(name, {})[threads] = _time(lambda: run_batch(s, xs), runs)
         try:  # PyTorch lives in the train extra, never in the kiosk runtime
             from kiosk.training.resnet import resnet50_runner
         except ImportError:
             print("  ResNet-50 PyTorch: torch not installed (train extra); skipped")
             continue
-        table.setdefault("ResNet-50 fp32 PyTorch", {})[threads] = _time(resnet50_runner(x, threads), max(20, runs // 4))
+        table.setdefault("ResNet-50 fp32 PyTorch, 224 px", {})[threads] = _time(resnet50_runner(x, threads), max(20, runs // 4))
     base = table.get("int8 ONNX (shipped)", {})
     print(f"\n{'model':<34}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'x int8':>8}")
     for name, per in table.items():

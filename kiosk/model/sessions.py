@@ -27,7 +27,7 @@ import numpy as np
 
 from kiosk.errors import ModelError
 
-GOLDEN_GRIDS = (4, 7, 8, 14, 16, 28, 32, 56)  # block sizes that divide 224; coarse to fine structure
+GOLDEN_GRIDS = (4, 7, 8, 14, 16, 28, 32, 56)  # block sizes; coarse to fine structure
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 

@@ -364,7 +364,7 @@ def main(argv=None) -> int:
         old_card = ModelCard.load(card_path(qdq))
         classes, name = old_card.classes, old_card.raw.get("name", MODEL_NAME)
         history = json.loads(qdq.with_name(f"{name}-training-history.json").read_text())
-        spec = InputSpec(size=old_card.spec.size)
+        spec = old_card.spec
         train_only = old_card.raw.get("train_only")  # a fold-in model's stays what it was
         if history.get("fold_in") and not train_only:
             ap.error(f"{qdq}: trained on train + val but its card keeps no train_only figures to carry over")

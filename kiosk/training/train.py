@@ -210,7 +210,8 @@ def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Pa
     grid = PROBE_WEIGHT_DECAYS if args.probe_wd is None else (args.probe_wd,)
     if path.exists():
         ck = torch.load(path, weights_only=False)
-        same = (ck["lp_views"], ck["seed"], ck.get("fold_in_val")) == (args.lp_views, args.seed, args.fold_in_val)
+        same = ((ck["lp_views"], ck["seed"], ck.get("fold_in_val"), ck.get("size", 224))
+                == (args.lp_views, args.seed, args.fold_in_val, args.size))  # a probe from before --size: 224
         if same and ck["report"]["weight_decay"] in grid:  # a probe fitted with val in it is a fold-in run's only
             print(f"linear probe: reused {path} ({json.dumps(ck['report'])})")
             return ck["model"], ck["report"]
@@ -241,7 +242,7 @@ def linear_probe(model, train_ds, val_dl, cross_dl, args, class_weights, out: Pa
     model._fc.load_state_dict(head.state_dict())
     state = copy.deepcopy(model.state_dict())
     torch.save({"model": state, "report": report, "lp_views": args.lp_views, "seed": args.seed,
-                "fold_in_val": args.fold_in_val}, path)
+                "fold_in_val": args.fold_in_val, "size": args.size}, path)
     return state, report
 
 
@@ -426,10 +427,10 @@ def main(argv=None):
     precision, why = choose_precision(args.precision, cpu)
     precision_record = {"chosen": precision, "why": why, **cpu.as_record()}
     print(f"precision: {precision} ({why}) on {cpu.describe()}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if not (160 <= args.size <= 384 and args.size % 32 == 0):
         ap.error(f"--size must be a multiple of 32 from 160 to 384, not {args.size}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     spec = InputSpec(size=(args.size, args.size))
     data = Path(args.data)
     t0 = time.time()
