@@ -49,6 +49,33 @@ def test_wise_ft_interpolates_floats_and_keeps_the_tuned_counters():
     assert torch.equal(interpolate(probe, tuned, 1.0)["w"], tuned["w"])
 
 
+def test_a_soup_averages_floats_and_refuses_checkpoints_of_another_size(tmp_path, capsys):
+    """benchmarks/soup_check.py: the soup is the mean of the runs' float tensors (BN statistics too); runs
+    trained at another input size (or backbone) do not average into one model."""
+    import sys
+
+    import torch
+
+    from kiosk.training.robust import average
+    from tests.conftest import REPO
+
+    a = {"w": torch.zeros(3), "bn.running_var": torch.ones(2), "bn.num_batches_tracked": torch.tensor(5)}
+    b = {"w": torch.full((3,), 3.0), "bn.running_var": torch.full((2,), 2.0), "bn.num_batches_tracked": torch.tensor(9)}
+    c = {"w": torch.full((3,), 6.0), "bn.running_var": torch.full((2,), 6.0), "bn.num_batches_tracked": torch.tensor(1)}
+    soup = average([a, b, c])
+    assert torch.allclose(soup["w"], torch.full((3,), 3.0)) and torch.allclose(soup["bn.running_var"], torch.full((2,), 3.0))
+    assert int(soup["bn.num_batches_tracked"]) == 5 and torch.equal(average([b])["w"], b["w"])
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import soup_check
+
+    classes = ["glass", "paper"]
+    for name, size in (("a.pt", 224), ("b.pt", 256)):
+        torch.save({"model": {}, "classes": classes, "args": {"size": size}}, tmp_path / name)
+    with pytest.raises(SystemExit) as e:
+        soup_check.main([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")])
+    assert e.value.code == 2 and "differ in backbone, input size or classes" in capsys.readouterr().err
+
+
 def test_linear_probe_fits_separable_features():
     import torch
 

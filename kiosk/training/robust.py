@@ -61,6 +61,13 @@ def interpolate(probe_state: dict, tuned_state: dict, alpha: float) -> dict:
     return out
 
 
+def average(states: list[dict]) -> dict:
+    """A model soup: the mean of every float tensor (BN statistics too) of models fine-tuned from the same
+    pretrained weights; integer buffers (BN's batch counters) come from the first."""
+    return {k: sum(s[k] for s in states) / len(states) if t.dtype.is_floating_point else t.clone()
+            for k, t in states[0].items()}
+
+
 def selection_score(val_top1: float, cross_top1: float) -> float:
     """What checkpoints and mixes are chosen by: TrashNet ``val`` and its composited copy, equally.
 
