@@ -157,3 +157,20 @@ def test_the_ensemble_check_averages_scores_and_runs_the_kiosks_classify_path(tm
     with pytest.raises(SystemExit) as e:
         ensemble_check.main([str(MODEL), "--trashnet", str(data.parent), "--extra", ""])
     assert e.value.code == 2 and "two models or more" in capsys.readouterr().err
+
+
+def test_kiosk_bench_times_the_frame_path_and_the_mirror(tmp_path, capsys):
+    """`kiosk bench` runs the kiosk's own frame path on the synthetic scene and the card's mirror on the last
+    frame's picture (it once handed the classifier the Frame itself and stopped with E310 after the table)."""
+    import json
+
+    from kiosk.cli import main as cli_main
+
+    out = tmp_path / "bench.json"
+    assert cli_main(["bench", "--config", str(REPO / "config.yaml"), "--frames", "120", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["frames"] == 120 and result["frames_with_model"] > 0
+    assert result["stages"]["inference"]["frames"] == result["frames_with_model"]
+    mirror = result["test_time_mirror"]
+    assert mirror["off"]["median_ms"] > 0 and mirror["on"]["median_ms"] > mirror["off"]["median_ms"]
+    assert "test-time mirror" in capsys.readouterr().out

@@ -114,7 +114,7 @@ def bench_pipeline(args) -> int:
         print(f"{s:<12}{r['median_ms']:>10.2f}{r['p95_ms']:>10.2f}{r['frames']:>8}")
     print(f"{'frame total':<12}{result['frame_total']['median_ms']:>10.2f}{result['frame_total']['p95_ms']:>10.2f}")
     print(f"end to end: {result['end_to_end_fps']:.1f} frames/s   peak RSS: {rss_mb:.0f} MB   ({result['machine']})")
-    result["test_time_mirror"] = mirror_cost(clf, frame)
+    result["test_time_mirror"] = mirror_cost(clf, frame.image)
     m = result["test_time_mirror"]
     print(f"test-time mirror ({'on' if m['in_card'] else 'off'} in the card): one classification "
           f"{m['off']['median_ms']:.2f} ms without, {m['on']['median_ms']:.2f} ms with (median)")
