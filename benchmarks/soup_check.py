@@ -38,11 +38,12 @@ def main(argv=None) -> int:
     from kiosk.training.train import FolderDataset, build_model, predict
 
     cks = [torch.load(p, map_location="cpu", weights_only=False) for p in args.checkpoints]
-    kinds = {(ck.get("args", {}).get("backbone", "lite0"), trained_size(ck.get("args", {})), tuple(ck["classes"]))
-             for ck in cks}
-    if len(kinds) != 1:
-        ap.error(f"the checkpoints differ in backbone, input size or classes ({sorted(kinds)}): no soup")
-    backbone, side, classes = kinds.pop()
+    kinds = [(ck.get("args", {}).get("backbone", "lite0"), trained_size(ck.get("args", {})), tuple(ck["classes"]))
+             for ck in cks]
+    if len(set(kinds)) != 1:
+        each = "; ".join(f"{p}: {b} at {s} px, classes {', '.join(c)}" for p, (b, s, c) in zip(args.checkpoints, kinds))
+        ap.error(f"the checkpoints differ in backbone, input size or classes ({each}): no soup")
+    backbone, side, classes = kinds[0]
     spec = InputSpec(size=(side, side))
     val = FolderDataset(Path(args.trashnet) / "val", spec, train=False, classes=list(classes))
     sets = {"val": val, "composited val": val.cross_copy()}
@@ -51,8 +52,9 @@ def main(argv=None) -> int:
                                                              classes=list(classes))
     loaders = {name: DataLoader(ds, batch_size=64) for name, ds in sets.items()}
 
+    model = build_model(len(classes), backbone)
+
     def figures(state) -> dict:
-        model = build_model(len(classes), backbone)
         model.load_state_dict(state)
         with torch.no_grad():
             return {name: sum(p == y for p, y in zip(*predict(model, dl))) / len(dl.dataset)

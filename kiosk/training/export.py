@@ -76,7 +76,7 @@ def trained_size(recipe: dict) -> int:
     return int(recipe.get("size", 224))
 
 
-def export_fp32(checkpoint: Path, out: Path) -> list[str]:
+def export_fp32(checkpoint: Path, out: Path) -> tuple[list[str], np.ndarray]:
     import torch
 
     from kiosk.training.train import build_model
