@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     from torch.utils.data import DataLoader
 
     from kiosk.model.cpuinfo import cpu_info
+    from kiosk.model.metrics import classification_report
     from kiosk.preprocess import InputSpec
     from kiosk.training import robust
     from kiosk.training.export import trained_size
@@ -54,11 +55,14 @@ def main(argv=None) -> int:
 
     model = build_model(len(classes), backbone)
 
+    def top1(dl) -> float:
+        preds, labels = predict(model, dl)
+        return classification_report(labels, preds, list(classes))["top1"]  # as training reports its epochs
+
     def figures(state) -> dict:
         model.load_state_dict(state)
         with torch.no_grad():
-            return {name: sum(p == y for p, y in zip(*predict(model, dl))) / len(dl.dataset)
-                    for name, dl in loaders.items()}
+            return {name: top1(dl) for name, dl in loaders.items()}
 
     def score(f: dict) -> float:
         return robust.selection_score(f["val"], f["composited val"])

@@ -355,7 +355,6 @@ def main(argv=None) -> int:
     work, out, data = Path(args.work), Path(args.out), Path(args.data)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    spec = InputSpec()  # what train.py trained with; its size is the run's, below
     source = None
     if args.from_qdq:
         qdq = Path(args.from_qdq)
