@@ -245,10 +245,16 @@ class OnnxClassifier:
         with timer.stage("preprocess"):
             batch = normalise(small, spec)[None]
         with timer.stage("inference"):
-            out = self.session.run([self.output_name], {self.input_name: batch})[0][0].astype(np.float64)
-            if self.card.mirror:
-                flipped = np.ascontiguousarray(batch[..., ::-1] if spec.layout == "NCHW" else batch[:, :, ::-1])
-                out = 0.5 * (out + self.session.run([self.output_name], {self.input_name: flipped})[0][0])
+            return self.infer(batch)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The model's raw outputs (float64) for one input already preprocessed to the card's spec, shape
+        (1, ...): with ``test_time.mirror`` the mean over it and its mirror image. The one place the model
+        runs: :meth:`scores` for a picture, a training run's teacher for its views (kiosk.training.distill)."""
+        out = self.session.run([self.output_name], {self.input_name: batch})[0][0].astype(np.float64)
+        if self.card.mirror:
+            flipped = np.ascontiguousarray(batch[..., ::-1] if self.spec.layout == "NCHW" else batch[:, :, ::-1])
+            out = 0.5 * (out + self.session.run([self.output_name], {self.input_name: flipped})[0][0])
         return out
 
     def close(self) -> None:

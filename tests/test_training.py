@@ -478,3 +478,94 @@ def test_a_probe_fitted_at_another_size_is_not_reused(tmp_path, capsys):
     assert main([*base, "--size", "160"]) == 0  # a new run into the same folder finds the probe there
     assert main([*base, "--size", "160"]) == 0 and "linear probe: reused" in capsys.readouterr().out
     assert main([*base, "--size", "192"]) == 0 and "linear probe: reused" not in capsys.readouterr().out
+
+
+def test_the_distillation_term_is_zero_only_where_the_student_agrees_and_pulls_it_towards_the_teacher():
+    import torch
+
+    from kiosk.training.distill import distill_loss
+
+    teacher = torch.tensor([[3.0, 0.5, -1.0], [0.0, 2.0, 1.0]])
+    assert distill_loss(teacher.clone(), teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(teacher + 5.0, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)  # softmax ignores shifts
+    student = torch.zeros_like(teacher, requires_grad=True)
+    before = distill_loss(student, teacher, 2.0)
+    assert before.item() > 0.01
+    before.backward()
+    with torch.no_grad():
+        stepped = student - 1.0 * student.grad
+    assert distill_loss(stepped, teacher, 2.0).item() < before.item()
+    assert stepped.argmax(1).tolist() == teacher.argmax(1).tolist()  # one step already ranks as the teacher does
+
+
+def test_a_teacher_scores_each_view_the_student_trains_on_and_the_run_records_it(tmp_path, monkeypatch):
+    """--teacher: the kiosk model file's logits on the very views of each batch are the soft targets; the run
+    records the file's digest and the teacher's time, and weighs the two terms by --distill."""
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from kiosk.training import distill, train
+    from tests.conftest import build_tiny_model
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    _board_photos(data / "train", per_class=3)
+    _board_photos(data / "val", per_class=1)
+    teacher = build_tiny_model(tmp_path / "teacher.onnx", classes=("glass", "paper"))
+    seen, terms = [], []
+    real_logits, real_loss = distill.Teacher.logits, distill.distill_loss
+
+    def spy_logits(self, views):
+        soft = real_logits(self, views)
+        seen.append((views.clone(), soft))
+        return soft
+
+    def spy_loss(student, soft, temperature):
+        terms.append((soft, temperature))
+        return real_loss(student, soft, temperature)
+
+    monkeypatch.setattr(distill.Teacher, "logits", spy_logits)
+    monkeypatch.setattr(distill, "distill_loss", spy_loss)
+    assert train.main(["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "2", "--epochs", "1",
+                       "--lp-views", "0", "--wise", "", "--workers", "0", "--teacher", str(teacher),
+                       "--distill", "0.7", "--distill-temp", "3"]) == 0
+    assert len(seen) == len(terms) == 3  # 6 photos, batches of 2: every step
+    session = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
+    for (views, soft), (used, temperature) in zip(seen, terms):
+        assert views.shape == (2, 3, 224, 224)
+        want = np.concatenate([session.run(None, {"input": v[None].numpy()})[0] for v in views])
+        assert np.allclose(soft.numpy(), want, atol=1e-5) and used is soft and temperature == 3.0
+    run = json.loads((out / "history.json").read_text())
+    assert run["args"]["teacher"] == str(teacher) and run["args"]["distill"] == 0.7
+    assert run["args"]["teacher_sha256"] == json.loads(teacher.with_suffix(".json").read_text())["sha256"]
+    assert run["history"][0]["teacher_seconds"] >= 0
+
+
+def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name(tmp_path, capsys, monkeypatch):
+    from kiosk.training import train
+    from tests.conftest import build_tiny_model
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    _board_photos(data / "train", per_class=2)
+    _board_photos(data / "val", per_class=1)
+    base = ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "2", "--epochs", "1",
+            "--lp-views", "0", "--wise", "", "--workers", "0"]
+
+    def refused(*flags):
+        with pytest.raises(SystemExit) as e:
+            train.main([*base, *flags])
+        assert e.value.code == 2
+        return capsys.readouterr().err
+
+    small = build_tiny_model(tmp_path / "small.onnx", classes=("glass", "paper"), size=(160, 160))
+    swapped = build_tiny_model(tmp_path / "swapped.onnx", classes=("paper", "glass"))
+    good = build_tiny_model(tmp_path / "good.onnx", classes=("glass", "paper"))
+    assert "model file not found" in refused("--teacher", str(tmp_path / "none.onnx"))
+    assert "is not this run's (224x224" in refused("--teacher", str(small))
+    assert "classes ['paper', 'glass'] are not this run's ['glass', 'paper']" in refused("--teacher", str(swapped))
+    assert "--distill must be between 0 and 1" in refused("--teacher", str(good), "--distill", "1.5")
+    assert "--distill-temp must be between" in refused("--teacher", str(good), "--distill-temp", "0")
+    assert train.main([*base, "--teacher", str(good)]) == 0
+    build_tiny_model(tmp_path / "good.onnx", classes=("glass", "paper"), sharpness=2.0)  # another file, same name
+    assert "different recipe (teacher_sha256)" in refused("--teacher", str(good), "--resume", "--epochs", "2")

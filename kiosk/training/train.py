@@ -56,7 +56,7 @@ from kiosk.model import degrade
 from kiosk.model.dataset import list_images, read_rgb
 from kiosk.model.metrics import classification_report
 from kiosk.model.cpuinfo import cpu_info
-from kiosk.training import robust
+from kiosk.training import distill, robust
 from kiosk.training.views import cross_background_input, training_input
 
 FROZEN_BLOCKS = 3  # Lite0: stem and its first two stages (the 112 and 56 px ones)
@@ -72,7 +72,7 @@ BACKBONES = {
 # the flags that make a recipe: a resumed run, and a --fold-in-val run against its train-only run, must agree on them
 RECIPE_KEYS = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks",
                "seed", "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone", "wise", "mix",
-               "size")
+               "size", "teacher", "distill", "distill_temp")
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)  # the probe's L2 strengths, chosen on val + composited val
 
 
@@ -319,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--size", type=int, default=224,
                     help="the model's input, pixels a side (a multiple of 32 from 160 to 384); the card carries it, "
                          "so the kiosk, eval and bench feed that size")
+    ap.add_argument("--teacher", default=None, metavar="MODEL.onnx",
+                    help="knowledge distillation: a kiosk model file (with its card; the same classes and input as "
+                         "this run) whose scores on each training view are a second target (kiosk.training.distill)")
+    ap.add_argument("--distill", type=float, default=0.5,
+                    help="with --teacher: the teacher's share of the loss, the label's the rest (0..1)")
+    ap.add_argument("--distill-temp", type=float, default=2.0,
+                    help="with --teacher: the softmax temperature both sets of logits are softened by (0.5..10)")
     ap.add_argument("--backbone", choices=sorted(BACKBONES), default="lite0",
                     help="ImageNet-pretrained EfficientNet-Lite to fine-tune")
     ap.add_argument("--frozen-blocks", type=int, default=None,
@@ -448,6 +455,10 @@ def main(argv=None):
         ap.error("--held must be between 0 and 1")
     if not 0.0 <= args.mix <= 1.0:
         ap.error("--mix must be between 0 and 1")
+    if not 0.0 <= args.distill <= 1.0:
+        ap.error("--distill must be between 0 and 1")
+    if not 0.5 <= args.distill_temp <= 10.0:
+        ap.error("--distill-temp must be between 0.5 and 10")
     if args.extra_data and not (Path(args.extra_data) / "train").is_dir():
         ap.error(f"--extra-data {args.extra_data}: no train/ folder there (give --extra-data '' to train without it)")
     try:
@@ -464,6 +475,15 @@ def main(argv=None):
         wise = [fold_in["wise_alpha"]] if wise else []
         print(f"fold-in: train + val with {args.fold_in_val}'s recipe; its choices: epoch {fold_in['epoch']} "
               f"({fold_in['weights']} weights), WiSE-FT mix {fold_in['wise_alpha']}, probe L2 {args.probe_wd}")
+    teacher, args.teacher_sha256 = None, None
+    if args.teacher:  # refused before minutes of loading photos where it can be (its classes: once they are read)
+        try:
+            teacher = distill.Teacher(Path(args.teacher), spec, threads=args.threads)
+        except distill.TeacherError as e:
+            ap.error(str(e))
+        args.teacher_sha256 = teacher.sha256  # recorded with the args: the file, not only its name, is the recipe
+        print(f"teacher: {args.teacher} (sha256 {teacher.sha256[:12]}...), {args.distill:g} of the loss at "
+              f"temperature {args.distill_temp:g}")
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
                              composite=args.composite, held=args.held)
     val_ds = cross_ds = None  # a fold-in run trains on val: it has no held-out view of those photos to build
@@ -487,6 +507,12 @@ def main(argv=None):
             extra_val = FolderDataset(extra / "val", spec, train=False, classes=train_ds.classes)
     held_out = f"{len(val_ds)} val" if val_ds is not None else "no val (folded in)"
     print(f"loaded {len(train_ds)} train / {held_out} images in {time.time() - t0:.0f} s; classes {train_ds.classes}")
+
+    if teacher is not None:
+        try:
+            teacher.require_classes(train_ds.classes)
+        except distill.TeacherError as e:
+            ap.error(str(e))
 
     weights = robust.class_weights_for(train_ds.labels, len(train_ds.classes))
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=args.label_smoothing)
@@ -524,7 +550,7 @@ def main(argv=None):
         ck = torch.load(out / "last.pt", weights_only=False)
         old = {**vars(ap.parse_args([])), **ck.get("args", {})}  # a flag newer than the checkpoint: its default
         changed = [k for k in RECIPE_KEYS if k != "wise" and old[k] != getattr(args, k)]
-        changed += [k for k in ("fold_in_val", "probe_wd") if old.get(k) != getattr(args, k)]
+        changed += [k for k in ("fold_in_val", "probe_wd", "teacher_sha256") if old.get(k) != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
         model.load_state_dict(ck["model"]), ema.model.load_state_dict(ck["ema"]), opt.load_state_dict(ck["opt"])
@@ -541,7 +567,7 @@ def main(argv=None):
     for epoch in range(start_epoch, last_epoch + 1):
         train_ds.epoch = epoch
         set_train_mode(model, args.frozen_blocks)
-        t_ep, losses = time.time(), []
+        t_ep, losses, t_teacher = time.time(), [], 0.0
         bar = tqdm(train_dl, desc=f"epoch {epoch}/{args.epochs}", leave=False)
         for x, y in bar:
             f = step / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
@@ -549,10 +575,16 @@ def main(argv=None):
                 grp["lr"] = lr * f
             # seeded by the step: a resumed run makes the same mixing draws (which batch, partner order, share)
             x, y_other, lam = robust.mix_batch(x, y, args.mix, np.random.default_rng((args.seed, step)))
+            if teacher is not None:  # on the view the student sees, mixed or not
+                t = time.time()
+                soft = teacher.logits(x)
+                t_teacher += time.time() - t
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 logits = model(x).float()
                 loss = criterion(logits, y) if lam == 1.0 else lam * criterion(logits, y) + (1 - lam) * criterion(logits, y_other)
+                if teacher is not None:
+                    loss = (1 - args.distill) * loss + args.distill * distill.distill_loss(logits, soft, args.distill_temp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -586,6 +618,8 @@ def main(argv=None):
                     torch.save({"model": net.state_dict(), "classes": train_ds.classes, "best": best,
                                 "args": vars(args)}, out / "best.pt")
         row["seconds"] = round(time.time() - t_ep, 1)
+        if teacher is not None:
+            row["teacher_seconds"] = round(t_teacher, 1)  # the teacher's share of the epoch: its cost
         if extra_top1 is not None:
             row["extra_val_top1_ema"] = extra_top1
         history.append(row)
