@@ -132,13 +132,15 @@ def mirror_cost(clf: OnnxClassifier, rgb: np.ndarray, runs: int = 40) -> dict:
     try:
         for on in (False, True):
             clf.card = dataclasses.replace(card, mirror=on)
-            out["on" if on else "off"] = _time(lambda: clf.classify(rgb), runs)
+            out["on" if on else "off"] = time_calls(lambda: clf.classify(rgb), runs)
     finally:
         clf.card = card
     return out
 
 
-def _time(fn, runs: int, warmup: int = 5):
+def time_calls(fn, runs: int, warmup: int = 5) -> dict:
+    """Median and p95 milliseconds of ``fn()`` over ``runs`` calls after ``warmup`` untimed ones: every
+    latency figure (``kiosk bench``, ``kiosk export``'s, the backbone check) is timed by this."""
     for _ in range(warmup):
         fn()
     out = []
@@ -179,13 +181,13 @@ def model_latency(int8_path: Path, runs: int = 100, compare=()) -> dict:
                 continue
             s = make_session(path, threads, optimise=optimise)
             xs = _input_like(s, path)
-            table.setdefault(name, {})[threads] = _time(lambda: run_batch(s, xs), runs)
+            table.setdefault(name, {})[threads] = time_calls(lambda: run_batch(s, xs), runs)
         try:  # PyTorch lives in the train extra, never in the kiosk runtime
             from kiosk.training.resnet import resnet50_runner
         except ImportError:
             print("  ResNet-50 PyTorch: torch not installed (train extra); skipped")
             continue
-        table.setdefault("ResNet-50 fp32 PyTorch, 224 px", {})[threads] = _time(resnet50_runner(x, threads), max(20, runs // 4))
+        table.setdefault("ResNet-50 fp32 PyTorch, 224 px", {})[threads] = time_calls(resnet50_runner(x, threads), max(20, runs // 4))
     base = table.get("int8 ONNX (shipped)", {})
     print(f"\n{'model':<34}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'x int8':>8}")
     for name, per in table.items():

@@ -35,7 +35,6 @@ import argparse
 import dataclasses
 import json
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -171,16 +170,11 @@ def worst_nodes(fp32: Path, qdq: Path, tensors, work: Path, k: int) -> list[str]
 
 def latency_ms(model: Path, threads: int = 1, runs: int = 60, size: int = 224) -> float:
     """Median ms of one inference, batch of one, as the kiosk runs it."""
+    from kiosk.model.bench import time_calls
+
     session = make_session(model, threads)
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
-    for _ in range(5):
-        run_batch(session, x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run_batch(session, x)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    return time_calls(lambda: run_batch(session, x), runs)["median_ms"]
 
 
 def logits_on_avx2(model: Path, inputs: np.ndarray, work: Path) -> Optional[np.ndarray]:
