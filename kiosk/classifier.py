@@ -251,6 +251,8 @@ class OnnxClassifier:
         """The model's raw outputs (float64) for one input already preprocessed to the card's spec, shape
         (1, ...): with ``test_time.mirror`` the mean over it and its mirror image. The one place the model
         runs: :meth:`scores` for a picture, a training run's teacher for its views (kiosk.training.distill)."""
+        if batch.shape[0] != 1:  # the graph takes a batch of one: row 0 alone would be answered
+            raise ValueError(f"infer takes one input at a time (shape (1, ...)), not {batch.shape}")
         out = self.session.run([self.output_name], {self.input_name: batch})[0][0].astype(np.float64)
         if self.card.mirror:
             flipped = np.ascontiguousarray(batch[..., ::-1] if self.spec.layout == "NCHW" else batch[:, :, ::-1])

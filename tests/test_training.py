@@ -480,69 +480,95 @@ def test_a_probe_fitted_at_another_size_is_not_reused(tmp_path, capsys):
     assert main([*base, "--size", "192"]) == 0 and "linear probe: reused" not in capsys.readouterr().out
 
 
-def test_the_distillation_term_is_zero_only_where_the_student_agrees_and_pulls_it_towards_the_teacher():
+def test_the_distillation_term_is_hintons_soft_target_loss():
+    """T^2 KL(softmax(teacher/T) || softmax(student/T)) per view: zero only where the student agrees, and a step
+    down its gradient ranks as the teacher does."""
     import torch
 
     from kiosk.training.distill import distill_loss
 
     teacher = torch.tensor([[3.0, 0.5, -1.0], [0.0, 2.0, 1.0]])
+    student0 = torch.tensor([[0.2, 1.0, 0.0], [1.5, -0.5, 0.3]])
+    T = 2.5
+    p, log_p, log_q = (torch.softmax(teacher / T, 1), torch.log_softmax(teacher / T, 1),
+                       torch.log_softmax(student0 / T, 1))
+    assert distill_loss(student0, teacher, T).item() == pytest.approx((T * T * (p * (log_p - log_q)).sum(1).mean()).item())
     assert distill_loss(teacher.clone(), teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
     assert distill_loss(teacher + 5.0, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)  # softmax ignores shifts
     student = torch.zeros_like(teacher, requires_grad=True)
     before = distill_loss(student, teacher, 2.0)
-    assert before.item() > 0.01
     before.backward()
     with torch.no_grad():
         stepped = student - 1.0 * student.grad
     assert distill_loss(stepped, teacher, 2.0).item() < before.item()
-    assert stepped.argmax(1).tolist() == teacher.argmax(1).tolist()  # one step already ranks as the teacher does
+    assert stepped.argmax(1).tolist() == teacher.argmax(1).tolist()
 
 
 def test_a_teacher_scores_each_view_the_student_trains_on_and_the_run_records_it(tmp_path, monkeypatch):
-    """--teacher: the kiosk model file's logits on the very views of each batch are the soft targets; the run
-    records the file's digest and the teacher's time, and weighs the two terms by --distill."""
+    """--teacher: the kiosk model file's logits on the very (mixed) views the student is fed are the soft
+    targets, the term weighs --distill of the loss, and the run records the file and the teacher's time."""
     import json
 
     import numpy as np
     import onnxruntime as ort
 
-    from kiosk.training import distill, train
+    from kiosk.training import distill, export, train
     from tests.conftest import build_tiny_model
 
     data, out = tmp_path / "data", tmp_path / "out"
     _board_photos(data / "train", per_class=3)
     _board_photos(data / "val", per_class=1)
     teacher = build_tiny_model(tmp_path / "teacher.onnx", classes=("glass", "paper"))
-    seen, terms = [], []
-    real_logits, real_loss = distill.Teacher.logits, distill.distill_loss
+    seen, terms, fed = [], [], []
+    real_logits, real_build = distill.Teacher.logits, train.build_model
 
     def spy_logits(self, views):
         soft = real_logits(self, views)
         seen.append((views.clone(), soft))
         return soft
 
-    def spy_loss(student, soft, temperature):
-        terms.append((soft, temperature))
-        return real_loss(student, soft, temperature)
+    def constant_term(student, soft, temperature):  # 100 on top: the loss shows the weight it was given
+        terms.append((soft, temperature, student.grad_fn is not None))
+        return student.sum() * 0 + 100.0
+
+    def build_spied(*a, **k):
+        model = real_build(*a, **k)
+        model.register_forward_pre_hook(lambda m, inp: fed.append(inp[0].detach().clone()) if m.training else None)
+        return model
 
     monkeypatch.setattr(distill.Teacher, "logits", spy_logits)
-    monkeypatch.setattr(distill, "distill_loss", spy_loss)
+    monkeypatch.setattr(distill, "distill_loss", constant_term)
+    monkeypatch.setattr(train, "build_model", build_spied)
     assert train.main(["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "2", "--epochs", "1",
-                       "--lp-views", "0", "--wise", "", "--workers", "0", "--teacher", str(teacher),
+                       "--lp-views", "0", "--wise", "", "--workers", "0", "--mix", "1", "--teacher", str(teacher),
                        "--distill", "0.7", "--distill-temp", "3"]) == 0
-    assert len(seen) == len(terms) == 3  # 6 photos, batches of 2: every step
+    assert len(seen) == len(terms) == len(fed) == 3  # 6 photos, batches of 2: every step
     session = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
-    for (views, soft), (used, temperature) in zip(seen, terms):
-        assert views.shape == (2, 3, 224, 224)
+    for (views, soft), (used, temperature, graded), student_input in zip(seen, terms, fed):
+        assert views.shape == (2, 3, 224, 224) and torch_equal(views, student_input)  # the mixed views, as fed
         want = np.concatenate([session.run(None, {"input": v[None].numpy()})[0] for v in views])
-        assert np.allclose(soft.numpy(), want, atol=1e-5) and used is soft and temperature == 3.0
+        assert np.allclose(soft.numpy(), want, atol=1e-5) and used is soft and temperature == 3.0 and graded
     run = json.loads((out / "history.json").read_text())
+    assert 70.0 < run["history"][0]["train_loss"] < 71.0  # 0.7 x 100 + 0.3 x a two-class cross-entropy
     assert run["args"]["teacher"] == str(teacher) and run["args"]["distill"] == 0.7
-    assert run["args"]["teacher_sha256"] == json.loads(teacher.with_suffix(".json").read_text())["sha256"]
+    digest = json.loads(teacher.with_suffix(".json").read_text())["sha256"]
+    assert run["args"]["teacher_sha256"] == run["teacher"]["sha256"] == digest
+    assert run["teacher"]["name"] == "tiny-colour-test-model" and run["teacher"]["in_sample"] is False
     assert run["history"][0]["teacher_seconds"] >= 0
+    clause = export.teacher_clause(run)  # the card's training.data says whose scores it learned from
+    assert "teacher model tiny-colour-test-model" in clause and digest[:12] in clause and "0.7 of the loss" in clause
 
 
-def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name(tmp_path, capsys, monkeypatch):
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and torch.equal(a.contiguous(), b.contiguous())
+
+
+def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name_before_the_photos_load(tmp_path, capsys, monkeypatch):
+    import json
+
+    from kiosk.classifier import ModelCard
     from kiosk.training import train
     from tests.conftest import build_tiny_model
 
@@ -558,14 +584,34 @@ def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name(tmp_path, capsy
         assert e.value.code == 2
         return capsys.readouterr().err
 
+    def with_card(name, **changes):
+        path = build_tiny_model(tmp_path / f"{name}.onnx", classes=("glass", "paper"))
+        card = json.loads(path.with_suffix(".json").read_text())
+        card.pop("sha256")
+        ModelCard.write(path, {**card, **changes})
+        return path
+
     small = build_tiny_model(tmp_path / "small.onnx", classes=("glass", "paper"), size=(160, 160))
     swapped = build_tiny_model(tmp_path / "swapped.onnx", classes=("paper", "glass"))
     good = build_tiny_model(tmp_path / "good.onnx", classes=("glass", "paper"))
+    real_dataset = train.FolderDataset
+    monkeypatch.setattr(train, "FolderDataset", None)  # any refusal below comes before a photo is read
     assert "model file not found" in refused("--teacher", str(tmp_path / "none.onnx"))
     assert "is not this run's (224x224" in refused("--teacher", str(small))
     assert "classes ['paper', 'glass'] are not this run's ['glass', 'paper']" in refused("--teacher", str(swapped))
-    assert "--distill must be between 0 and 1" in refused("--teacher", str(good), "--distill", "1.5")
+    assert "a teacher must give logits" in refused("--teacher", str(with_card("probs", output="probabilities")))
+    assert "trained on val too" in refused("--teacher", str(with_card("folded", in_sample={"val": "in-sample"})))
+    assert "--distill must be above 0" in refused("--teacher", str(good), "--distill", "0")
     assert "--distill-temp must be between" in refused("--teacher", str(good), "--distill-temp", "0")
+    assert "give --teacher too" in refused("--distill", "0.5")
+    ref = _train_only_history(tmp_path / "ref.json", data, {"epoch": 1, "weights": "ema"},
+                              argv=["--teacher", str(good), "--lp-views", "0", "--wise", "", "--distill", "0.5",
+                                    "--distill-temp", "2", "--batch", "2", "--epochs", "1"])
+    recorded = json.loads(ref.read_text())
+    recorded["args"]["teacher_sha256"] = "0" * 64  # the train-only run learned from another file of that name
+    ref.write_text(json.dumps(recorded))
+    assert "teacher was another file" in refused("--teacher", str(good), "--fold-in-val", str(ref))
+    monkeypatch.setattr(train, "FolderDataset", real_dataset)
     assert train.main([*base, "--teacher", str(good)]) == 0
     build_tiny_model(tmp_path / "good.onnx", classes=("glass", "paper"), sharpness=2.0)  # another file, same name
     assert "different recipe (teacher_sha256)" in refused("--teacher", str(good), "--resume", "--epochs", "2")

@@ -31,13 +31,20 @@ class Teacher:
 
         try:
             self.classifier = OnnxClassifier(path, threads=threads, warmup=0)
-        except KioskError as e:
+        except (KioskError, OSError) as e:
             raise TeacherError(f"teacher {path}: {e}") from None
-        self.path = path
+        self.path, card = path, self.classifier.card
+        if card.output != "logits":  # softened again, probabilities would make near-uniform targets
+            raise TeacherError(f"teacher {path}: its card's output is {card.output}; a teacher must give logits")
         if self.classifier.spec != spec:  # views are fed as preprocessed for the student: the same size, CLAHE, norm
             raise TeacherError(f"teacher {path}: its card's input ({describe(self.classifier.spec)}) is not this "
                                f"run's ({describe(spec)}); train at the teacher's input or give another teacher")
-        self.sha256 = self.classifier.card.sha256
+        self.sha256 = card.sha256
+        training = card.raw.get("training") if isinstance(card.raw.get("training"), dict) else {}
+        # where the teacher's knowledge came from: a student's card carries it (a teacher that saw val
+        # would make val's choices and figures in-sample for its students too)
+        self.origin = {"path": str(path), "name": card.raw.get("name"), "sha256": card.sha256,
+                       "in_sample": "in_sample" in card.raw, "data": training.get("data")}
 
     def require_classes(self, classes: list[str]) -> None:
         """The same classes in the same order: the teacher's logit i must be the student's class i."""

@@ -331,6 +331,19 @@ def source_figures(model: Path, data: Path, threads: int, val_images) -> dict:
     return out
 
 
+def teacher_clause(history: dict) -> str:
+    """What the card's ``training.data`` adds for a distilled run: whose scores were its second target."""
+    args = history["args"]
+    if not args.get("teacher"):
+        return ""
+    origin = history.get("teacher") or {}
+    name = origin.get("name") or Path(args["teacher"]).name
+    learned = f", itself trained on: {origin['data']}" if origin.get("data") else ""
+    return (f"; soft targets on every training view from the teacher model {name} (sha256 "
+            f"{str(args.get('teacher_sha256'))[:12]}..., {args.get('distill')} of the loss at temperature "
+            f"{args.get('distill_temp')}{learned})")
+
+
 def _short(rep: dict) -> dict:
     return {"images": rep["count"], "top1": rep["top1"], "macro_f1": rep["macro_f1"],
             "ece": rep["calibration"]["ece"],
@@ -494,12 +507,14 @@ def main(argv=None) -> int:
                      if train_only else
                      "TrashNet (MIT), ../shared/data/trashnet: train split for training and quantisation "
                      "calibration, val split (and its composited copy) for checkpoint choice and the figures here")
-                    + (f"; also the train split of {extra} (its val split reported in metrics_sources)" if extra else ""),
+                    + (f"; also the train split of {extra} (its val split reported in metrics_sources)" if extra else "")
+                    + teacher_clause(history),
             "recipe": history["args"],
             "best_epoch": history["best"],
             "epochs_minutes": round(sum(h["seconds"] for h in history["history"]) / 60, 1),
             **({"precision": history["precision"]} if "precision" in history else {}),
             **({"fold_in": history["fold_in"]} if train_only else {}),
+            **({"teacher": history["teacher"]} if "teacher" in history else {}),
         },
         **({"train_only": train_only, "in_sample": IN_SAMPLE} if train_only else {}),
         "metrics_val": {

@@ -73,6 +73,7 @@ BACKBONES = {
 RECIPE_KEYS = ("data", "batch", "lr", "weight_decay", "label_smoothing", "ema", "clean_fraction", "frozen_blocks",
                "seed", "limit", "composite", "extra_data", "lp_views", "head_lr_mult", "held", "backbone", "wise", "mix",
                "size", "teacher", "distill", "distill_temp")
+DISTILL_DEFAULTS = (0.5, 2.0)  # --distill, --distill-temp with a --teacher (recorded unset without one)
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)  # the probe's L2 strengths, chosen on val + composited val
 
 
@@ -322,10 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--teacher", default=None, metavar="MODEL.onnx",
                     help="knowledge distillation: a kiosk model file (with its card; the same classes and input as "
                          "this run) whose scores on each training view are a second target (kiosk.training.distill)")
-    ap.add_argument("--distill", type=float, default=0.5,
-                    help="with --teacher: the teacher's share of the loss, the label's the rest (0..1)")
-    ap.add_argument("--distill-temp", type=float, default=2.0,
-                    help="with --teacher: the softmax temperature both sets of logits are softened by (0.5..10)")
+    ap.add_argument("--distill", type=float, default=None,
+                    help=f"with --teacher: the teacher's share of the loss, the label's the rest (0..1; "
+                         f"default {DISTILL_DEFAULTS[0]})")
+    ap.add_argument("--distill-temp", type=float, default=None,
+                    help=f"with --teacher: the temperature both models' raw logits are softened by (0.5..10; "
+                         f"default {DISTILL_DEFAULTS[1]}; the teacher card's calibration temperature is not used)")
     ap.add_argument("--backbone", choices=sorted(BACKBONES), default="lite0",
                     help="ImageNet-pretrained EfficientNet-Lite to fine-tune")
     ap.add_argument("--frozen-blocks", type=int, default=None,
@@ -358,10 +361,11 @@ def choose_precision(requested: str, cpu) -> tuple[str, str]:
     return "fp32-channels-last", "auto: no amx_bf16 on this CPU (bf16 would be emulated)"
 
 
-def write_history(out: Path, history, best, args, precision_record, fold_in) -> None:
+def write_history(out: Path, history, best, args, precision_record, fold_in, teacher=None) -> None:
     (out / "history.json").write_text(json.dumps({"history": history, "best": best, "args": vars(args),
                                                   "precision": precision_record,
-                                                  **({"fold_in": fold_in} if fold_in else {})}, indent=1))
+                                                  **({"fold_in": fold_in} if fold_in else {}),
+                                                  **({"teacher": teacher.origin} if teacher else {})}, indent=1))
 
 
 def fold_in_plan(path: Path, args, ap: argparse.ArgumentParser) -> dict:
@@ -455,10 +459,15 @@ def main(argv=None):
         ap.error("--held must be between 0 and 1")
     if not 0.0 <= args.mix <= 1.0:
         ap.error("--mix must be between 0 and 1")
-    if not 0.0 <= args.distill <= 1.0:
-        ap.error("--distill must be between 0 and 1")
-    if not 0.5 <= args.distill_temp <= 10.0:
-        ap.error("--distill-temp must be between 0.5 and 10")
+    if not args.teacher and (args.distill, args.distill_temp) != (None, None):
+        ap.error("--distill and --distill-temp weigh a teacher's term: give --teacher too")
+    if args.teacher:
+        args.distill = DISTILL_DEFAULTS[0] if args.distill is None else args.distill
+        args.distill_temp = DISTILL_DEFAULTS[1] if args.distill_temp is None else args.distill_temp
+        if not 0.0 < args.distill <= 1.0:
+            ap.error("--distill must be above 0 and at most 1 (0 would pay for a teacher and not use it)")
+        if not 0.5 <= args.distill_temp <= 10.0:
+            ap.error("--distill-temp must be between 0.5 and 10")
     if args.extra_data and not (Path(args.extra_data) / "train").is_dir():
         ap.error(f"--extra-data {args.extra_data}: no train/ folder there (give --extra-data '' to train without it)")
     try:
@@ -476,12 +485,20 @@ def main(argv=None):
         print(f"fold-in: train + val with {args.fold_in_val}'s recipe; its choices: epoch {fold_in['epoch']} "
               f"({fold_in['weights']} weights), WiSE-FT mix {fold_in['wise_alpha']}, probe L2 {args.probe_wd}")
     teacher, args.teacher_sha256 = None, None
-    if args.teacher:  # refused before minutes of loading photos where it can be (its classes: once they are read)
+    if args.teacher:  # refused before minutes of loading photos
         try:
             teacher = distill.Teacher(Path(args.teacher), spec, threads=args.threads)
+            if (data / "train").is_dir():
+                teacher.require_classes(list_images(data / "train")[1])
         except distill.TeacherError as e:
             ap.error(str(e))
+        if teacher.origin["in_sample"] and not fold_in:
+            ap.error(f"--teacher {args.teacher}: that model was trained on val too (its card lists in_sample "
+                     f"figures); val chooses this run's checkpoint, so its teacher must not have seen it")
         args.teacher_sha256 = teacher.sha256  # recorded with the args: the file, not only its name, is the recipe
+        if fold_in and fold_in["train_only_args"].get("teacher_sha256") != teacher.sha256:
+            ap.error(f"--fold-in-val: the train-only run's teacher was another file (sha256 "
+                     f"{str(fold_in['train_only_args'].get('teacher_sha256'))[:12]}..., this one {teacher.sha256[:12]}...)")
         print(f"teacher: {args.teacher} (sha256 {teacher.sha256[:12]}...), {args.distill:g} of the loss at "
               f"temperature {args.distill_temp:g}")
     train_ds = FolderDataset(data / "train", spec, train=True, seed=args.seed, clean=args.clean_fraction,
@@ -507,12 +524,6 @@ def main(argv=None):
             extra_val = FolderDataset(extra / "val", spec, train=False, classes=train_ds.classes)
     held_out = f"{len(val_ds)} val" if val_ds is not None else "no val (folded in)"
     print(f"loaded {len(train_ds)} train / {held_out} images in {time.time() - t0:.0f} s; classes {train_ds.classes}")
-
-    if teacher is not None:
-        try:
-            teacher.require_classes(train_ds.classes)
-        except distill.TeacherError as e:
-            ap.error(str(e))
 
     weights = robust.class_weights_for(train_ds.labels, len(train_ds.classes))
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=args.label_smoothing)
@@ -627,13 +638,13 @@ def main(argv=None):
         torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "args": vars(args),
                     "ema_updates": ema.updates, "history": history, "best": best, "epoch": epoch,
                     "rng": {"shuffle": g.get_state(), "torch": torch.get_rng_state()}}, out / "last.pt")
-        write_history(out, history, best, args, precision_record, fold_in)
+        write_history(out, history, best, args, precision_record, fold_in, teacher)
         plot_curves(history, out / "training_curve.png")
     if probe_report is not None:
         best = {**best, "probe": probe_report}
     if wise:
         best = choose_mix(model, probe_state, wise, best, (val_dl, cross_dl, extra_dl), train_ds.classes, args, out)
-    write_history(out, history, best, args, precision_record, fold_in)
+    write_history(out, history, best, args, precision_record, fold_in, teacher)
     print(f"best: {json.dumps(best)}; total {(time.time() - t0) / 60:.1f} min")
     return 0
 
