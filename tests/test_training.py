@@ -227,6 +227,15 @@ def _board_photos(root, classes=("glass", "paper"), per_class=2):
             cv2.imwrite(str(root / cls / f"{j}.png"), img[..., ::-1])
 
 
+def _tiny_run(tmp_path, train=3, val=1, batch=2):
+    """Board photos in train/ and val/ and the flags of a one-epoch run on them: (data, out, argv)."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    _board_photos(data / "train", per_class=train)
+    _board_photos(data / "val", per_class=val)
+    return data, out, ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", str(batch),
+                       "--epochs", "1", "--lp-views", "0", "--wise", "", "--workers", "0"]
+
+
 def _train_only_history(path, data, best, **flags):
     """A train-only run's history.json: its recorded args (the parser's, resolved) and its choices."""
     import json
@@ -435,11 +444,7 @@ def test_a_run_trains_and_exports_at_its_size(tmp_path, capsys, monkeypatch):
     from kiosk.training import train
     from kiosk.training.export import export_fp32, latency_ms
 
-    data, out = tmp_path / "data", tmp_path / "out"
-    _board_photos(data / "train", per_class=3)
-    _board_photos(data / "val", per_class=2)
-    base = ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "4", "--epochs", "1",
-            "--lp-views", "0", "--wise", "", "--workers", "0"]
+    data, out, base = _tiny_run(tmp_path, train=3, val=2, batch=4)
     with pytest.raises(SystemExit) as e:
         train.main([*base, "--size", "250"])
     assert e.value.code == 2 and "--size must be a multiple of 32" in capsys.readouterr().err
@@ -515,9 +520,7 @@ def test_a_teacher_scores_each_view_the_student_trains_on_and_the_run_records_it
     from kiosk.training import distill, export, train
     from tests.conftest import build_tiny_model
 
-    data, out = tmp_path / "data", tmp_path / "out"
-    _board_photos(data / "train", per_class=3)
-    _board_photos(data / "val", per_class=1)
+    data, out, base = _tiny_run(tmp_path)
     teacher = build_tiny_model(tmp_path / "teacher.onnx", classes=("glass", "paper"))
     seen, terms, fed = [], [], []
     real_logits, real_build = distill.Teacher.logits, train.build_model
@@ -539,9 +542,7 @@ def test_a_teacher_scores_each_view_the_student_trains_on_and_the_run_records_it
     monkeypatch.setattr(distill.Teacher, "logits", spy_logits)
     monkeypatch.setattr(distill, "distill_loss", constant_term)
     monkeypatch.setattr(train, "build_model", build_spied)
-    assert train.main(["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "2", "--epochs", "1",
-                       "--lp-views", "0", "--wise", "", "--workers", "0", "--mix", "1", "--teacher", str(teacher),
-                       "--distill", "0.7", "--distill-temp", "3"]) == 0
+    assert train.main([*base, "--mix", "1", "--teacher", str(teacher), "--distill", "0.7", "--distill-temp", "3"]) == 0
     assert len(seen) == len(terms) == len(fed) == 3  # 6 photos, batches of 2: every step
     session = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
     for (views, soft), (used, temperature, graded), student_input in zip(seen, terms, fed):
@@ -572,11 +573,7 @@ def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name_before_the_phot
     from kiosk.training import train
     from tests.conftest import build_tiny_model
 
-    data, out = tmp_path / "data", tmp_path / "out"
-    _board_photos(data / "train", per_class=2)
-    _board_photos(data / "val", per_class=1)
-    base = ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "2", "--epochs", "1",
-            "--lp-views", "0", "--wise", "", "--workers", "0"]
+    data, out, base = _tiny_run(tmp_path, train=2)
 
     def refused(*flags):
         with pytest.raises(SystemExit) as e:
