@@ -95,3 +95,17 @@ def test_scripted_classifier():
     assert s.classify(img).score == 0.4
     with pytest.raises(ValueError, match="unknown classes"):
         ScriptedClassifier(CLASSES, ["banana"])
+
+
+def test_infer_is_the_model_step_of_scores_and_takes_one_input(tiny_model):
+    """scores = preprocessing + infer (what a training run's teacher calls on its views); the graph answers
+    one input at a time, so a batch is refused rather than answered for its first row only."""
+    from kiosk.preprocess import model_input
+
+    clf = OnnxClassifier(tiny_model, threads=1)
+    rgb = np.zeros((300, 400, 3), np.uint8)
+    rgb[:, :200] = PROTOTYPES["glass"]
+    x = model_input(rgb, clf.spec)[None]
+    assert np.allclose(clf.infer(x), clf.scores(rgb))
+    with pytest.raises(ValueError, match="one input at a time"):
+        clf.infer(np.concatenate([x, x]))

@@ -475,11 +475,8 @@ def test_a_probe_fitted_at_another_size_is_not_reused(tmp_path, capsys):
     """probe.pt lets --resume skip the probe; its features were pooled at one input size, so only that size."""
     from kiosk.training.train import main
 
-    data, out = tmp_path / "data", tmp_path / "out"
-    _board_photos(data / "train", per_class=3)
-    _board_photos(data / "val", per_class=2)
-    base = ["--data", str(data), "--extra-data", "", "--out", str(out), "--batch", "4", "--epochs", "1",
-            "--lp-views", "1", "--wise", "", "--workers", "0", "--probe-wd", "0.01"]
+    _, _, base = _tiny_run(tmp_path, train=3, val=2, batch=4)
+    base += ["--lp-views", "1", "--probe-wd", "0.01"]
     assert main([*base, "--size", "160"]) == 0  # a new run into the same folder finds the probe there
     assert main([*base, "--size", "160"]) == 0 and "linear probe: reused" in capsys.readouterr().out
     assert main([*base, "--size", "192"]) == 0 and "linear probe: reused" not in capsys.readouterr().out
