@@ -174,3 +174,14 @@ def test_kiosk_bench_times_the_frame_path_and_the_mirror(tmp_path, capsys):
     mirror = result["test_time_mirror"]
     assert mirror["off"]["median_ms"] > 0 and mirror["on"]["median_ms"] > 0
     assert "test-time mirror" in capsys.readouterr().out
+
+
+def test_form_advice_is_written_from_the_exports_own_timings():
+    from kiosk.training.export import form_advice
+
+    # the shipped card's figures: S8S8 was 1.8x fp32's speed, so "no faster than fp32" would be false
+    advice = form_advice({"s8s8": 9.31, "u8s8": 8.26}, 17.22, "x86_64")
+    assert "U8S8 is the fast form" in advice and "S8S8 9.31 ms (1.8x" in advice and "no faster" not in advice
+    assert "ARM64" in advice
+    swapped = form_advice({"s8s8": 3.0, "u8s8": 6.0}, 9.0, "aarch64")
+    assert "S8S8 is the fast form" in swapped and "not measured here" not in swapped
