@@ -179,7 +179,7 @@ def test_kiosk_bench_times_the_frame_path_and_the_mirror(tmp_path, capsys):
 def test_form_advice_is_written_from_the_exports_own_timings():
     from kiosk.training.export import form_advice
 
-    # the shipped card's figures: S8S8 was 1.8x fp32's speed, so "no faster than fp32" would be false
+    # run B's card's figures (shipped until run Q): S8S8 was 1.8x fp32's speed, so "no faster than fp32" would be false
     advice = form_advice({"s8s8": 9.31, "u8s8": 8.26}, 17.22, "x86_64")
     assert "U8S8 is the fast form" in advice and "S8S8 9.31 ms (1.8x" in advice and "no faster" not in advice
     assert "ARM64" in advice
