@@ -605,6 +605,12 @@ def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name_before_the_phot
     recorded["args"]["teacher_sha256"] = "0" * 64  # the train-only run learned from another file of that name
     ref.write_text(json.dumps(recorded))
     assert "teacher was another file" in refused("--teacher", str(good), "--fold-in-val", str(ref))
+    moved = tmp_path / "teachers" / "good.onnx"  # the file under another path, as a clone keeps it
+    moved.parent.mkdir()
+    for suffix in (".onnx", ".json"):
+        moved.with_suffix(suffix).write_bytes(good.with_suffix(suffix).read_bytes())
+    assert "teacher was another file" in refused("--teacher", str(moved), "--fold-in-val", str(ref))  # its digest decides
+    assert "differs from the train-only run's in teacher" in refused("--fold-in-val", str(ref))  # none at all
     monkeypatch.setattr(train, "FolderDataset", real_dataset)
     assert train.main([*base, "--teacher", str(good)]) == 0
     build_tiny_model(tmp_path / "good.onnx", classes=("glass", "paper"), sharpness=2.0)  # another file, same name

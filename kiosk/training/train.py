@@ -389,7 +389,10 @@ def fold_in_plan(path: Path, args, ap: argparse.ArgumentParser) -> dict:
         ap.error(f"--fold-in-val {path}: that run was itself trained on val; give its train-only run's history")
     if Path(args.out).resolve() == Path(path).resolve().parent:
         ap.error(f"--fold-in-val: --out {args.out} is the train-only run's own folder; give a new one")
-    changed = [k for k in RECIPE_KEYS + ("epochs",) if recorded[k] != getattr(args, k)]
+    # the teacher is its file, not the path it had: a clone keeps it elsewhere, and its digest is checked on load
+    same = {"teacher": lambda old, new: bool(old) == bool(new)}
+    changed = [k for k in RECIPE_KEYS + ("epochs",)
+               if not same.get(k, lambda old, new: old == new)(recorded[k], getattr(args, k))]
     if changed:  # --epochs too: the schedule's length decides what the chosen epoch's weights are
         hint = train_command({**ref_args, "out": args.out, "fold_in_val": str(path),
                               "probe_wd": probe.get("weight_decay", args.probe_wd)})
