@@ -44,6 +44,20 @@ def test_reliability_by_hand():
     assert table["ece"] < 0.01
 
 
+def test_ece_floor_is_what_right_scores_measure_on_so_few_items():
+    """The floor is the ECE of perfectly calibrated scores: zero when sure and right, about
+    E|mean of N coin flips - 1/2| = sqrt(2 / pi) x 0.5 / sqrt(N) for N items at 0.5, shrinking with N."""
+    from kiosk.model.calibration import ece_floor
+
+    assert ece_floor(np.ones(50)) == 0.0 and ece_floor([]) == 0.0
+    assert ece_floor(np.full(100, 0.5)) == pytest.approx(np.sqrt(2 / np.pi) * 0.5 / 10, abs=0.006)
+    assert ece_floor(np.full(100, 0.5)) == ece_floor(np.full(100, 0.5))  # fixed seed: a figure re-made is the same
+    spread = np.random.default_rng(2).uniform(0.4, 1.0, 4000)
+    assert ece_floor(spread[:40]) > 4 * ece_floor(spread)
+    table = reliability(spread[:379], np.ones(379, bool))
+    assert table["ece_floor"] == ece_floor(spread[:379]) and table["ece"] > table["ece_floor"]  # always right: under-confident
+
+
 def _card(model):
     return json.loads(card_path(model).read_text())
 
@@ -134,3 +148,6 @@ def test_eval_reports_calibration(tiny_model, tmp_path):
     assert cal["count"] == len(CLASSES)
     top = [clf.classify(img).score for img, _ in images]
     assert cal["ece"] == pytest.approx(float(np.mean([1 - s for s in top])))  # all right: ECE = 1 - mean score
+    from kiosk.model.calibration import ece_floor
+
+    assert cal["ece_floor"] == ece_floor(top)  # beside it, what right scores would measure on so few photos

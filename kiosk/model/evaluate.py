@@ -139,7 +139,9 @@ def run_eval(args) -> int:
     if "calibration" in rep:
         card = clf.card
         print(f"\ncalibration: expected calibration error {rep['calibration']['ece'] * 100:.1f} % "
-              f"(temperature {card.temperature:g} from the card; test-time mirror {'on' if card.mirror else 'off'})")
+              f"(temperature {card.temperature:g} from the card; test-time mirror {'on' if card.mirror else 'off'}); "
+              f"perfectly calibrated scores would measure {rep['calibration']['ece_floor'] * 100:.1f} % on these "
+              f"{rep['calibration']['count']} photos")
     if rep.get("as_kiosk"):
         med = rep["median_decision_s"]
         timing = f"median {med:.2f} s from seen to decided" if med is not None else "no decisions"
