@@ -47,7 +47,7 @@ def test_reliability_by_hand():
 def test_ece_floor_is_what_right_scores_measure_on_so_few_items():
     """The floor is the ECE of perfectly calibrated scores: zero when sure and right, about
     E|mean of N coin flips - 1/2| = sqrt(2 / pi) x 0.5 / sqrt(N) for N items at 0.5, shrinking with N."""
-    from kiosk.model.calibration import ece_floor
+    from kiosk.model.calibration import ece_by_chance, ece_floor
 
     assert ece_floor(np.ones(50)) == 0.0 and ece_floor([]) == 0.0
     assert ece_floor(np.full(100, 0.5)) == pytest.approx(np.sqrt(2 / np.pi) * 0.5 / 10, abs=0.006)
@@ -56,6 +56,8 @@ def test_ece_floor_is_what_right_scores_measure_on_so_few_items():
     assert ece_floor(spread[:40]) > 4 * ece_floor(spread)
     table = reliability(spread[:379], np.ones(379, bool))
     assert table["ece_floor"] == ece_floor(spread[:379]) and table["ece"] > table["ece_floor"]  # always right: under-confident
+    chance = ece_by_chance(spread[:379])
+    assert chance["floor"] < chance["p95"] == table["ece_floor_p95"] < table["ece"]
 
 
 def _card(model):

@@ -564,6 +564,7 @@ def torch_equal(a, b) -> bool:
 
 
 def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name_before_the_photos_load(tmp_path, capsys, monkeypatch):
+    import hashlib
     import json
 
     from kiosk.classifier import ModelCard
@@ -611,7 +612,16 @@ def test_a_teacher_that_cannot_teach_this_run_is_refused_by_name_before_the_phot
         moved.with_suffix(suffix).write_bytes(good.with_suffix(suffix).read_bytes())
     assert "teacher was another file" in refused("--teacher", str(moved), "--fold-in-val", str(ref))  # its digest decides
     assert "differs from the train-only run's in teacher" in refused("--fold-in-val", str(ref))  # none at all
+    untaught = _train_only_history(tmp_path / "unt.json", data, {"epoch": 1, "weights": "ema"},
+                                    argv=["--lp-views", "0", "--wise", "", "--batch", "2", "--epochs", "1"])
+    assert "differs from the train-only run's in teacher" in refused("--teacher", str(good), "--fold-in-val", str(untaught))
     monkeypatch.setattr(train, "FolderDataset", real_dataset)
     assert train.main([*base, "--teacher", str(good)]) == 0
+    # the same file moved (as a clone keeps it under teachers/): the fold-in runs, the move is not a new recipe
+    recorded["args"]["teacher_sha256"] = hashlib.sha256(good.read_bytes()).hexdigest()
+    ref.write_text(json.dumps(recorded))
+    assert train.main([*base, "--out", str(tmp_path / "folded"), "--teacher", str(moved), "--fold-in-val", str(ref)]) == 0
+    assert json.loads((tmp_path / "folded" / "history.json").read_text())["fold_in"]["epoch"] == 1
+    assert train.main([*base, "--teacher", str(moved), "--resume", "--epochs", "1"]) == 0  # resumed from the moved file too
     build_tiny_model(tmp_path / "good.onnx", classes=("glass", "paper"), sharpness=2.0)  # another file, same name
     assert "different recipe (teacher_sha256)" in refused("--teacher", str(good), "--resume", "--epochs", "2")

@@ -56,18 +56,23 @@ def fit_temperature(logits, labels) -> float:
     return float(math.exp((lo + hi) / 2))
 
 
-def ece_floor(confidences, bins: int = 15, draws: int = 300, seed: int = 0) -> float:
-    """The ECE that perfectly calibrated scores with these confidences would show on average on this many items.
+def ece_by_chance(confidences, bins: int = 15, draws: int = 300, seed: int = 0) -> dict:
+    """What perfectly calibrated scores with these confidences would measure on this many items:
+    the mean ECE (``floor``) and the one exceeded one time in 20 (``p95``).
 
     A few hundred photos leave few in most bins, so even right scores measure some error: on 379
-    ``val`` photos about 3 %, the issue's goal. A figure near its floor cannot tell calibrations apart.
+    ``val`` photos about 3 %, the issue's goal. A figure under ``p95`` cannot tell calibrations apart.
     Monte Carlo: each item right with the probability its confidence gives; fixed seed, so repeatable.
     """
     conf = np.asarray(confidences, dtype=np.float64)
-    if conf.size == 0:
-        return 0.0
     rng = np.random.default_rng(seed)
-    return float(np.mean([_ece(conf, rng.random(conf.size) < conf, bins) for _ in range(draws)]))
+    eces = [_ece(conf, rng.random(conf.size) < conf, bins) for _ in range(draws)] if conf.size else [0.0]
+    return {"floor": float(np.mean(eces)), "p95": float(np.percentile(eces, 95))}
+
+
+def ece_floor(confidences, bins: int = 15) -> float:
+    """The mean ECE of perfectly calibrated scores with these confidences (:func:`ece_by_chance`)."""
+    return ece_by_chance(confidences, bins)["floor"]
 
 
 def _bin_index(conf: np.ndarray, bins: int) -> np.ndarray:
@@ -85,8 +90,8 @@ def _ece(conf: np.ndarray, hit: np.ndarray, bins: int) -> float:
 def reliability(confidences, correct, bins: int = 15) -> dict:
     """Expected calibration error and its table: per equal-width confidence bin, count, accuracy, mean confidence.
 
-    ECE = sum over bins of (bin share) x |accuracy - confidence|; ``ece_floor``: what perfectly
-    calibrated scores would show here (:func:`ece_floor`).
+    ECE = sum over bins of (bin share) x |accuracy - confidence|; ``ece_floor`` and ``ece_floor_p95``:
+    what perfectly calibrated scores would measure here (:func:`ece_by_chance`).
     """
     conf = np.asarray(confidences, dtype=np.float64)
     hit = np.asarray(correct, dtype=np.float64)
@@ -98,7 +103,15 @@ def reliability(confidences, correct, bins: int = 15) -> dict:
         if sel.any():
             rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(sel.sum()),
                          "accuracy": float(hit[sel].mean()), "confidence": float(conf[sel].mean())})
-    return {"ece": _ece(conf, hit, bins), "ece_floor": ece_floor(conf, bins), "bins": rows, "count": int(len(conf))}
+    chance = ece_by_chance(conf, bins)
+    return {"ece": _ece(conf, hit, bins), "ece_floor": chance["floor"], "ece_floor_p95": chance["p95"],
+            "bins": rows, "count": int(len(conf))}
+
+
+def describe_floor(floor: float, p95: float, count: int) -> str:
+    """:func:`ece_by_chance`'s figures in words (``kiosk eval`` and ``kiosk export`` print them)."""
+    return (f"perfectly calibrated scores would measure {floor * 100:.1f} % on average on these {count} photos, "
+            f"over {p95 * 100:.1f} % one time in 20")
 
 
 def plot_reliability(table: dict, path, title: str = "") -> None:

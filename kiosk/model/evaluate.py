@@ -15,7 +15,7 @@ from typing import Optional
 
 from kiosk.model import degrade as degrade
 from kiosk.classifier import OnnxClassifier
-from kiosk.model.calibration import plot_reliability, reliability
+from kiosk.model.calibration import describe_floor, plot_reliability, reliability
 from kiosk.model.dataset import list_images, read_rgb
 from kiosk.model.metrics import classification_report
 from kiosk.preprocess import ClaheSettings
@@ -137,11 +137,10 @@ def run_eval(args) -> int:
     rep.update({"model": str(model_path), "data": str(data), "clahe": clahe.enabled, "degradation": args.degrade})
     print(format_report(rep))
     if "calibration" in rep:
-        card = clf.card
+        card, cal = clf.card, rep["calibration"]
         print(f"\ncalibration: expected calibration error {rep['calibration']['ece'] * 100:.1f} % "
               f"(temperature {card.temperature:g} from the card; test-time mirror {'on' if card.mirror else 'off'}); "
-              f"perfectly calibrated scores would measure {rep['calibration']['ece_floor'] * 100:.1f} % on these "
-              f"{rep['calibration']['count']} photos")
+              f"{describe_floor(cal['ece_floor'], cal['ece_floor_p95'], cal['count'])}")
     if rep.get("as_kiosk"):
         med = rep["median_decision_s"]
         timing = f"median {med:.2f} s from seen to decided" if med is not None else "no decisions"

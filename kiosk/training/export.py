@@ -45,7 +45,7 @@ import numpy as np
 from kiosk.classifier import ModelCard, OnnxClassifier, card_path
 from kiosk.model.cpuinfo import cpu_info
 from kiosk.model.dataset import list_images, read_rgb
-from kiosk.model.calibration import fit_temperature, reliability, softmax_rows
+from kiosk.model.calibration import describe_floor, fit_temperature, reliability, softmax_rows
 from kiosk.model.evaluate import evaluate, robustness
 from kiosk.model.sessions import golden_inputs, inputs_digest, make_session, run_batch
 from kiosk.model.metrics import classification_report
@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 # a fold-in model's figures computed on TrashNet val, which it was trained on (the card's in_sample)
 IN_SAMPLE = ["metrics_val", "robustness_val_top1", "metrics_sources.trashnet_val_composited", "val_top1_per_path",
              "test_time.val_top1", "calibration.val_ece_before", "calibration.val_ece_after",
+             "calibration.val_ece_floor", "calibration.val_ece_floor_p95",
              "quantization.forms_measured_here"]
 
 
@@ -327,7 +328,7 @@ def calibrate(model: Path, images, labels, mirror: bool, threads: int,
             "val_ece_before": reliability(softmax_rows(chosen).max(1), correct)["ece"],
             "val_ece_after": after["ece"],
             # what perfectly calibrated scores would measure on val's few hundred photos (the goal's noise)
-            "val_ece_floor": after["ece_floor"],
+            "val_ece_floor": after["ece_floor"], "val_ece_floor_p95": after["ece_floor_p95"],
         },
     }
     return record, t
@@ -363,6 +364,7 @@ def teacher_clause(history: dict) -> str:
 def _short(rep: dict) -> dict:
     return {"images": rep["count"], "top1": rep["top1"], "macro_f1": rep["macro_f1"],
             "ece": rep["calibration"]["ece"], "ece_floor": rep["calibration"]["ece_floor"],
+            "ece_floor_p95": rep["calibration"]["ece_floor_p95"],
             "recall": {c: round(v["recall"], 4) for c, v in rep["per_class"].items() if v["support"]}}
 
 
@@ -478,8 +480,8 @@ def main(argv=None) -> int:
     base_card = dict(base_card, temperature=round(temperature, 4), test_time={"mirror": args.mirror})
     ModelCard.write(final, dict(base_card, self_check=check))  # every figure below: as the kiosk reads scores
     print(f"mirror: val top-1 {calib['test_time']['val_top1']}; temperature {temperature:.3f}, val ECE "
-          f"{calib['calibration']['val_ece_before'] * 100:.1f} % -> {calib['calibration']['val_ece_after'] * 100:.1f} % (perfectly calibrated scores would measure "
-          f"{calib['calibration']['val_ece_floor'] * 100:.1f} % here)")
+          f"{calib['calibration']['val_ece_before'] * 100:.1f} % -> {calib['calibration']['val_ece_after'] * 100:.1f} % ("
+          f"{describe_floor(calib['calibration']['val_ece_floor'], calib['calibration']['val_ece_floor_p95'], len(val_y))})")
     rob = robustness(final, val_images, args.threads, spec.clahe)
     rep = evaluate(OnnxClassifier(final, threads=args.threads), val_images)  # the kiosk's own path, on this CPU
     extra = history["args"].get("extra_data") or ""

@@ -390,9 +390,8 @@ def fold_in_plan(path: Path, args, ap: argparse.ArgumentParser) -> dict:
     if Path(args.out).resolve() == Path(path).resolve().parent:
         ap.error(f"--fold-in-val: --out {args.out} is the train-only run's own folder; give a new one")
     # the teacher is its file, not the path it had: a clone keeps it elsewhere, and its digest is checked on load
-    same = {"teacher": lambda old, new: bool(old) == bool(new)}
     changed = [k for k in RECIPE_KEYS + ("epochs",)
-               if not same.get(k, lambda old, new: old == new)(recorded[k], getattr(args, k))]
+               if (bool(recorded[k]) != bool(args.teacher) if k == "teacher" else recorded[k] != getattr(args, k))]
     if changed:  # --epochs too: the schedule's length decides what the chosen epoch's weights are
         hint = train_command({**ref_args, "out": args.out, "fold_in_val": str(path),
                               "probe_wd": probe.get("weight_decay", args.probe_wd)})
@@ -563,7 +562,8 @@ def main(argv=None):
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
         old = {**vars(ap.parse_args([])), **ck.get("args", {})}  # a flag newer than the checkpoint: its default
-        changed = [k for k in RECIPE_KEYS if k != "wise" and old[k] != getattr(args, k)]
+        # the teacher by its digest, not its path (a moved file is the same teacher)
+        changed = [k for k in RECIPE_KEYS if k not in ("wise", "teacher") and old[k] != getattr(args, k)]
         changed += [k for k in ("fold_in_val", "probe_wd", "teacher_sha256") if old.get(k) != getattr(args, k)]
         if changed:  # a resumed run must be the run its card will describe
             ap.error(f"--resume with a different recipe ({', '.join(changed)}); start a new --out instead")
