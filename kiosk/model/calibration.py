@@ -70,11 +70,6 @@ def ece_by_chance(confidences, bins: int = 15, draws: int = 300, seed: int = 0) 
     return {"floor": float(np.mean(eces)), "p95": float(np.percentile(eces, 95))}
 
 
-def ece_floor(confidences, bins: int = 15) -> float:
-    """The mean ECE of perfectly calibrated scores with these confidences (:func:`ece_by_chance`)."""
-    return ece_by_chance(confidences, bins)["floor"]
-
-
 def _bin_index(conf: np.ndarray, bins: int) -> np.ndarray:
     return np.clip(np.digitize(conf, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
 
